@@ -1,0 +1,61 @@
+"""The ``fashion-lab`` command: a thin dispatcher. Imports nothing heavy until a command runs.
+
+Every command takes Hydra overrides (``key=value``), so ``tracking.uri=...`` points any
+of them at a store. ``fashion-lab --help`` must stay fast: no TensorFlow, no MLflow here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+# name -> ("module:function", one-line help). Each function takes the remaining argv and returns an exit code.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("fashion_lab.commands:train_command", "train one configuration (add -m for a Hydra multirun sweep)"),
+}
+
+USAGE = """usage: fashion-lab COMMAND [hydra overrides...]
+
+fashion-lab: Hydra-composed Keras CNN experiments on Fashion-MNIST, recorded in MLflow.
+
+commands:
+{commands}
+
+Overrides compose conf/, e.g.
+  fashion-lab train data=small model.bn_placement=before optimizer=adam trainer.epochs=3
+  fashion-lab train --help      # every config group and key, with current values
+Any command accepts tracking.uri=... (default: sqlite:///mlflow.db in the current directory).
+"""
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+    return USAGE.format(commands="\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter hides real output
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"fashion-lab: error: unknown command {name!r}; choose from: {', '.join(COMMANDS)}",
+              file=sys.stderr)
+        return 2
+    module, function = COMMANDS[name][0].split(":")
+    try:
+        return int(getattr(importlib.import_module(module), function)(rest) or 0)
+    except KeyboardInterrupt:
+        print("fashion-lab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Config schemas (dataclasses in Hydra's ConfigStore) and the range checks types can't express.
+
+The YAML files under ``conf/`` hold every default value users see; these schemas
+give them types, enums and a closed set of keys, so a typo'd key or a wrong type
+fails at composition, before any data is loaded or any run is created.
+Importing this module must stay cheap: no TensorFlow, no MLflow.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+
+
+class DataName(enum.Enum):
+    fashion_mnist = "fashion_mnist"
+    synthetic = "synthetic"
+
+
+class BNPlacement(enum.Enum):
+    after = "after"    # the tutorial: Conv -> ReLU -> BN
+    before = "before"  # Conv -> BN -> ReLU
+    none = "none"
+
+
+class Pooling(enum.Enum):
+    max = "max"
+    avg = "avg"
+    l2 = "l2"
+
+
+class OptimizerName(enum.Enum):
+    sgd = "sgd"
+    adam = "adam"
+    rmsprop = "rmsprop"
+    adamw = "adamw"
+
+
+@dataclass
+class DataConfig:
+    name: DataName = DataName.fashion_mnist
+    dir: Optional[str] = None            # searched first; then $FASHION_MNIST_DIR, Debian, Keras cache
+    download: bool = False               # never touch the network unless asked
+    url: str = "https://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+    val_samples: int = 5000              # held out of the training set, stratified
+    train_samples: Optional[int] = None  # stratified subset of the remaining training images; None = all
+    split_seed: int = 0                  # fixed across trainer seeds so repeats see the same split
+    cache: bool = True                   # reuse verified parsed arrays (see data.py)
+    synthetic_train: int = 1000          # data=synthetic only: images generated per split
+    synthetic_test: int = 300
+
+
+@dataclass
+class ModelConfig:
+    name: str = "tutorial_cnn"
+    filters: List[int] = field(default_factory=lambda: [32, 64])
+    convs_per_stack: int = 2
+    kernel_size: int = 3
+    bn_placement: BNPlacement = BNPlacement.after
+    conv_dropout: float = 0.0
+    pooling: Pooling = Pooling.max
+    dense_units: int = 512
+    dense_dropout: float = 0.5
+
+
+@dataclass
+class OptimizerConfig:
+    # Neutral defaults: each conf/optimizer/*.yaml states its own values, and
+    # switching optimizer=adam must not inherit SGD's momentum.
+    name: OptimizerName = OptimizerName.sgd
+    learning_rate: float = 0.01
+    momentum: Optional[float] = None      # sgd, rmsprop
+    nesterov: bool = False                # sgd only
+    weight_decay: Optional[float] = None  # decoupled decay (adamw); L2-style elsewhere
+    decay: float = 0.0                    # legacy Keras 2 per-step inverse-time decay: lr0 / (1 + decay * step)
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    seed: int = 0
+    deterministic: bool = False            # TF op determinism: bit-identical reruns, slower
+    early_stopping_patience: Optional[int] = None  # epochs without val_accuracy gain; None = off
+    verbose: str = "auto"                  # Keras: auto (bar on a terminal, a line per epoch otherwise), 0, 1, 2
+    jit_compile: bool = False
+    threads: Optional[int] = None          # TF intra-op threads; None = TensorFlow's default
+
+
+@dataclass
+class TrackingConfig:
+    enabled: bool = True
+    uri: str = "sqlite:///mlflow.db"       # relative to the directory the command runs in
+    experiment: str = "fashion-lab"
+    artifact_location: Optional[str] = None  # None: next to a sqlite store, else the server's default
+    run_name: Optional[str] = None
+    log_weights: bool = True
+    log_plots: bool = True
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+def register_configs() -> None:
+    """Register the schemas so ``conf/config.yaml`` can extend them."""
+    cs = ConfigStore.instance()
+    cs.store(name="fashion_lab_schema", node=Config)
+
+
+class ConfigError(ValueError):
+    """A config value is out of its allowed range; the message names key, value and what is allowed."""
+
+
+def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is not allowed: {allowed}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check ranges and cross-field rules. Raises ConfigError before any work starts."""
+    m, o, t, d = cfg.model, cfg.optimizer, cfg.trainer, cfg.data
+    filters = list(m.filters)
+    _check(len(filters) >= 1 and all(isinstance(f, int) and f > 0 for f in filters),
+           "model.filters", filters, "a non-empty list of positive integers, e.g. [32,64]")
+    _check(m.convs_per_stack >= 1, "model.convs_per_stack", m.convs_per_stack, "an integer >= 1")
+    _check(m.kernel_size >= 1, "model.kernel_size", m.kernel_size, "an integer >= 1")
+    _check(m.dense_units >= 1, "model.dense_units", m.dense_units, "an integer >= 1")
+    for key in ("conv_dropout", "dense_dropout"):
+        _check(0.0 <= m[key] < 1.0, f"model.{key}", m[key], "0 <= dropout < 1 (0 = off)")
+    # Each 2x2 pooling halves the image; 28 px allows at most 4 stacks.
+    _check(len(filters) <= 4, "model.filters", filters, "at most 4 stacks for 28x28 images")
+
+    _check(o.learning_rate > 0, "optimizer.learning_rate", o.learning_rate, "a number > 0")
+    _check(o.decay >= 0, "optimizer.decay", o.decay, "a number >= 0 (0 = constant rate)")
+    name = OptimizerName(o.name).value if not isinstance(o.name, OptimizerName) else o.name.value
+    if o.momentum is not None:
+        _check(name in ("sgd", "rmsprop"), "optimizer.momentum", o.momentum,
+               f"only for optimizer.name sgd or rmsprop (got {name}); leave it null")
+        _check(0.0 <= o.momentum < 1.0, "optimizer.momentum", o.momentum, "0 <= momentum < 1")
+    if o.nesterov:
+        _check(name == "sgd", "optimizer.nesterov", o.nesterov, f"only for optimizer.name sgd (got {name})")
+    if o.weight_decay is not None:
+        _check(o.weight_decay >= 0, "optimizer.weight_decay", o.weight_decay, "a number >= 0")
+
+    _check(t.epochs >= 1, "trainer.epochs", t.epochs, "an integer >= 1")
+    _check(t.batch_size >= 1, "trainer.batch_size", t.batch_size, "an integer >= 1")
+    _check(t.seed >= 0, "trainer.seed", t.seed, "an integer >= 0")
+    _check(t.early_stopping_patience is None or t.early_stopping_patience >= 1,
+           "trainer.early_stopping_patience", t.early_stopping_patience, "null (off) or an integer >= 1")
+    _check(str(t.verbose) in ("auto", "0", "1", "2"), "trainer.verbose", t.verbose, "auto, 0, 1 or 2")
+    _check(t.threads is None or t.threads >= 1, "trainer.threads", t.threads, "null (TF default) or >= 1")
+
+    _check(d.val_samples >= 1, "data.val_samples", d.val_samples, "an integer >= 1")
+    _check(d.train_samples is None or d.train_samples >= 10, "data.train_samples", d.train_samples,
+           "null (all) or an integer >= 10 (one image per class at least)")
+    _check(d.synthetic_train >= 20, "data.synthetic_train", d.synthetic_train, "an integer >= 20")
+    _check(d.synthetic_test >= 10, "data.synthetic_test", d.synthetic_test, "an integer >= 10")
+
+
+def flatten(cfg: DictConfig | dict, prefix: str = "") -> dict[str, Any]:
+    """The resolved config as ``{"model.bn_placement": "after", ...}``: MLflow params and report columns."""
+    container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True) if isinstance(
+        cfg, (DictConfig, ListConfig)) else cfg
+    flat: dict[str, Any] = {}
+    for key, value in container.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat

@@ -1,0 +1,75 @@
+"""build_model(model_cfg): the tutorial CNN and its variants, from one config.
+
+Defaults give the tutorial's network layer for layer (1,679,082 parameters):
+    [Conv(32) -> ReLU -> BN] x2 -> MaxPool 2x2 -> [Conv(64) -> ReLU -> BN] x2 -> MaxPool 2x2
+    -> Flatten -> Dense(512) -> ReLU -> BN -> Dropout(0.5) -> Dense(10) -> softmax
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+from fashion_lab.config import BNPlacement, Pooling
+
+
+@keras.saving.register_keras_serializable(package="fashion_lab")
+class L2Pooling2D(layers.Layer):
+    """L2-norm pooling: sqrt of the sum of squares over each window (the lecture's third pooling)."""
+
+    def __init__(self, pool_size=2, epsilon=1e-7, **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size = pool_size
+        self.epsilon = epsilon  # keeps the gradient finite where ReLU outputs are all zero
+
+    def call(self, inputs):
+        window = self.pool_size * self.pool_size
+        mean_square = ops.average_pool(ops.square(inputs), self.pool_size, strides=self.pool_size)
+        return ops.sqrt(mean_square * window + self.epsilon)
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        return (n, h // self.pool_size if h else None, w // self.pool_size if w else None, c)
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": self.pool_size, "epsilon": self.epsilon}
+
+
+def _enum(value, kind):
+    return value if isinstance(value, kind) else kind(getattr(value, "value", value))
+
+
+def _activated(x_layers: list, bn: BNPlacement) -> list:
+    """ReLU with batch norm placed as configured (the tutorial puts BN after the activation)."""
+    if bn is BNPlacement.before:
+        return x_layers + [layers.BatchNormalization(), layers.Activation("relu")]
+    if bn is BNPlacement.after:
+        return x_layers + [layers.Activation("relu"), layers.BatchNormalization()]
+    return x_layers + [layers.Activation("relu")]
+
+
+def _pooling(kind: Pooling) -> layers.Layer:
+    if kind is Pooling.max:
+        return layers.MaxPooling2D(pool_size=2)
+    if kind is Pooling.avg:
+        return layers.AveragePooling2D(pool_size=2)
+    return L2Pooling2D(pool_size=2)
+
+
+def build_model(model_cfg, input_shape=(28, 28, 1), num_classes: int = 10) -> keras.Model:
+    """The CNN described by ``model_cfg`` (a ModelConfig node), uncompiled."""
+    bn = _enum(model_cfg.bn_placement, BNPlacement)
+    stack: list = [keras.Input(shape=tuple(input_shape))]
+    for filters in model_cfg.filters:
+        for _ in range(model_cfg.convs_per_stack):
+            conv = layers.Conv2D(int(filters), model_cfg.kernel_size, padding="same")
+            stack = _activated(stack + [conv], bn)
+        stack.append(_pooling(_enum(model_cfg.pooling, Pooling)))
+        if model_cfg.conv_dropout > 0:
+            stack.append(layers.Dropout(model_cfg.conv_dropout))
+    stack.append(layers.Flatten())
+    stack = _activated(stack + [layers.Dense(model_cfg.dense_units)], bn)
+    if model_cfg.dense_dropout > 0:
+        stack.append(layers.Dropout(model_cfg.dense_dropout))
+    stack += [layers.Dense(num_classes), layers.Activation("softmax")]
+    return keras.Sequential(stack, name=str(model_cfg.name))

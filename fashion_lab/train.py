@@ -1,0 +1,144 @@
+"""train(cfg) -> RunResult: one validated config in, one Keras run and one MLflow record out."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+from omegaconf import OmegaConf
+
+from fashion_lab import plots, runtime
+from fashion_lab.config import flatten, validate
+from fashion_lab.data import Splits, load_data
+from fashion_lab.model import build_model
+from fashion_lab.optim import build_optimizer
+from fashion_lab.tracking import TAG, EpochLogger, TrainingDiverged, provenance_tags, tracked_run
+
+# Keys that never change what a run computes; left out of the repeat-group id.
+_NOT_CONFIG = ("trainer.seed", "trainer.verbose", "tracking.", "data.cache")
+
+
+@dataclass
+class RunResult:
+    run_id: Optional[str]
+    metrics: dict[str, float]                  # final: test_accuracy, best_val_accuracy, ...
+    history: pd.DataFrame                      # one row per epoch
+    model: Any = field(default=None, repr=False)
+
+
+def config_id(cfg) -> str:
+    """Same for runs that differ only by seed: groups repeats of one configuration."""
+    kept = {k: v for k, v in flatten(cfg).items() if not k.startswith(_NOT_CONFIG)}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def default_run_name(cfg, overrides: Sequence[str]) -> str:
+    """Distinguishing values first (the MLflow UI cuts names at ~25 characters)."""
+    if cfg.tracking.run_name:
+        return cfg.tracking.run_name
+    shown = [o.split(".")[-1] if "=" in o.split(".")[-1] else o for o in overrides
+             if not o.startswith(("tracking.", "hydra.", "trainer.verbose"))]
+    return " ".join(shown) or f"{cfg.model.name} {getattr(cfg.optimizer.name, 'value', cfg.optimizer.name)}"
+
+
+def _compiled_model(cfg, splits: Splits):
+    model = build_model(cfg.model, splits.input_shape, splits.num_classes)
+    model.compile(optimizer=build_optimizer(cfg.optimizer), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], jit_compile=cfg.trainer.jit_compile)
+    return model
+
+
+def _callbacks(cfg, logger):
+    import keras
+
+    callbacks = [logger, keras.callbacks.TerminateOnNaN()]
+    if cfg.trainer.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", mode="max", patience=cfg.trainer.early_stopping_patience,
+            restore_best_weights=True))
+    return callbacks
+
+
+def evaluate_test(model, splits: Splits, batch_size: int) -> tuple[dict[str, float], np.ndarray]:
+    """Test metrics from one pass over the test set, and its confusion matrix."""
+    probabilities = model.predict(splits.x_test, batch_size=max(batch_size, 256), verbose=0)
+    predicted = probabilities.argmax(axis=1)
+    truth = np.asarray(splits.y_test).astype(int)
+    picked = np.clip(probabilities[np.arange(len(truth)), truth], 1e-7, 1.0)
+    matrix = np.zeros((splits.num_classes, splits.num_classes), dtype=np.int64)
+    np.add.at(matrix, (truth, predicted), 1)
+    metrics = {"test_loss": float(-np.log(picked).mean()),
+               "test_accuracy": float((predicted == truth).mean())}
+    per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
+    metrics.update({f"test_accuracy_class_{i}": float(a) for i, a in enumerate(per_class)})
+    return metrics, matrix
+
+
+def _write_artifacts(folder: Path, cfg, model, history: pd.DataFrame, matrix, splits: Splits) -> None:
+    (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, **_: lines.append(line))
+    (folder / "model_summary.txt").write_text("\n".join(lines) + "\n")
+    history.to_csv(folder / "history.csv", index_label="epoch")
+    pd.DataFrame(matrix, index=splits.class_names, columns=splits.class_names).to_csv(
+        folder / "confusion_matrix.csv")
+    if cfg.tracking.log_weights:
+        model.save_weights(folder / "model.weights.h5")  # the tutorial's save_weights
+    if cfg.tracking.log_plots:
+        plots.learning_curves(history, folder / "learning_curves.png", title=str(cfg.model.name))
+        plots.confusion_matrix(matrix, splits.class_names, folder / "confusion_matrix.png")
+
+
+def train(cfg, *, overrides: Sequence[str] = (), run_name: Optional[str] = None,
+          parent_run_id: Optional[str] = None, tags: Optional[dict[str, str]] = None,
+          splits: Optional[Splits] = None) -> RunResult:
+    """Build data, model and optimizer from ``cfg``, fit, evaluate the test set once, record it all."""
+    validate(cfg)
+    runtime.configure(cfg.trainer)
+    splits = splits or load_data(cfg.data)
+    run_tags = {**provenance_tags(list(overrides), cfg.trainer.seed),
+                TAG + "data_digest": splits.digest, TAG + "config_id": config_id(cfg), **(tags or {})}
+    name = run_name or default_run_name(cfg, overrides)
+    with tracked_run(cfg, run_name=name, tags=run_tags, parent_run_id=parent_run_id) as recorder:
+        recorder.dataset(splits.name, splits.digest, splits.source)
+        model = _compiled_model(cfg, splits)
+        logger = EpochLogger(recorder)
+        started = time.perf_counter()
+        fitted = model.fit(
+            splits.x_train, splits.y_train, validation_data=(splits.x_val, splits.y_val),
+            epochs=cfg.trainer.epochs, batch_size=cfg.trainer.batch_size,
+            callbacks=_callbacks(cfg, logger), verbose=runtime.keras_verbosity(cfg.trainer.verbose))
+        train_seconds = time.perf_counter() - started
+        history = pd.DataFrame(fitted.history)
+        history["learning_rate"] = logger.learning_rates[:len(history)]
+        history["epoch_seconds"] = logger.epoch_seconds[:len(history)]
+        if not np.isfinite(history["loss"]).all():  # TerminateOnNaN stopped the fit
+            raise TrainingDiverged(f"loss became {history['loss'].iloc[-1]} at epoch {len(history) - 1}; "
+                                   f"try a smaller optimizer.learning_rate (now {cfg.optimizer.learning_rate})")
+        metrics, matrix = evaluate_test(model, splits, cfg.trainer.batch_size)
+        best_epoch = int(history["val_accuracy"].idxmax())
+        metrics.update(best_val_accuracy=float(history["val_accuracy"].max()), best_epoch=best_epoch,
+                       epochs_completed=len(history), train_seconds=train_seconds,
+                       param_count=model.count_params())
+        recorder.metrics(metrics)
+        if recorder.active:
+            with tempfile.TemporaryDirectory(prefix="fashion-lab-") as folder:
+                _write_artifacts(Path(folder), cfg, model, history, matrix, splits)
+                recorder.artifacts(Path(folder))
+        return RunResult(recorder.run_id, metrics, history, model)
+
+
+def print_result(result: RunResult, stream=sys.stdout) -> None:
+    m = result.metrics
+    print(f"test_accuracy={m['test_accuracy']:.4f} test_loss={m['test_loss']:.4f} "
+          f"best_val_accuracy={m['best_val_accuracy']:.4f} (epoch {m['best_epoch']}) "
+          f"train_seconds={m['train_seconds']:.1f}" + (f" run_id={result.run_id}" if result.run_id else ""),
+          file=stream)
