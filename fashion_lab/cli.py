@@ -9,9 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from pathlib import Path
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 # name -> ("module:function", one-line help). Each function takes the remaining argv and returns an exit code.
 COMMANDS: dict[str, tuple[str, str]] = {

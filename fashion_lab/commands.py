@@ -9,8 +9,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from fashion_lab.cli import CONF_DIR
-from fashion_lab.config import ConfigError, register_configs, validate
+from fashion_lab.config import CONF_DIR, ConfigError, register_configs, validate
 
 
 def fail(message: str, code: int = 2) -> None:

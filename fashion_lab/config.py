@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from pathlib import Path
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
@@ -103,18 +104,40 @@ class TrackingConfig:
 
 
 @dataclass
+class SweepConfig:
+    """What a file in ``sweeps/`` adds besides its ``hydra.sweeper.params`` (the dimensions)."""
+    name: Optional[str] = None            # the file's name, set when it is registered
+    strategy: str = "grid"                # grid (Hydra multirun) | random | bayesian | hyperband (KerasTuner)
+    conditions: Dict[str, str] = field(default_factory=dict)  # tuner: key -> "choice=value" it depends on
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
 
 
-def register_configs() -> None:
-    """Register the schemas so ``conf/config.yaml`` can extend them."""
+REPO_DIR = Path(__file__).resolve().parent.parent
+CONF_DIR = REPO_DIR / "conf"
+SWEEPS_DIR = REPO_DIR / "sweeps"
+
+
+def register_configs(sweeps_dir: Path = SWEEPS_DIR) -> None:
+    """Register the schema, and every ``sweeps/NAME.yaml`` as option NAME of the ``sweep`` group.
+
+    Sweep files live at the top level (``sweeps/``) but compose like any config group:
+    ``fashion-lab train -m sweep=bn_placement`` is what ``fashion-lab sweep bn_placement`` runs.
+    """
     cs = ConfigStore.instance()
     cs.store(name="fashion_lab_schema", node=Config)
+    for path in sorted(Path(sweeps_dir).glob("*.yaml")):
+        node = OmegaConf.load(path)
+        OmegaConf.update(node, "sweep.name", path.stem, force_add=True)
+        cs.store(group="sweep", name=path.stem, node=node, package="_global_")
 
 
 class ConfigError(ValueError):

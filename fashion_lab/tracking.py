@@ -287,3 +287,49 @@ def tracked_run(cfg, *, run_name: str, tags: dict[str, str],
         if reason:
             recorder.tags({TAG + "failure": reason})
         client.set_terminated(recorder.run_id, status=status)
+
+
+# --- sweeps and searches: one parent run, its points/trials as children ---------------------
+
+def open_parent_run(tracking_cfg, *, name: str, role: str, strategy: str, sweep_name: str,
+                    swept_keys: list[str], definition: str, tags: Optional[dict[str, str]] = None) -> str:
+    """Create the experiment (once) and the parent run of a sweep or search; returns its run id.
+
+    Called once in the launching process before any point starts, so parallel points never
+    race to create either. ``definition`` (YAML text) is stored as the parent's ``sweep.yaml``.
+    """
+    client = client_for(tracking_cfg)
+    experiment_id = ensure_experiment(client, tracking_cfg)
+    reap_orphans(client, experiment_id)
+    run = client.create_run(experiment_id, run_name=name, tags={
+        TAG + "role": role,                      # "sweep" (Hydra grid) or "search" (KerasTuner)
+        TAG + "strategy": strategy,
+        TAG + "sweep_name": sweep_name,
+        TAG + "swept_keys": ",".join(swept_keys),
+        TAG + "host": socket.gethostname(),
+        TAG + "owner": process_id(),
+        **({"mlflow.source.git.commit": c, TAG + "git_commit": c} if (c := git_commit()) else {}),
+        **(tags or {}),
+    })
+    run_id = run.info.run_id
+    set_tags(client, run_id, {TAG + "sweep_id": run_id})
+    client.log_text(run_id, definition, "sweep.yaml")
+    return run_id
+
+
+def child_tags(parent_run_id: str, sweep_name: str, role: str, strategy: str) -> dict[str, str]:
+    """Tags every point/trial carries, so reports find its sweep without reading the parent."""
+    return {"mlflow.parentRunId": parent_run_id, TAG + "sweep_id": parent_run_id,
+            TAG + "sweep_name": sweep_name, TAG + "role": role, TAG + "strategy": strategy}
+
+
+def close_parent_run(tracking_cfg, run_id: str, *, status: str, summary: dict[str, Any]) -> None:
+    """End the parent: numeric summary values become metrics, the rest tags (``summary.*``)."""
+    client = client_for(tracking_cfg)
+    numbers = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if numbers:
+        log_metrics(client, run_id, numbers)
+    texts = {f"{TAG}summary.{k}": v for k, v in summary.items() if k not in numbers}
+    if texts:
+        set_tags(client, run_id, texts)
+    client.set_terminated(run_id, status=status)
