@@ -412,6 +412,8 @@ def _splits(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray
 
 _PROTOTYPE_SEED = 20240531  # fixed: class k looks the same whatever split_seed is
 _SYNTH_VERSION = 1          # part of the digest; bump when the generator changes
+_SYNTH_NOISE = 0.2          # noise std: the tutorial CNN reaches ~90% val accuracy in 2 epochs
+_SYNTH_SHIFT = 2            # max shift in pixels
 
 
 def _prototypes() -> np.ndarray:
@@ -422,7 +424,7 @@ def _prototypes() -> np.ndarray:
 
 
 def make_synthetic(n: int, seed: int, stream: int = 0,
-                   noise: float = 0.35, max_shift: int = 2) -> tuple[np.ndarray, np.ndarray]:
+                   noise: float = _SYNTH_NOISE, max_shift: int = _SYNTH_SHIFT) -> tuple[np.ndarray, np.ndarray]:
     """``n`` balanced labelled images, float32 (n, 28, 28) in [0, 1], labels int64.
 
     Each image is its class prototype at a random contrast, shifted by up to
@@ -446,7 +448,7 @@ def _load_synthetic(data_cfg: Any) -> Splits:
     seed, n_train, n_test = int(data_cfg.split_seed), int(data_cfg.synthetic_train), int(data_cfg.synthetic_test)
     x, y = make_synthetic(n_train, seed, stream=0)
     x_test, y_test = make_synthetic(n_test, seed, stream=1)
-    params = json.dumps([_SYNTH_VERSION, _PROTOTYPE_SEED, seed, n_train, n_test])
+    params = json.dumps([_SYNTH_VERSION, _PROTOTYPE_SEED, _SYNTH_NOISE, _SYNTH_SHIFT, seed, n_train, n_test])
     digest = hashlib.sha256(params.encode()).hexdigest()[:16]
     return _splits(x, y, x_test, y_test, data_cfg, f"synthetic training images (data.synthetic_train={n_train})",
                    digest=digest, source="synthetic", name=DataName.synthetic.value)
