@@ -83,7 +83,7 @@ class OptimizerConfig:
 @dataclass
 class TrainerConfig:
     epochs: int = 10
-    batch_size: int = 128
+    batch_size: int = 32
     seed: int = 0
     deterministic: bool = False            # TF op determinism: bit-identical reruns, slower
     early_stopping_patience: Optional[int] = None  # epochs without val_accuracy gain; None = off
