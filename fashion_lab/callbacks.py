@@ -70,8 +70,9 @@ class SweepCallback(Callback):
                 validate(loader.load_sweep_config(config, list(point)))
             except ConfigError as error:
                 fail(f"point {label}: {error}")
-            except Exception as error:
-                fail(f"point {label}: {type(error).__name__}: {error}")
+            except Exception as error:  # Hydra's message is generic; its cause names key and allowed values
+                cause = f" ({str(error.__cause__).splitlines()[0]})" if error.__cause__ else ""
+                fail(f"point {label}: {str(error).strip()}{cause}")
 
         self.sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
         self.sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -290,5 +290,6 @@ def summary_table(children: list[dict[str, Any]], keys: list[str]):
 
 def format_table(frame) -> str:
     shown = frame[[c for c in frame.columns if not c.startswith("_")]]
-    return shown.to_string(index=False, float_format=lambda v: f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}",
-                           na_rep="-")
+    formats = {"val_accuracy": "{:.4f}".format, "test_accuracy": "{:.4f}".format, "seconds": "{:.1f}".format}
+    return shown.to_string(index=False, na_rep="-", formatters={
+        k: (lambda f: lambda v: "-" if v != v else f(v))(f) for k, f in formats.items() if k in shown})
