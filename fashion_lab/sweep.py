@@ -201,6 +201,8 @@ def sweep_record() -> dict[str, Any]:
 
 def job_threads(launcher_cfg, cores: Optional[int] = None) -> Optional[int]:
     """TF threads per job so parallel jobs share the cores instead of oversubscribing them."""
+    if isinstance(launcher_cfg, dict):
+        launcher_cfg = OmegaConf.create(launcher_cfg)
     target = str(OmegaConf.select(launcher_cfg, "_target_", default="") or "")
     if "joblib" not in target.lower():
         return None
