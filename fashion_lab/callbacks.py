@@ -85,6 +85,10 @@ class SweepCallback(Callback):
                 k: sweep.value_text(o) for k, o in dims.items()},
                 "points": [sweep.point_name(p, keys) for p in self.points],
                 "command": " ".join(["fashion-lab", "train", "-m", *task])})
+            files = sweep.sweep_files()
+            if config.sweep.name in files:  # the file as written, as comments so sweep.yaml stays one document
+                text = files[config.sweep.name].read_text().splitlines()
+                definition += f"# sweeps/{config.sweep.name}.yaml:\n" + "".join(f"#   {line}\n" for line in text)
             title = name if config.sweep.name else "grid " + " x ".join(sweep.short_key(k) for k in keys)
             parent = open_parent_run(tracking, name=title, role="sweep", strategy="grid", sweep_name=name,
                                      swept_keys=keys, definition=definition,
