@@ -162,3 +162,13 @@ def test_quickstart_on_real_data(run_cli, store):
     assert len(children) == 6 and all(c.info.status == "FINISHED" for c in children)
     assert all(c.data.params["data.name"] == "fashion_mnist" for c in children)
     assert parents[0].data.metrics["best_val_accuracy"] > 0.5
+
+
+def test_non_grid_strategy_goes_to_the_tuner(run_cli, store):
+    import importlib.util
+
+    if importlib.util.find_spec("fashion_lab.tune") is not None:
+        pytest.skip("fashion_lab.tune exists: its own tests cover the search")
+    result = run_cli("sweep", "bn_placement", "sweep.strategy=random", f"tracking.uri={store}")
+    assert result.returncode != 0 and "fashion_lab.tune" in result.stderr
+    assert runs_in(store) == ([], [])
