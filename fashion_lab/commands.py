@@ -7,6 +7,7 @@ from typing import Callable
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from fashion_lab.config import CONF_DIR, ConfigError, register_configs, validate
@@ -37,7 +38,11 @@ def task_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
-def _train_task(cfg: DictConfig) -> float:
+def _train_task(cfg: DictConfig):
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        from fashion_lab.sweep import run_point  # one point of a sweep: a child run, failures reported at the end
+
+        return run_point(cfg)
     try:
         validate(cfg)
     except ConfigError as error:
