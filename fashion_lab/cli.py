@@ -14,6 +14,9 @@ import sys
 # name -> ("module:function", one-line help). Each function takes the remaining argv and returns an exit code.
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("fashion_lab.commands:train_command", "train one configuration (add -m for a Hydra multirun sweep)"),
+    "report": ("fashion_lab.report_cli:report_command", "write runs.csv, report.md, report.html for a sweep/search"),
+    "reproduce": ("fashion_lab.report_cli:reproduce_command", "re-run a recorded run (RUN_ID) and compare metrics"),
+    "ui": ("fashion_lab.report_cli:ui_command", "start the MLflow UI on the configured store (localhost)"),
 }
 
 USAGE = """usage: fashion-lab COMMAND [hydra overrides...]
