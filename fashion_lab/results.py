@@ -149,10 +149,10 @@ def runs_frame(tracking_uri: str, experiment: Optional[str] = "fashion-lab", swe
     if parent is None:
         return _frame(search_all(client, ids, progress=progress))
     pid = parent["run_id"]
-    frame = _frame(search_all(client, ids, f"tags.`{TAG}sweep_id` = '{pid}'", progress=progress))
-    if not include_parent:
-        frame = frame[frame["run_id"] != pid]
-    return frame.sort_values("start_time").reset_index(drop=True)
+    runs = search_all(client, ids, f"tags.`{TAG}sweep_id` = '{pid}'", progress=progress)
+    # Leave the parent out before building the frame: its missing params would turn int columns to float.
+    frame = _frame(run for run in runs if include_parent or run.info.run_id != pid)
+    return frame.sort_values("start_time").reset_index(drop=True) if len(frame) else frame
 
 
 def history_frame(tracking_uri: str, run_ids: Iterable[str],

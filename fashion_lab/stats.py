@@ -87,8 +87,10 @@ def sentence(key: str, level, base_level, metric_label: str, d: Difference) -> s
 
 
 def short(key: str) -> str:
-    """'model.conv_dropout' -> 'conv dropout' for sentences."""
-    return key.split(".")[-1].replace("_", " ") if key.count(".") else key.replace("_", " ")
+    """'model.conv_dropout' -> 'conv dropout', 'optimizer.name' -> 'optimizer' for sentences."""
+    parts = key.split(".")
+    word = parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
+    return word.replace("_", " ")
 
 
 def level_table(frame: pd.DataFrame, key: str, metrics: list[str]) -> pd.DataFrame:
