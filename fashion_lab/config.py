@@ -131,6 +131,7 @@ class UIConfig:
     """``fashion-lab ui``: where the MLflow UI listens (localhost only by default)."""
     host: str = "127.0.0.1"
     port: int = 5000
+    workers: int = 1                      # uvicorn workers; one is plenty for a local UI and starts fastest
 
 
 @dataclass

@@ -133,12 +133,17 @@ def reproduce_command(argv: list[str]) -> int:
 
 # --- ui -------------------------------------------------------------------------------------
 
-def ui_argv(cfg: DictConfig) -> list[str]:
-    from fashion_lab.tracking import _default_artifact_location
+def _artifacts_beside(uri: str):
+    """Where train() puts a sqlite store's artifacts (tracking._default_artifact_location, without importing Keras)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri[len("sqlite:///"):]).expanduser().resolve().parent / "mlartifacts").as_uri()
 
+
+def ui_argv(cfg: DictConfig) -> list[str]:
     argv = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", cfg.tracking.uri,
-            "--host", str(cfg.ui.host), "--port", str(cfg.ui.port)]
-    root = cfg.tracking.artifact_location or _default_artifact_location(cfg.tracking.uri)
+            "--host", str(cfg.ui.host), "--port", str(cfg.ui.port), "--workers", str(cfg.ui.workers)]
+    root = cfg.tracking.artifact_location or _artifacts_beside(cfg.tracking.uri)
     if root:  # experiments created by the UI get the same artifact place as those created by train
         argv += ["--default-artifact-root", root]
     return argv
@@ -150,7 +155,9 @@ def _ui_task(cfg: DictConfig) -> int:
         if not db.exists():
             fail(f"tracking.uri={cfg.tracking.uri}: no store there yet (train something first, or fix the path)")
     # Own process group: mlflow ui starts workers; stopping only the parent would leave them running.
-    server = subprocess.Popen(ui_argv(cfg), start_new_session=True)
+    # The server's job runner only serves GenAI scorers; off unless asked, so the UI starts faster.
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    server = subprocess.Popen(ui_argv(cfg), start_new_session=True, env=env)
     print(f"MLflow UI: http://{cfg.ui.host}:{cfg.ui.port}  (store {cfg.tracking.uri}; Ctrl-C stops it)", flush=True)
 
     def stop(*_):
@@ -160,6 +167,7 @@ def _ui_task(cfg: DictConfig) -> int:
             pass
 
     signal.signal(signal.SIGTERM, lambda *a: (stop(), sys.exit(143)))
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C works even if started with SIGINT ignored
     try:
         return server.wait()
     except KeyboardInterrupt:

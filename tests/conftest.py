@@ -84,7 +84,7 @@ def build_sweep_store(uri: str, name: str = "tiny_grid") -> str:
     best = 0.0
     for bn, drop, seed in itertools.product(*SWEEP_LEVELS.values(), SWEEP_SEEDS):
         point = [f"model.bn_placement={bn}", f"model.conv_dropout={drop}", f"trainer.seed={seed}"]
-        result = train(compose(base + point), overrides=point, run_name=" ".join(point), parent_run_id=pid,
+        result = train(compose(base + point), overrides=point, parent_run_id=pid,  # default run names
                        tags=tracking.child_tags(pid, name, "point", "grid"))
         best = max(best, result.metrics["best_val_accuracy"])
     tracking.close_parent_run(cfg.tracking, pid, status="FINISHED", summary={"best_val_accuracy": best, "points": 8})
