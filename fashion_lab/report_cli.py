@@ -76,13 +76,15 @@ def compare(original: dict, new: dict, tolerance: float) -> tuple[list[tuple], b
 
 
 def _reproduce_task(cfg: DictConfig, run_id: str, overrides: list[str]) -> int:
+    import mlflow
     from mlflow.exceptions import MlflowException
 
     from fashion_lab.config import ConfigError, validate
     from fashion_lab.data import DataError, load_data
-    from fashion_lab.tracking import TAG, client_for
+    from fashion_lab.results import TAG
 
-    client = client_for(cfg.tracking)
+    # Checks first, Keras later: a bad id or other data is refused in seconds.
+    client = mlflow.MlflowClient(tracking_uri=cfg.tracking.uri)
     try:
         original = client.get_run(run_id)
     except MlflowException:
