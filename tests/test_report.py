@@ -65,18 +65,19 @@ def test_unknown_sweep_fails_with_the_known_names(sweep_store, run_cli):
 
 # --- constructed stores: known metric values, no training ---------------------------------
 
-def _constructed_store(uri: str, points: list[dict], swept: list[str], failed: str | None = None) -> str:
-    """A parent 'known' with one child per point: params and test/val accuracy as given."""
+def _constructed_store(uri: str, points: list[dict], swept: list[str], failed: str | None = None,
+                       name: str = "known", role: str = "sweep") -> str:
+    """A parent ``name`` with one child per point: params and test/val accuracy as given."""
     from fashion_lab import tracking
 
     cfg = compose([f"tracking.uri={uri}"])
     client = tracking.client_for(cfg.tracking)
     exp = tracking.ensure_experiment(client, cfg.tracking)
-    pid = tracking.open_parent_run(cfg.tracking, name="known", role="sweep", strategy="grid", sweep_name="known",
+    pid = tracking.open_parent_run(cfg.tracking, name=name, role=role, strategy="grid", sweep_name=name,
                                    swept_keys=swept, definition="")
     for i, point in enumerate(points):
         run = client.create_run(exp, run_name=f"p{i}", tags={
-            **tracking.child_tags(pid, "known", "point", "grid"), "fashion_lab.seed": str(point["seed"])})
+            **tracking.child_tags(pid, name, "point", "grid"), "fashion_lab.seed": str(point["seed"])})
         tracking.log_params(client, run.info.run_id, {k: v for k, v in point.items() if "." in k})
         tracking.log_metrics(client, run.info.run_id, {"test_accuracy": point["acc"],
                                                        "best_val_accuracy": point["acc"] - 0.01})
@@ -143,3 +144,16 @@ def test_report_without_sweeps_reads_plain_runs(store, tmp_path):
     folder = build_report(store, tmp_path / "rep", progress=None)
     md = (folder / "report.md").read_text()
     assert "No sweep or search" in md and "learning rate 0.1 (vs 0.01)" in md
+
+
+def test_latest_sweep_by_default_and_selection_by_name_or_id(store):
+    first = _constructed_store(store, [{"model.dense_units": u, "seed": 0, "acc": 0.8} for u in (128, 512)],
+                               ["model.dense_units"], name="older")
+    second = _constructed_store(store, [{"model.dense_units": 64, "seed": 0, "acc": 0.7}], ["model.dense_units"],
+                                name="newer", role="search")
+    assert set(results.runs_frame(store, progress=None)["sweep_id"]) == {second}  # searches count as sweeps
+    by_name = results.runs_frame(store, sweep="older", progress=None)
+    assert len(by_name) == 2 and set(by_name["sweep_id"]) == {first}
+    assert by_name["model.dense_units"].tolist() == [128, 512]
+    assert len(results.runs_frame(store, sweep=first, progress=None)) == 2
+    assert len(results.runs_frame(store, all_runs=True, progress=None)) == 5  # 3 children + 2 parents
