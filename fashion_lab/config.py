@@ -112,6 +112,29 @@ class SweepConfig:
 
 
 @dataclass
+class ReportConfig:
+    """``fashion-lab report``: which runs, where the files go."""
+    sweep: Optional[str] = None           # sweep/search name or parent run id; None = the latest sweep
+    experiment: Optional[str] = None      # None = tracking.experiment
+    out: Optional[str] = None             # None = reports/<sweep name>
+    metric: str = "best_val_accuracy"     # leaderboard order (test_accuracy shown beside it)
+
+
+@dataclass
+class ReproduceConfig:
+    """``fashion-lab reproduce RUN_ID``: allowed difference of each final metric (0 = exact)."""
+    tolerance: float = 0.0
+
+
+@dataclass
+class UIConfig:
+    """``fashion-lab ui``: where the MLflow UI listens (localhost only by default)."""
+    host: str = "127.0.0.1"
+    port: int = 5000
+    workers: int = 1                      # uvicorn workers; one is plenty for a local UI and starts fastest
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -119,6 +142,9 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    reproduce: ReproduceConfig = field(default_factory=ReproduceConfig)
+    ui: UIConfig = field(default_factory=UIConfig)
 
 
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -202,3 +228,12 @@ def flatten(cfg: DictConfig | dict, prefix: str = "") -> dict[str, Any]:
         else:
             flat[dotted] = value
     return flat
+
+
+# Sections that configure a command (search budget, report, UI), not what a run computes.
+COMMAND_SECTIONS = ("tuner", "report", "reproduce", "ui")
+
+
+def run_params(cfg: DictConfig) -> dict[str, Any]:
+    """The dotted config a run records as MLflow params: everything but the command sections."""
+    return {k: v for k, v in flatten(cfg).items() if k.split(".", 1)[0] not in COMMAND_SECTIONS}

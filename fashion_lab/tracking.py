@@ -20,7 +20,7 @@ from typing import Any, Iterator, Optional
 
 import keras
 
-from fashion_lab.config import flatten
+from fashion_lab.config import run_params
 
 TAG = "fashion_lab."  # prefix of every tag fashion-lab writes
 PACKAGES = ("fashion-lab", "tensorflow", "keras", "keras-tuner", "mlflow", "hydra-core", "numpy")
@@ -275,7 +275,7 @@ def tracked_run(cfg, *, run_name: str, tags: dict[str, str],
     status, reason = "FINISHED", None
     try:
         with _sigterm_raises():
-            recorder.params(flatten(cfg))
+            recorder.params(run_params(cfg))
             yield recorder
     except (KeyboardInterrupt, Terminated) as error:
         status, reason = "KILLED", failure_reason(error) or "interrupted"

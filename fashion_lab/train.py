@@ -16,7 +16,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from fashion_lab import plots, runtime
-from fashion_lab.config import flatten, validate
+from fashion_lab.config import run_params, validate
 from fashion_lab.data import Splits, load_data
 from fashion_lab.model import build_model
 from fashion_lab.optim import build_optimizer
@@ -24,6 +24,7 @@ from fashion_lab.tracking import TAG, EpochLogger, TrainingDiverged, provenance_
 
 # Keys that never change what a run computes; left out of the repeat-group id.
 _NOT_CONFIG = ("trainer.seed", "trainer.verbose", "trainer.threads", "tracking.", "data.cache", "sweep.")
+
 
 
 @dataclass
@@ -36,7 +37,7 @@ class RunResult:
 
 def config_id(cfg) -> str:
     """Same for runs that differ only by seed: groups repeats of one configuration."""
-    kept = {k: v for k, v in flatten(cfg).items() if not k.startswith(_NOT_CONFIG)}
+    kept = {k: v for k, v in run_params(cfg).items() if not k.startswith(_NOT_CONFIG)}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

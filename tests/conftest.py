@@ -59,3 +59,41 @@ def synthetic_cfg(store):
     """A tiny synthetic config that trains in seconds, recording into ``store``."""
     return compose(["data=synthetic", "trainer.epochs=2", "trainer.batch_size=32", "trainer.verbose=0",
                     f"tracking.uri={store}"])
+
+
+# --- a small recorded grid sweep, built once per session (reports, notebooks, UI read it) -----
+
+SWEEP_KEYS = ("model.bn_placement", "model.conv_dropout")
+SWEEP_LEVELS = {"model.bn_placement": ("after", "none"), "model.conv_dropout": (0.0, 0.25)}
+SWEEP_SEEDS = (0, 1)
+
+
+def build_sweep_store(uri: str, name: str = "tiny_grid") -> str:
+    """A 2x2 grid with 2 seeds (8 children) on tiny synthetic data, recorded as a real sweep; returns its id."""
+    import itertools
+
+    from fashion_lab import tracking
+    from fashion_lab.train import train
+
+    base = ["data=synthetic", "data.synthetic_train=300", "data.synthetic_test=100", "data.val_samples=60",
+            "trainer.epochs=1", "trainer.batch_size=32", "trainer.verbose=0", "trainer.deterministic=true",
+            f"tracking.uri={uri}"]
+    cfg = compose(base)
+    pid = tracking.open_parent_run(cfg.tracking, name=name, role="sweep", strategy="grid", sweep_name=name,
+                                   swept_keys=list(SWEEP_KEYS), definition="# tiny test grid\n")
+    best = 0.0
+    for bn, drop, seed in itertools.product(*SWEEP_LEVELS.values(), SWEEP_SEEDS):
+        point = [f"model.bn_placement={bn}", f"model.conv_dropout={drop}", f"trainer.seed={seed}"]
+        result = train(compose(base + point), overrides=point, parent_run_id=pid,  # default run names
+                       tags=tracking.child_tags(pid, name, "point", "grid"))
+        best = max(best, result.metrics["best_val_accuracy"])
+    tracking.close_parent_run(cfg.tracking, pid, status="FINISHED", summary={"best_val_accuracy": best, "points": 8})
+    return pid
+
+
+@pytest.fixture(scope="session")
+def sweep_store(tmp_path_factory) -> tuple[str, str]:
+    """(tracking uri, parent run id) of a small recorded grid sweep; shared by the whole session."""
+    folder = tmp_path_factory.mktemp("sweep_store")
+    uri = f"sqlite:///{folder / 'sweep.db'}"
+    return uri, build_sweep_store(uri)
