@@ -14,6 +14,7 @@ import sys
 # name -> ("module:function", one-line help). Each function takes the remaining argv and returns an exit code.
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("fashion_lab.commands:train_command", "train one configuration (add -m for a Hydra multirun sweep)"),
+    "tune": ("fashion_lab.tune:tune_command", "KerasTuner search over a sweep file's space: tune [SWEEP] [overrides]"),
 }
 
 USAGE = """usage: fashion-lab COMMAND [hydra overrides...]

@@ -112,6 +112,24 @@ class SweepConfig:
 
 
 @dataclass
+class TunerConfig:
+    """KerasTuner search settings (conf/tuner/*.yaml); see fashion_lab/tune.py."""
+    strategy: str = "random"               # random | bayesian | hyperband | grid
+    objective: str = "val_accuracy"        # the MLflow metric name; val_accuracy (max) or val_loss (min)
+    max_trials: int = 10                   # not used by hyperband (its schedule decides)
+    max_epochs: int = 10                   # hyperband: epochs of the longest round
+    factor: int = 3                        # hyperband: reduction factor between rounds
+    executions_per_trial: int = 1          # repeats per trial (seeds trainer.seed + i), objective averaged
+    early_stopping_patience: Optional[int] = None  # applied as trainer.early_stopping_patience in trials
+    directory: str = "outputs/tuner"       # tuner state: <directory>/<project>/
+    project: Optional[str] = None          # defaults to the sweep name
+    overwrite: bool = False                # true: discard the saved search and start over
+    seed: int = 0                          # the oracle's sampling seed
+    model_name: str = "fashion-lab-cnn"    # MLflow Model Registry name of the best model
+    max_consecutive_failed_trials: int = 3
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -119,6 +137,7 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    tuner: TunerConfig = field(default_factory=TunerConfig)
 
 
 REPO_DIR = Path(__file__).resolve().parent.parent

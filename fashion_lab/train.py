@@ -23,7 +23,7 @@ from fashion_lab.optim import build_optimizer
 from fashion_lab.tracking import TAG, EpochLogger, TrainingDiverged, provenance_tags, tracked_run
 
 # Keys that never change what a run computes; left out of the repeat-group id.
-_NOT_CONFIG = ("trainer.seed", "trainer.verbose", "tracking.", "data.cache")
+_NOT_CONFIG = ("trainer.seed", "trainer.verbose", "tracking.", "data.cache", "tuner.")
 
 
 @dataclass
