@@ -121,6 +121,22 @@ def parse_space(params: Mapping[str, Any], conditions: Optional[Mapping[str, str
     return sorted(dims.values(), key=lambda d: d.parent is not None)
 
 
+def pin(dims: list[Dimension], pinned: dict[str, str]) -> list[Dimension]:
+    """Drop the entries the command line fixes (``key=value``); their dependants follow the pinned value."""
+    kept = []
+    for d in dims:
+        if d.key in pinned:
+            continue
+        if d.parent in pinned:
+            if pinned[d.parent] not in {_text(v) for v in d.parent_values}:
+                continue  # its condition can never hold
+            d = Dimension(d.key, d.kind, d.choices, d.low, d.high, d.log)
+        kept.append(d)
+    if not kept:
+        raise SpaceError(f"the command line fixes every entry of the space ({', '.join(pinned)}): nothing to search")
+    return kept
+
+
 def declare(hp, dims: list[Dimension]) -> None:
     """Register the space on a KerasTuner HyperParameters object."""
     for d in dims:

@@ -29,7 +29,7 @@ from omegaconf import OmegaConf
 
 from fashion_lab.commands import fail
 from fashion_lab.config import CONF_DIR, SWEEPS_DIR, ConfigError, register_configs, validate
-from fashion_lab.space import SpaceError, describe, fingerprint, has_intervals, parse_space, to_overrides
+from fashion_lab.space import SpaceError, describe, fingerprint, has_intervals, parse_space, pin, to_overrides
 
 STRATEGIES = ("random", "bayesian", "hyperband", "grid")
 OBJECTIVES = {"val_accuracy": "max", "val_loss": "min"}
@@ -123,7 +123,8 @@ def prepare(argv: list[str]) -> Search:
             raise SpaceError(f"tuner.{key}={tuner[key]!r} is not allowed: an integer >= 1")
     if tuner.factor < 2:
         raise SpaceError(f"tuner.factor={tuner.factor!r} is not allowed: an integer >= 2")
-    dims = parse_space(params, conditions)
+    # A swept key given on the command line is pinned: the search varies the rest.
+    dims = pin(parse_space(params, conditions), {_key(o): o.split("=", 1)[1] for o in overrides})
     if tuner.strategy == "grid" and has_intervals(dims):
         raise SpaceError("tuner=grid needs a space of choices only; "
                          f"{[d.key for d in dims if d.kind != 'choice']} are intervals: use tuner=random|bayesian|hyperband")
@@ -431,6 +432,7 @@ command resumes the search. Strategies: tuner=random|bayesian|hyperband|grid.
   fashion-lab tune data=small tuner.max_trials=20
   fashion-lab tune bn_placement tuner=bayesian tuner.max_trials=3
   fashion-lab tune tuner=hyperband tuner.max_epochs=9 tuner.factor=3
+A swept key given as an override (e.g. model.filters=[16,32]) is fixed, the rest searched.
 Settings: tuner.max_trials, tuner.max_epochs, tuner.factor, tuner.executions_per_trial,
 tuner.early_stopping_patience, tuner.directory (default outputs/tuner), tuner.project,
 tuner.overwrite=true (start over), tuner.model_name (registry name, default fashion-lab-cnn).

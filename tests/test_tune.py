@@ -122,6 +122,18 @@ def test_sampled_values_become_overrides_hydra_composes():
     assert cfg.optimizer.momentum is None  # the adam group, not SGD's momentum
 
 
+def test_command_line_pins_swept_keys():
+    from fashion_lab.space import SpaceError, parse_space, pin
+
+    dims = parse_space({"optimizer": "sgd,adam", "optimizer.momentum": "interval(0.1, 0.9)",
+                        "model.pooling": "max,avg"}, {"optimizer.momentum": "optimizer=sgd"})
+    assert [d.key for d in pin(dims, {"optimizer": "adam"})] == ["model.pooling"]
+    kept = pin(dims, {"optimizer": "sgd", "model.pooling": "avg"})
+    assert [d.key for d in kept] == ["optimizer.momentum"] and kept[0].parent is None
+    with pytest.raises(SpaceError, match="nothing to search"):
+        pin(dims, {"optimizer": "sgd", "model.pooling": "avg", "optimizer.momentum": "0.5"})
+
+
 @pytest.mark.parametrize("params, conditions, message", [
     ({"model.dense_units": "interval(5, 1)"}, {}, "low < high"),
     ({"optimizer.learning_rate": "tag(log, interval(0, 1))"}, {}, "log sampling needs low > 0"),
@@ -140,7 +152,9 @@ def test_bad_spaces_are_refused_with_a_clear_message(params, conditions, message
 # --- real searches ---------------------------------------------------------------------------
 
 def test_random_search_records_registers_reproduces_and_resumes(run_cli, store, tmp_path):
-    args = ["tune", *TINY, "tuner=random", "tuner.max_trials=3", f"tracking.uri={store}"]
+    # The lecture's space with the two costliest entries pinned on the command line (test speed).
+    args = ["tune", *TINY, "model.filters=[8,16]", "trainer.batch_size=64", "tuner=random", "tuner.max_trials=3",
+            f"tracking.uri={store}"]
     first = run_cli(*args, check=True)
     assert len(parents(store)) == 1
     trials = children(store)
@@ -163,6 +177,7 @@ def test_random_search_records_registers_reproduces_and_resumes(run_cli, store, 
     line = [l for l in first.stdout.splitlines() if l.startswith("reproduce: fashion-lab train ")][-1]
     reproduce = shlex.split(line[len("reproduce: fashion-lab train "):])
     assert any(o.startswith("optimizer.learning_rate=") for o in reproduce)
+    assert "model.filters=[8,16]" in reproduce and "model.bn_placement=" in " ".join(reproduce)
     run_cli("train", *reproduce, check=True)  # train accepts the printed overrides
 
     before = len(children(store))
