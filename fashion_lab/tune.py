@@ -187,6 +187,8 @@ def _open_parent(search: Search, state: Optional[dict]) -> None:
     budget = {f"{tracking.TAG}tuner.{k}": v for k, v in OmegaConf.to_container(search.cfg.tuner).items()}
     if parent:
         client.update_run(parent, status="RUNNING")
+        if tracking.TAG + "failure" in client.get_run(parent).data.tags:
+            client.delete_tag(parent, tracking.TAG + "failure")  # the killed-owner note no longer applies
         tracking.set_tags(client, parent, {tracking.TAG + "owner": tracking.process_id(), **budget})
         print(f"resuming search {search.project} (parent run {parent})")
     else:

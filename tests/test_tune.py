@@ -216,7 +216,8 @@ def test_search_killed_during_second_trial_resumes(store, tmp_path, sweeps, run_
     assert sorted(t["tags"]["fashion_lab.trial_id"] for t in finished) == ["0", "1", "2"]  # none twice
     assert not [r for r in runs(store) if r["status"] == "RUNNING"]
     assert next(t for t in trials if t["id"] == killed_id)["status"] == "KILLED"
-    assert len(parents(store)) == 1
+    assert len(parents(store)) == 1 and parents(store)[0]["status"] == "FINISHED"
+    assert "fashion_lab.failure" not in parents(store)[0]["tags"]
 
 
 @pytest.mark.slow
