@@ -199,10 +199,12 @@ def test_search_killed_during_second_trial_resumes(store, tmp_path, sweeps, run_
     deadline = time.time() + 240
     try:
         while time.time() < deadline:
-            if Path(store[len("sqlite:///"):]).exists() and any(
-                    t["tags"].get("fashion_lab.trial_id") == "1" and t["status"] == "RUNNING"
-                    for t in children(store)):
-                break
+            try:
+                if any(t["tags"].get("fashion_lab.trial_id") == "1" and t["status"] == "RUNNING"
+                       for t in children(store)):
+                    break
+            except sqlite3.OperationalError:
+                pass  # the store is still being created
             time.sleep(0.3)
         else:
             pytest.fail("the second trial never started")
