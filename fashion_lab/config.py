@@ -9,6 +9,7 @@ Importing this module must stay cheap: no TensorFlow, no MLflow.
 from __future__ import annotations
 
 import enum
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -135,6 +136,24 @@ class UIConfig:
 
 
 @dataclass
+class TunerConfig:
+    """KerasTuner search settings (conf/tuner/*.yaml); see fashion_lab/tune.py."""
+    strategy: str = "random"               # random | bayesian | hyperband | grid
+    objective: str = "val_accuracy"        # the MLflow metric name; val_accuracy (max) or val_loss (min)
+    max_trials: int = 10                   # not used by hyperband (its schedule decides)
+    max_epochs: int = 10                   # hyperband: epochs of the longest round
+    factor: int = 3                        # hyperband: reduction factor between rounds
+    executions_per_trial: int = 1          # repeats per trial (seeds trainer.seed + i), objective averaged
+    early_stopping_patience: Optional[int] = None  # applied as trainer.early_stopping_patience in trials
+    directory: str = "outputs/tuner"       # tuner state: <directory>/<project>/
+    project: Optional[str] = None          # defaults to the sweep name
+    overwrite: bool = False                # true: discard the saved search and start over
+    seed: int = 0                          # the oracle's sampling seed
+    model_name: str = "fashion-lab-cnn"    # MLflow Model Registry name of the best model
+    max_consecutive_failed_trials: int = 3
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -145,6 +164,7 @@ class Config:
     report: ReportConfig = field(default_factory=ReportConfig)
     reproduce: ReproduceConfig = field(default_factory=ReproduceConfig)
     ui: UIConfig = field(default_factory=UIConfig)
+    tuner: TunerConfig = field(default_factory=TunerConfig)
 
 
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -152,18 +172,45 @@ CONF_DIR = REPO_DIR / "conf"
 SWEEPS_DIR = REPO_DIR / "sweeps"
 
 
-def register_configs(sweeps_dir: Path = SWEEPS_DIR) -> None:
-    """Register the schema, and every ``sweeps/NAME.yaml`` as option NAME of the ``sweep`` group.
+EXTRA_SWEEPS_ENV = "FASHION_LAB_SWEEPS_DIR"  # a second folder of sweep files (private spaces, tests)
+
+
+def sweep_dirs() -> list[Path]:
+    """Where sweep files are read from: ``sweeps/``, then ``$FASHION_LAB_SWEEPS_DIR`` (same names win)."""
+    extra = os.environ.get(EXTRA_SWEEPS_ENV)
+    return [SWEEPS_DIR] + ([Path(extra)] if extra else [])
+
+
+def sweep_files() -> dict[str, Path]:
+    """Every sweep file by name."""
+    return {p.stem: p for folder in sweep_dirs() for p in sorted(Path(folder).glob("*.yaml"))}
+
+
+def register_configs() -> None:
+    """Register the schema, and every sweep file NAME.yaml as option NAME of the ``sweep`` group.
 
     Sweep files live at the top level (``sweeps/``) but compose like any config group:
     ``fashion-lab train -m sweep=bn_placement`` is what ``fashion-lab sweep bn_placement`` runs.
     """
     cs = ConfigStore.instance()
     cs.store(name="fashion_lab_schema", node=Config)
-    for path in sorted(Path(sweeps_dir).glob("*.yaml")):
+    for name, path in sweep_files().items():
         node = OmegaConf.load(path)
-        OmegaConf.update(node, "sweep.name", path.stem, force_add=True)
-        cs.store(group="sweep", name=path.stem, node=node, package="_global_")
+        OmegaConf.update(node, "sweep.name", name, force_add=True)
+        cs.store(group="sweep", name=name, node=node, package="_global_")
+
+
+def compose(overrides=(), return_hydra_config: bool = False) -> DictConfig:
+    """The config ``fashion-lab train <overrides>`` runs, via Hydra's compose API on ``conf/``."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_configs()
+    if GlobalHydra.instance().is_initialized():  # called from inside a running Hydra command
+        GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides),
+                             return_hydra_config=return_hydra_config)
 
 
 class ConfigError(ValueError):

@@ -145,16 +145,9 @@ def swept_keys(frame: pd.DataFrame, parent_tags: dict) -> list[str]:
 
 def tutorial_defaults() -> dict:
     """The default config of conf/ (what `fashion-lab train` runs with no overrides), flattened."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    from fashion_lab.config import compose, flatten
 
-    from fashion_lab.config import CONF_DIR, flatten, register_configs
-
-    register_configs()
-    if GlobalHydra.instance().is_initialized():
-        GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return flatten(compose(config_name="config"))
+    return flatten(compose())
 
 
 def base_level(frame: pd.DataFrame, key: str, defaults: dict):

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Optional
 
 from omegaconf import OmegaConf, open_dict
 
-from fashion_lab.config import SWEEPS_DIR, ConfigError, validate
+from fashion_lab.config import ConfigError, sweep_files, validate
 
 SWEEP_FILE_ENV = "FASHION_LAB_SWEEP_FILE"   # path of the sweep's record, set for the points
 SWEEP_RECORD = "fashion_lab_sweep.json"     # in hydra.sweep.dir: parent run id, swept keys, ...
@@ -40,10 +40,6 @@ sweep.strategy=grid forces a grid when all its dimensions are choices."""
 
 
 # --- sweep files ----------------------------------------------------------------------------
-
-def sweep_files(sweeps_dir: Path = SWEEPS_DIR) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(Path(sweeps_dir).glob("*.yaml"))}
-
 
 def description(path: Path) -> str:
     """The file's first comment line."""

@@ -44,14 +44,11 @@ def store(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'm.db'}"
 
 
-def compose(overrides: list[str] | tuple[str, ...] = ()):
+def compose(overrides=()):
     """The config ``fashion-lab train <overrides>`` would run (Hydra compose API, real conf/)."""
-    from hydra import compose as hydra_compose, initialize_config_dir
-    from fashion_lab.config import register_configs
+    from fashion_lab.config import compose as compose_config
 
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides))
+    return compose_config(overrides)
 
 
 @pytest.fixture

@@ -69,5 +69,5 @@ def test_enums_types_and_typos_fail_at_composition(override, fragment):
 def test_flatten_gives_dotted_keys_with_plain_values():
     flat = flatten(compose())
     assert flat["model.bn_placement"] == "after" and flat["optimizer.learning_rate"] == 0.01
-    assert flat["model.filters"] == [32, 64] and flat["trainer.batch_size"] == 128
+    assert flat["model.filters"] == [32, 64] and flat["trainer.batch_size"] == 32
     assert all(isinstance(k, str) and "." in k for k in flat)

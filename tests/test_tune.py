@@ -1,0 +1,278 @@
+"""`fashion-lab tune`: real KerasTuner searches on synthetic data, real CLI, real sqlite MLflow store."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, cli_env, compose
+
+TINY = ["data=synthetic", "trainer.epochs=1", "data.synthetic_train=300", "data.synthetic_test=100",
+        "data.val_samples=60", "trainer.verbose=0"]
+
+# A small space for the resume/failure tests: seconds per trial, a group choice and a condition.
+SMALL_SPACE = """# small test space
+hydra:
+  sweeper:
+    params:
+      model.bn_placement: after,none
+      optimizer: sgd,adam
+      optimizer.learning_rate: tag(log, interval(0.001, 0.05))
+      optimizer.momentum: interval(0.5, 0.9)
+sweep:
+  strategy: random
+  conditions:
+    optimizer.momentum: optimizer=sgd
+model:
+  filters: [8, 16]
+  dense_units: 32
+"""
+
+DIVERGING_SPACE = """# every trial diverges (NaN loss)
+hydra:
+  sweeper:
+    params:
+      optimizer.learning_rate: tag(log, interval(1e100, 1e200))  # inf in float32
+      model.bn_placement: none
+sweep:
+  strategy: random
+model:
+  filters: [8]
+  dense_units: 16
+  dense_dropout: 0.0
+optimizer:
+  momentum: 0.0
+"""
+
+
+def runs(store: str) -> list[dict]:
+    """Every run with its status and tags, read straight from the sqlite store."""
+    db = sqlite3.connect(store[len("sqlite:///"):])
+    rows = db.execute("select run_uuid, name, status from runs").fetchall()
+    tags = db.execute("select run_uuid, key, value from tags").fetchall()
+    params = db.execute("select run_uuid, key from params").fetchall()
+    db.close()
+    out = {r: {"id": r, "name": n, "status": s, "tags": {}, "params": set()} for r, n, s in rows}
+    for r, k, v in tags:
+        out[r]["tags"][k] = v
+    for r, k in params:
+        out[r]["params"].add(k)
+    return list(out.values())
+
+
+def children(store: str) -> list[dict]:
+    return [r for r in runs(store) if r["tags"].get("fashion_lab.role") == "trial"]
+
+
+def parents(store: str) -> list[dict]:
+    return [r for r in runs(store) if r["tags"].get("fashion_lab.role") == "search"]
+
+
+@pytest.fixture
+def sweeps(tmp_path):
+    folder = tmp_path / "sweeps"
+    folder.mkdir()
+    (folder / "small.yaml").write_text(SMALL_SPACE)
+    (folder / "diverging.yaml").write_text(DIVERGING_SPACE)
+    return folder
+
+
+# --- the space, without training -------------------------------------------------------------
+
+def test_search_file_parses_into_the_lectures_space():
+    from fashion_lab.space import parse_space
+
+    cfg = compose(["sweep=search"])
+    from fashion_lab.tune import compose as tune_compose
+    hydra_cfg = tune_compose(["sweep=search"], hydra_cfg=True)
+    from omegaconf import OmegaConf
+    dims = {d.key: d for d in parse_space(OmegaConf.to_container(hydra_cfg.hydra.sweeper.params),
+                                          OmegaConf.to_container(cfg.sweep.conditions))}
+    assert dims["model.filters"].choices == ("[16,32]", "[32,64]", "[64,128]")
+    assert dims["optimizer"].choices == ("sgd", "adam", "rmsprop")
+    assert dims["optimizer.learning_rate"].log and dims["optimizer.learning_rate"].kind == "float"
+    assert dims["model.dense_units"].kind == "int"
+    assert dims["optimizer.momentum"].parent == "optimizer" and dims["optimizer.momentum"].parent_values == ("sgd",)
+    assert dims["trainer.batch_size"].choices == (32, 64, 128)
+
+
+def test_sampled_values_become_overrides_hydra_composes():
+    import keras_tuner as kt
+    from fashion_lab.space import declare, parse_space, to_overrides
+    from fashion_lab.tune import compose as tune_compose
+
+    dims = parse_space({"optimizer": "sgd,adam", "optimizer.momentum": "interval(0.1, 0.9)",
+                        "model.filters": "[8,16],[16,32]", "model.dense_units": "int(interval(16, 64))"},
+                       {"optimizer.momentum": "optimizer=sgd"})
+    hp = kt.HyperParameters()
+    declare(hp, dims)
+    hp.values.update({"optimizer": "adam", "model.filters": "[16,32]", "model.dense_units": 40})
+    overrides = to_overrides(dims, hp)
+    assert overrides == ["optimizer=adam", "model.filters=[16,32]", "model.dense_units=40"]  # momentum inactive
+    cfg = tune_compose(["data=synthetic", *overrides])
+    assert cfg.optimizer.name.value == "adam" and list(cfg.model.filters) == [16, 32]
+    assert cfg.optimizer.momentum is None  # the adam group, not SGD's momentum
+
+
+def test_command_line_pins_swept_keys():
+    from fashion_lab.space import SpaceError, parse_space, pin
+
+    dims = parse_space({"optimizer": "sgd,adam", "optimizer.momentum": "interval(0.1, 0.9)",
+                        "model.pooling": "max,avg"}, {"optimizer.momentum": "optimizer=sgd"})
+    assert [d.key for d in pin(dims, {"optimizer": "adam"})] == ["model.pooling"]
+    kept = pin(dims, {"optimizer": "sgd", "model.pooling": "avg"})
+    assert [d.key for d in kept] == ["optimizer.momentum"] and kept[0].parent is None
+    with pytest.raises(SpaceError, match="nothing to search"):
+        pin(dims, {"optimizer": "sgd", "model.pooling": "avg", "optimizer.momentum": "0.5"})
+
+
+@pytest.mark.parametrize("params, conditions, message", [
+    ({"model.dense_units": "interval(5, 1)"}, {}, "low < high"),
+    ({"optimizer.learning_rate": "tag(log, interval(0, 1))"}, {}, "log sampling needs low > 0"),
+    ({"optimizer.momentum": "interval(0, 1)"}, {"optimizer.momentum": "optimizer=sgd"}, "CHOICE_KEY"),
+    ({"optimizer": "sgd,adam", "optimizer.momentum": "interval(0, 1)"}, {"optimizer.momentum": "optimizer=lion"},
+     "not among optimizer's choices"),
+    ({}, {}, "nothing to search"),
+])
+def test_bad_spaces_are_refused_with_a_clear_message(params, conditions, message):
+    from fashion_lab.space import SpaceError, parse_space
+
+    with pytest.raises(SpaceError, match=message):
+        parse_space(params, conditions)
+
+
+# --- real searches ---------------------------------------------------------------------------
+
+def test_random_search_records_registers_reproduces_and_resumes(run_cli, store, tmp_path):
+    # The lecture's space with the two costliest entries pinned on the command line (test speed).
+    args = ["tune", *TINY, "model.filters=[8,16]", "trainer.batch_size=64", "tuner=random", "tuner.max_trials=3",
+            f"tracking.uri={store}"]
+    first = run_cli(*args, check=True)
+    assert len(parents(store)) == 1
+    trials = children(store)
+    assert len(trials) == 3 and {t["status"] for t in trials} == {"FINISHED"}
+    parent = parents(store)[0]
+    for t in trials:
+        assert {"model.bn_placement", "optimizer.learning_rate", "trainer.epochs", "model.filters"} <= t["params"]
+        assert t["tags"]["mlflow.parentRunId"] == parent["id"] and t["tags"]["fashion_lab.strategy"] == "random"
+        assert parent["id"][:8] in t["name"]
+    assert sorted(t["tags"]["fashion_lab.trial_id"] for t in trials) == ["0", "1", "2"]
+    db = sqlite3.connect(store[len("sqlite:///"):])
+    versions = db.execute("select name, version, run_id from model_versions").fetchall()
+    parent_metrics = dict(db.execute("select key, value from latest_metrics where run_uuid=?", (parent["id"],)))
+    db.close()
+    assert len(versions) == 1 and versions[0][0] == "fashion-lab-cnn"
+    assert versions[0][2] in {t["id"] for t in trials}
+    assert {"best_val_accuracy", "test_accuracy"} <= set(parent_metrics)
+    assert (tmp_path / "outputs" / "tuner" / "search" / "oracle.json").exists()
+
+    line = [l for l in first.stdout.splitlines() if l.startswith("reproduce: fashion-lab train ")][-1]
+    reproduce = shlex.split(line[len("reproduce: fashion-lab train "):])
+    assert any(o.startswith("optimizer.learning_rate=") for o in reproduce)
+    assert "model.filters=[8,16]" in reproduce and "model.bn_placement=" in " ".join(reproduce)
+    run_cli("train", *reproduce, check=True)  # train accepts the printed overrides
+
+    before = len(children(store))
+    again = run_cli(*args, check=True)
+    assert len(children(store)) == before  # nothing re-run, no duplicate runs
+    assert len(parents(store)) == 1 and "resuming" in again.stdout
+    more = run_cli(*args[:-2], "tuner.max_trials=4", f"tracking.uri={store}", check=True)
+    trials = children(store)
+    assert len(trials) == 4 and sorted(t["tags"]["fashion_lab.trial_id"] for t in trials) == ["0", "1", "2", "3"]
+    assert len(parents(store)) == 1 and "best trial" in more.stdout
+
+
+@pytest.mark.slow
+def test_search_killed_during_second_trial_resumes(store, tmp_path, sweeps, run_cli):
+    args = ["tune", "small", *TINY, "tuner.max_trials=3", f"tracking.uri={store}"]
+    env = cli_env(FASHION_LAB_SWEEPS_DIR=str(sweeps))
+    proc = subprocess.Popen([sys.executable, "-m", "fashion_lab.cli", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:
+            try:
+                if any(t["tags"].get("fashion_lab.trial_id") == "1" and t["status"] == "RUNNING"
+                       for t in children(store)):
+                    break
+            except sqlite3.OperationalError:
+                pass  # the store is still being created
+            time.sleep(0.3)
+        else:
+            pytest.fail("the second trial never started")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    killed_id = next(t["id"] for t in children(store) if t["tags"]["fashion_lab.trial_id"] == "1")
+    run_cli(*args, env={"FASHION_LAB_SWEEPS_DIR": str(sweeps)}, check=True)
+    trials = children(store)
+    finished = [t for t in trials if t["status"] == "FINISHED"]
+    assert sorted(t["tags"]["fashion_lab.trial_id"] for t in finished) == ["0", "1", "2"]  # none twice
+    assert not [r for r in runs(store) if r["status"] == "RUNNING"]
+    assert next(t for t in trials if t["id"] == killed_id)["status"] == "KILLED"
+    assert len(parents(store)) == 1 and parents(store)[0]["status"] == "FINISHED"
+    assert "fashion_lab.failure" not in parents(store)[0]["tags"]
+
+
+@pytest.mark.slow
+def test_hyperband_records_bracket_and_round(run_cli, store, sweeps):
+    run_cli("tune", "small", *TINY, "tuner=hyperband", "tuner.max_epochs=2", "tuner.factor=2",
+            f"tracking.uri={store}", env={"FASHION_LAB_SWEEPS_DIR": str(sweeps)}, check=True)
+    trials = children(store)
+    assert trials and all(t["status"] == "FINISHED" for t in trials)
+    assert all({"fashion_lab.bracket", "fashion_lab.round"} <= set(t["tags"]) for t in trials)
+    assert {t["tags"]["fashion_lab.strategy"] for t in trials} == {"hyperband"}
+    assert {t["tags"]["fashion_lab.round"] for t in trials} >= {"0", "1"}  # some trial was promoted
+
+
+def test_grid_sweep_file_is_a_bayesian_space(run_cli, store):
+    result = run_cli("tune", "bn_placement", *TINY, "tuner=bayesian", "tuner.max_trials=2",
+                     "model.filters=[8,16]", "model.dense_units=32", f"tracking.uri={store}", check=True)
+    trials = children(store)
+    assert len(trials) == 2 and all(t["status"] == "FINISHED" for t in trials)
+    assert {t["tags"]["fashion_lab.strategy"] for t in trials} == {"bayesian"}
+    assert parents(store)[0]["tags"]["fashion_lab.swept_keys"] == "model.bn_placement"
+    assert "reproduce: fashion-lab train sweep=bn_placement" in result.stdout
+
+
+def test_all_trials_failing_exits_non_zero(run_cli, store, sweeps):
+    result = run_cli("tune", "diverging", *TINY, "tuner.max_trials=2", f"tracking.uri={store}",
+                     env={"FASHION_LAB_SWEEPS_DIR": str(sweeps)})
+    assert result.returncode != 0
+    assert "all 2 trials" in result.stderr and "failed" in result.stderr
+    assert "reproduce:" not in result.stdout
+    trials = children(store)
+    assert len(trials) == 2 and {t["status"] for t in trials} == {"FAILED"}
+    assert all("TrainingDiverged" in t["tags"]["fashion_lab.failure"] for t in trials)
+    assert parents(store)[0]["status"] == "FAILED"
+
+
+def test_changed_space_or_strategy_is_refused(run_cli, store, sweeps):
+    env = {"FASHION_LAB_SWEEPS_DIR": str(sweeps)}
+    args = ["tune", "small", *TINY, "tuner.max_trials=1", f"tracking.uri={store}"]
+    run_cli(*args, env=env, check=True)
+    refused = run_cli(*args, "tuner=bayesian", env=env)
+    assert refused.returncode == 2 and "tuner.overwrite=true" in refused.stderr
+    (sweeps / "small.yaml").write_text(SMALL_SPACE.replace("after,none", "after,before"))
+    refused = run_cli(*args, env=env)
+    assert refused.returncode == 2
+    assert "tuner.overwrite=true" in refused.stderr and "tuner.project=" in refused.stderr
+    assert len(children(store)) == 1  # nothing ran
+    renamed = run_cli(*args, "tuner.project=small2", env=env, check=True)
+    assert len(children(store)) == 2 and len(parents(store)) == 2 and "best trial" in renamed.stdout
+
+
+def test_bad_sweep_name_or_tuner_value_fails_before_any_run(run_cli, store):
+    result = run_cli("tune", "nosuch", f"tracking.uri={store}")
+    assert result.returncode == 2 and "nosuch" in result.stderr and "search" in result.stderr
+    result = run_cli("tune", "tuner.objective=accuracy", f"tracking.uri={store}")
+    assert result.returncode == 2 and "val_accuracy" in result.stderr
+    assert not Path(store[len("sqlite:///"):]).exists()
