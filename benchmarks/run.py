@@ -43,7 +43,21 @@ def env(**extra) -> dict:
     return e
 
 
+IN_PROCESS = False  # --smoke: call the workers here (one TensorFlow start) instead of fresh processes
+
+
 def worker(name: str, args: dict, extra_env: dict | None = None, timeout: float = 1800) -> dict:
+    if IN_PROCESS:
+        sys.path.insert(0, str(HERE))
+        import workers
+
+        saved = dict(os.environ)
+        os.environ.update(extra_env or {})
+        try:
+            return json.loads(json.dumps(workers.WORKERS[name](args)))
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
     proc = subprocess.run([sys.executable, str(HERE / "workers.py"), name, json.dumps(args)],
                           capture_output=True, text=True, env=env(**(extra_env or {})), timeout=timeout,
                           stdin=subprocess.DEVNULL)
@@ -165,14 +179,8 @@ class Bench:
 
     def training(self):
         """training overhead (plain vs fashion-lab, tracking on) and tracking overhead (off vs on)."""
-        plain = lambda: worker("plain_keras", {"argv": self.plain_argv()})
-        tracked = lambda: worker("fashion_lab_train", {"overrides": self.fl_overrides()})
-        untracked = lambda: worker("fashion_lab_train", {"overrides": self.fl_overrides("tracking.enabled=false")})
-        P, T, U = [], [], []
-        for i in range(self.repeats):  # three-way rotation so each side runs first once in three
-            order = [(plain, P), (tracked, T), (untracked, U)]
-            for fn, sink in order[i % 3:] + order[:i % 3]:
-                sink.append(fn())
+        r = worker("train_ab", {"overrides": self.fl_overrides(), "repeats": self.repeats})
+        P, T, U = r["plain"], r["tracked"], r["untracked"]
         p = [steady(r["epoch_seconds"]) for r in P]
         t = [steady(r["epoch_seconds"]) for r in T]
         u = [steady(r["epoch_seconds"]) for r in U]
@@ -180,7 +188,8 @@ class Bench:
         ratio = med(ratios)
         row("training overhead (s/epoch, epoch 1+)", fmt(med(p), " s") + spread(p), fmt(med(t), " s") + spread(t),
             f"{ratio:.3f}", "≤ 1.02", ratio <= 1.02,
-            "A = benchmarks/tutorial_keras.py, B = fashion-lab train(cfg) with MLflow on; ratio = median of "
+            "A = benchmarks/tutorial_keras.py network + fit, B = fashion-lab train(cfg) with MLflow on, same "
+            "process and arrays, rotated per repeat; ratio = median of "
             "per-repeat B/A")
         p0 = [r["epoch_seconds"][0] for r in P]
         t0 = [r["epoch_seconds"][0] for r in T]
@@ -204,7 +213,9 @@ class Bench:
             f"{per_run:.2f} s = {100 * per_run / full_epoch:.2f}% of full epoch", "< 1%",
             per_run / full_epoch < 0.01,
             "per run = MLflow client calls (run, params, dataset, final metrics, artifact upload) + writing the "
-            "artifact files (plots, weights, CSVs); 'files' = the artifact files alone")
+            "artifact files (plots, weights, CSVs); 'files' = the artifact files alone; creating a NEW sqlite "
+            f"store (schema migrations, once per store) took {med([r['store_seconds'] for r in T]):.1f} s more. "
+            "'wall on-off' = whole train() wall time difference (noisy)")
         self.train_result = (med(t), T)
 
     def cli_startup(self):
@@ -231,7 +242,7 @@ class Bench:
             "warm = data.cache=true (verified parsed-array cache, fashion_lab/data.py)")
 
     def memory(self):
-        trials = 4 if self.a.smoke else self.a.trials
+        trials = 3 if self.a.smoke else self.a.trials
         ov = ["data=synthetic", "data.synthetic_train=200", "data.synthetic_test=100", "data.val_samples=60",
               "trainer.epochs=1", "trainer.batch_size=32"]
         for clear in (False, True):
@@ -329,6 +340,8 @@ def main(argv=None) -> int:
     p.add_argument("--markdown", type=Path, help="also write the table to this file")
     a = p.parse_args(argv)
 
+    global IN_PROCESS
+    IN_PROCESS = a.smoke
     bench = Bench(a)
     selected = list(a.only) or (GROUPS + (["knobs"] if a.knobs else []) + (["parallel"] if a.parallel else []))
     started = time.perf_counter()

@@ -84,6 +84,13 @@ def fashion_lab_train(args):
     with tempfile.TemporaryDirectory() as tmp:
         overrides = [f"tracking.uri=sqlite:///{tmp}/m.db", "trainer.verbose=0"] + list(args["overrides"])
         cfg = _compose(overrides)
+        store_seconds = 0.0
+        if cfg.tracking.enabled:  # a new sqlite store runs its schema migrations once: not a per-run cost
+            from fashion_lab import tracking
+
+            start = time.perf_counter()
+            tracking.ensure_experiment(tracking.client_for(cfg.tracking), cfg.tracking)
+            store_seconds = time.perf_counter() - start
         clock = {"client": 0.0, "setup": 0.0, "epoch_logging": 0.0, "artifact_files": 0.0}
         _instrument(clock)
         start = time.perf_counter()
@@ -97,7 +104,67 @@ def fashion_lab_train(args):
             "wall": wall, "train_seconds": result.metrics["train_seconds"],
             "record_per_epoch": clock["epoch_logging"] / max(epochs, 1),
             "record_per_run": per_run if cfg.tracking.enabled else 0.0,
-            "artifact_files": clock["artifact_files"], "clock": clock}
+            "artifact_files": clock["artifact_files"], "store_seconds": store_seconds, "clock": clock}
+
+
+def train_ab(args):
+    """Training overhead in ONE process: plain Keras, train() tracked, train() untracked, rotated per repeat.
+
+    One TensorFlow start for all variants leaves more of a noisy machine's time for repeats; every
+    variant builds a fresh model after clear_session, on the same arrays (loaded once).
+    """
+    import keras
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import tutorial_keras
+    from fashion_lab.data import load_data
+    from fashion_lab.train import train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        base = [f"tracking.uri=sqlite:///{tmp}/m.db", "trainer.verbose=0"] + list(args["overrides"])
+        tracked_cfg, untracked_cfg = _compose(base), _compose(base + ["tracking.enabled=false"])
+        splits = load_data(tracked_cfg.data)
+        from fashion_lab import tracking
+
+        start = time.perf_counter()
+        tracking.ensure_experiment(tracking.client_for(tracked_cfg.tracking), tracked_cfg.tracking)
+        store_seconds = time.perf_counter() - start
+        clock = {"client": 0.0, "setup": 0.0, "epoch_logging": 0.0, "artifact_files": 0.0}
+        _instrument(clock)
+        batch, epochs = int(tracked_cfg.trainer.batch_size), int(tracked_cfg.trainer.epochs)
+
+        def plain():
+            keras.utils.set_random_seed(int(tracked_cfg.trainer.seed))
+            model = tutorial_keras.build_model()
+            model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9),
+                          loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+            timer = tutorial_keras.EpochTimer()
+            model.fit(splits.x_train, splits.y_train, validation_data=(splits.x_val, splits.y_val),
+                      batch_size=batch, epochs=epochs, callbacks=[timer.callback], verbose=0)
+            return {"epoch_seconds": timer.seconds}
+
+        def fashion_lab(cfg):
+            for key in clock:
+                clock[key] = 0.0
+            start = time.perf_counter()
+            result = train(cfg, splits=splits)
+            wall = time.perf_counter() - start
+            n = len(result.history)
+            per_run = clock["setup"] + clock["client"] + clock["artifact_files"] - clock["epoch_logging"]
+            return {"epoch_seconds": list(map(float, result.history["epoch_seconds"])), "wall": wall,
+                    "record_per_epoch": clock["epoch_logging"] / max(n, 1),
+                    "record_per_run": per_run if cfg.tracking.enabled else 0.0,
+                    "artifact_files": clock["artifact_files"], "store_seconds": store_seconds}
+
+        variants = [("plain", plain), ("tracked", lambda: fashion_lab(tracked_cfg)),
+                    ("untracked", lambda: fashion_lab(untracked_cfg))]
+        out = {name: [] for name, _ in variants}
+        for i in range(int(args["repeats"])):  # rotate so each variant runs first in turn
+            for name, fn in variants[i % 3:] + variants[:i % 3]:
+                keras.backend.clear_session()
+                out[name].append(fn())
+    out["train_images"] = int(len(splits.x_train))
+    return out
 
 
 def plain_keras(args):
@@ -168,7 +235,7 @@ def matmul(args):
     return {"flops": rates}
 
 
-WORKERS = {f.__name__: f for f in (fashion_lab_train, plain_keras, data_load, memory, matmul)}
+WORKERS = {f.__name__: f for f in (fashion_lab_train, train_ab, plain_keras, data_load, memory, matmul)}
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
