@@ -299,6 +299,11 @@ class Bench:
         def sweep(extra):
             def go():
                 with tempfile.TemporaryDirectory() as tmp:
+                    # Create the store first: parallel points racing to migrate a NEW sqlite file fail
+                    # ("table _alembic_tmp_experiments already exists"); an existing store is the real case.
+                    subprocess.run([sys.executable, "-c", "import mlflow; mlflow.MlflowClient("
+                                    f"'sqlite:///{tmp}/m.db').search_experiments()"], env=env(), check=True,
+                                   capture_output=True, stdin=subprocess.DEVNULL)
                     cmd = [sys.executable, "-m", "fashion_lab.cli", *base, f"tracking.uri=sqlite:///{tmp}/m.db",
                            f"hydra.sweep.dir={tmp}/multirun", *extra]
                     start = time.perf_counter()
