@@ -170,7 +170,12 @@ class Bench:
         return train + ["--val-samples", str(self.n_val), "--epochs", str(self.epochs), *extra]
 
     def fl_overrides(self, *extra):
-        data = ["data=fashion_mnist"] if self.a.full else ["data=small", f"data.train_samples={self.n_train}"]
+        if self.a.smoke:  # synthetic: no 10000-image test pass per run, no files needed
+            data = ["data=synthetic", f"data.synthetic_train={self.n_train + self.n_val}", "data.synthetic_test=100"]
+        elif self.a.full:
+            data = ["data=fashion_mnist"]
+        else:
+            data = ["data=small", f"data.train_samples={self.n_train}"]
         return data + [f"data.val_samples={self.n_val}", f"trainer.epochs={self.epochs}", *extra]
 
     def full_epoch_seconds(self, subset_epoch: float) -> float:
