@@ -44,6 +44,8 @@ def usage() -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter hides real output
+    # oneDNN kernels: off by default on AMD CPUs, faster here (benchmarks/README.md); read when TF is imported
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0

@@ -1,0 +1,65 @@
+"""Smoke of the benchmark runner (tiny sizes, one repeat): keeps benchmarks/run.py from rotting.
+
+Not a timed test: it checks that every benchmark row is printed with finite numbers, never speed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+import sys
+
+from conftest import REPO, cli_env
+
+ROWS = [
+    "training overhead (s/epoch, epoch 1+)", "first epoch incl. compile", "training images/s",
+    "tracking: s added per epoch", "tracking: s added per run", "CLI start-up: fashion-lab --help",
+    "data load: full Fashion-MNIST", "memory: RSS growth trial 2->3 ", "memory: RSS growth trial 2->3 (clear_session)",
+    "arithmetic efficiency",
+]
+
+
+def _cells(table: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in table.splitlines():
+        if line.startswith("| ") and not line.startswith("| benchmark"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def _first_number(text: str) -> float:
+    match = re.search(r"-?\d+(\.\d+)?(e[-+]?\d+)?", text)
+    assert match, f"no number in {text!r}"
+    return float(match.group())
+
+
+def test_smoke_prints_every_benchmark_row(tmp_path):
+    table_file = tmp_path / "table.md"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run.py"), "--smoke", "--markdown",
+                           str(table_file)], capture_output=True, text=True, timeout=600, env=cli_env(),
+                          cwd=tmp_path, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert table_file.read_text() in proc.stdout  # one table, also written as markdown
+    rows = _cells(proc.stdout)
+    for wanted in ROWS:
+        matches = [name for name in rows if (name + " ").startswith(wanted) or name.startswith(wanted.strip())]
+        assert matches, f"row {wanted!r} missing from:\n{proc.stdout}"
+    for name, (a, b, value, target, met) in rows.items():
+        assert met in ("met", "MISSED", "info"), (name, met)
+        for cell in (a, b, value):
+            assert math.isfinite(_first_number(cell)), (name, cell)
+
+
+def test_flop_count_matches_the_tutorial_network():
+    """The analytic FLOP table agrees with the network's own parameter shapes (conv/dense MACs)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import run
+
+    layers = dict(run.tutorial_flops())
+    assert len(layers) == 6
+    # conv2: 28x28 outputs x 32 filters x (3x3x32) weights, 2 FLOPs per multiply-add
+    assert layers["conv2 28x28x32->32"] == 2 * 28 * 28 * 32 * 9 * 32
+    assert layers["dense 3136->512"] == 2 * 3136 * 512
+    assert abs(sum(layers.values()) / 1e6 - 39.8) < 0.1  # forward MFLOP per image (STACK-NOTES)
