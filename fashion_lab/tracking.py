@@ -106,11 +106,25 @@ def _default_artifact_location(uri: str) -> Optional[str]:
 
 
 def client_for(tracking_cfg):
-    """An MlflowClient on the configured store (also sets the fluent API's URI)."""
+    """An MlflowClient on the configured store (also sets the fluent API's URI).
+
+    The first touch of a new sqlite file creates its tables with migrations that break when two
+    processes (parallel sweep points, a poller) run them at once, so it is serialised by a file lock.
+    """
+    import fcntl
+
     import mlflow
 
     mlflow.set_tracking_uri(tracking_cfg.uri)
-    return mlflow.MlflowClient(tracking_uri=tracking_cfg.uri)
+    if not tracking_cfg.uri.startswith("sqlite:///"):
+        return mlflow.MlflowClient(tracking_uri=tracking_cfg.uri)
+    db = Path(tracking_cfg.uri[len("sqlite:///"):]).expanduser()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{db}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        client = mlflow.MlflowClient(tracking_uri=tracking_cfg.uri)
+        client.search_experiments(max_results=1)  # creates the tables while holding the lock
+    return client
 
 
 def ensure_experiment(client, tracking_cfg) -> str:

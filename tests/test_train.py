@@ -123,6 +123,7 @@ def _start_long_run(tmp_path, store):
     import sys
     from conftest import cli_env
 
+    MlflowClient(store).search_experiments()  # create the store's tables before the poller and the run race
     return subprocess.Popen([sys.executable, "-m", "fashion_lab.cli", "train", "data=synthetic",
                              "trainer.epochs=200", "trainer.batch_size=32", "data.synthetic_train=300",
                              "data.val_samples=60", f"tracking.uri={store}"],
