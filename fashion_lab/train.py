@@ -20,6 +20,7 @@ from fashion_lab.config import run_params, validate
 from fashion_lab.data import Splits, load_data
 from fashion_lab.model import build_model
 from fashion_lab.optim import build_optimizer
+from fashion_lab.sweep import point_name
 from fashion_lab.tracking import TAG, EpochLogger, TrainingDiverged, provenance_tags, tracked_run
 
 # Keys that never change what a run computes; left out of the repeat-group id.
@@ -42,12 +43,12 @@ def config_id(cfg) -> str:
 
 
 def default_run_name(cfg, overrides: Sequence[str]) -> str:
-    """Distinguishing values first (the MLflow UI cuts names at ~25 characters)."""
+    """The run's overrides with short keys (``bn_placement=before lr...``), else model and optimizer."""
     if cfg.tracking.run_name:
         return cfg.tracking.run_name
-    shown = [o.split(".")[-1] if "=" in o.split(".")[-1] else o for o in overrides
-             if not o.startswith(("tracking.", "hydra.", "trainer.verbose"))]
-    return " ".join(shown) or f"{cfg.model.name} {getattr(cfg.optimizer.name, 'value', cfg.optimizer.name)}"
+    keys = [o.partition("=")[0].lstrip("+~") for o in overrides
+            if not o.startswith(("tracking.", "hydra.", "trainer.verbose"))]
+    return point_name(overrides, keys) or f"{cfg.model.name} {getattr(cfg.optimizer.name, 'value', cfg.optimizer.name)}"
 
 
 def _compiled_model(cfg, splits: Splits):

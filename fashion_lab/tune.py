@@ -39,11 +39,6 @@ STATE_FILE = "fashion_lab.json"
 
 # --- composing configs ----------------------------------------------------------------------
 
-def compose(overrides: list[str], hydra_cfg: bool = False):
-    """The config ``fashion-lab train <overrides>`` runs."""
-    return config.compose(overrides, return_hydra_config=hydra_cfg)
-
-
 def _key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
@@ -95,11 +90,11 @@ def prepare(argv: list[str]) -> Search:
     if bad:
         raise SpaceError(f"unexpected arguments {bad}: give [SWEEP] then key=value overrides")
     base = [f"sweep={name}", *overrides]
-    first = compose(base)
+    first = config.compose(base)
     # The file's strategy applies unless the command names a tuner; a grid file runs with the default tuner.
     if not any(_key(o) == "tuner" for o in overrides) and first.sweep.strategy in STRATEGIES[:3]:
         base.append(f"tuner={first.sweep.strategy}")
-    cfg = compose(base, hydra_cfg=True)
+    cfg = config.compose(base, return_hydra_config=True)
     params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=False) if cfg.hydra.sweeper.get(
         "params") else {}
     conditions = OmegaConf.to_container(cfg.sweep.conditions)
@@ -118,7 +113,7 @@ def prepare(argv: list[str]) -> Search:
     if tuner.strategy == "grid" and has_intervals(dims):
         raise SpaceError("tuner=grid needs a space of choices only; "
                          f"{[d.key for d in dims if d.kind != 'choice']} are intervals: use tuner=random|bayesian|hyperband")
-    plain = compose(base)
+    plain = config.compose(base)
     validate(plain)  # the base config itself must be valid before anything starts
     definition = OmegaConf.to_yaml({"sweep": name, "strategy": tuner.strategy, "params": params,
                                     "conditions": conditions, "space": describe(dims),
@@ -260,7 +255,7 @@ def run_trial(search: Search, trial) -> dict[str, float]:
             continue
         started = time.perf_counter()
         try:
-            cfg = compose(overrides)
+            cfg = config.compose(overrides)
             same_data = OmegaConf.to_container(cfg.data) == OmegaConf.to_container(search.cfg.data)
             result = train(cfg, overrides=overrides, run_name=f"{label} · {short}"
                            + (f" x{execution}" if tuner_cfg.executions_per_trial > 1 else ""),

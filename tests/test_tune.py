@@ -91,8 +91,8 @@ def test_search_file_parses_into_the_lectures_space():
     from fashion_lab.space import parse_space
 
     cfg = compose(["sweep=search"])
-    from fashion_lab.tune import compose as tune_compose
-    hydra_cfg = tune_compose(["sweep=search"], hydra_cfg=True)
+    from fashion_lab.config import compose as tune_compose
+    hydra_cfg = tune_compose(["sweep=search"], return_hydra_config=True)
     from omegaconf import OmegaConf
     dims = {d.key: d for d in parse_space(OmegaConf.to_container(hydra_cfg.hydra.sweeper.params),
                                           OmegaConf.to_container(cfg.sweep.conditions))}
@@ -107,7 +107,7 @@ def test_search_file_parses_into_the_lectures_space():
 def test_sampled_values_become_overrides_hydra_composes():
     import keras_tuner as kt
     from fashion_lab.space import declare, parse_space, to_overrides
-    from fashion_lab.tune import compose as tune_compose
+    from fashion_lab.config import compose as tune_compose
 
     dims = parse_space({"optimizer": "sgd,adam", "optimizer.momentum": "interval(0.1, 0.9)",
                         "model.filters": "[8,16],[16,32]", "model.dense_units": "int(interval(16, 64))"},
