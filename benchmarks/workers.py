@@ -16,6 +16,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tune_rss
 
 
 def _compose(overrides):
@@ -217,6 +218,13 @@ def memory(args):
     return {"rss_mb": rss}
 
 
+def tune_memory(args):
+    """The search process's RSS after each trial of one `fashion-lab tune` run (see tune_rss.py)."""
+    from tune_rss import search_rss
+
+    return search_rss(int(args["trials"]), list(args.get("overrides", [])))
+
+
 def matmul(args):
     """float32 matmul FLOP/s through TensorFlow (n x n, best of a few timed loops)."""
     import tensorflow as tf
@@ -235,7 +243,8 @@ def matmul(args):
     return {"flops": rates}
 
 
-WORKERS = {f.__name__: f for f in (fashion_lab_train, train_ab, plain_keras, data_load, memory, matmul)}
+WORKERS = {f.__name__: f for f in (fashion_lab_train, train_ab, plain_keras, data_load, memory, tune_memory,
+                                    matmul)}
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

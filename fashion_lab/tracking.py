@@ -57,7 +57,10 @@ def _alive(owner: str) -> bool:
             return True
         except (OSError, ValueError):
             return False
-    return start in ("", "0") or stat.rsplit(")", 1)[1].split()[19] == start
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):  # a zombie: exited, not yet reaped by its (possibly dead) parent
+        return False
+    return start in ("", "0") or fields[19] == start
 
 
 def git_commit() -> Optional[str]:
@@ -250,7 +253,7 @@ class EpochLogger(keras.callbacks.Callback):
 
 
 @contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
+def sigterm_raises() -> Iterator[None]:
     """Turn SIGTERM into an exception for the duration of a run (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -275,7 +278,7 @@ def tracked_run(cfg, *, run_name: str, tags: dict[str, str],
                 parent_run_id: Optional[str] = None) -> Iterator[Recorder]:
     """Open one run, log the flattened config, and close it with the right status whatever happens."""
     if not cfg.tracking.enabled:
-        with _sigterm_raises():
+        with sigterm_raises():
             yield Recorder()
         return
     client = client_for(cfg.tracking)
@@ -288,7 +291,7 @@ def tracked_run(cfg, *, run_name: str, tags: dict[str, str],
     recorder = Recorder(client, run.info.run_id)
     status, reason = "FINISHED", None
     try:
-        with _sigterm_raises():
+        with sigterm_raises():
             recorder.params(run_params(cfg))
             yield recorder
     except (KeyboardInterrupt, Terminated) as error:

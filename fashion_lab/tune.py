@@ -30,6 +30,7 @@ from omegaconf import OmegaConf
 from fashion_lab.commands import fail
 from fashion_lab import config
 from fashion_lab.config import ConfigError, validate
+from fashion_lab.fresh_process import call_in_fresh_process, peak_child_rss_mb
 from fashion_lab.space import SpaceError, describe, fingerprint, has_intervals, parse_space, pin, to_overrides
 
 STRATEGIES = ("random", "bayesian", "hyperband", "grid")
@@ -215,13 +216,29 @@ def _score(search: Search, metrics: dict, history) -> float:
     return float(metrics["best_val_accuracy"])
 
 
+def train_trial(*, overrides: list[str], run_name: str, parent_run_id: Optional[str], tags: dict[str, str],
+                shared_splits=None, shared_data=None):
+    """One execution of a trial: compose its overrides and ``train()`` it (in whatever process calls this).
+
+    ``shared_splits`` (loaded for ``shared_data``) are reused when the trial's data config is the
+    same; a trial in a fresh process loads its own (from the verified array cache).
+    """
+    from fashion_lab.train import train
+
+    cfg = config.compose(overrides)
+    same_data = shared_data is not None and OmegaConf.to_container(cfg.data) == OmegaConf.to_container(shared_data)
+    result = train(cfg, overrides=overrides, run_name=run_name, parent_run_id=parent_run_id, tags=tags,
+                   splits=shared_splits if same_data else None)
+    result.model = None  # the run's artifacts hold the weights; a model does not cross processes
+    return result
+
+
 def run_trial(search: Search, trial) -> dict[str, float]:
     """Train one sampled configuration (``executions_per_trial`` times) with train(); the objective."""
     import keras
     import keras_tuner as kt
 
     from fashion_lab import tracking
-    from fashion_lab.train import train
 
     hp, tuner_cfg = trial.hyperparameters, search.cfg.tuner
     sampled = to_overrides(search.dims, hp)
@@ -254,30 +271,33 @@ def run_trial(search: Search, trial) -> dict[str, float]:
                           else done.data.metrics.get("val_loss", float("nan")))
             continue
         started = time.perf_counter()
+        run_name = f"{label} · {short}" + (f" x{execution}" if tuner_cfg.executions_per_trial > 1 else "")
+        job = dict(overrides=overrides, run_name=run_name, parent_run_id=search.parent_run_id,
+                   tags={**tags, tracking.TAG + "execution": str(execution)})
         try:
-            cfg = config.compose(overrides)
-            same_data = OmegaConf.to_container(cfg.data) == OmegaConf.to_container(search.cfg.data)
-            result = train(cfg, overrides=overrides, run_name=f"{label} · {short}"
-                           + (f" x{execution}" if tuner_cfg.executions_per_trial > 1 else ""),
-                           parent_run_id=search.parent_run_id,
-                           tags={**tags, tracking.TAG + "execution": str(execution)},
-                           splits=search.splits if same_data else None)
+            if tuner_cfg.fresh_process:  # bounded memory: the trial's process takes its graphs with it
+                result = call_in_fresh_process(train_trial, **job)
+            else:
+                result = train_trial(**job, shared_splits=search.splits, shared_data=search.cfg.data)
         except Exception as error:  # FAILED in MLflow by tracked_run; the search goes on
             reason = tracking.failure_reason(error).splitlines()[0][:300]
             search.failures.append(f"trial {trial.trial_id}: {reason}")
             print(f"{label} failed: {reason}", file=sys.stderr)
             raise kt.errors.FailedTrialError(reason) from error
         finally:
-            # Bounded memory across many trials: drop the graph and model of the finished trial.
-            keras.backend.clear_session()
-            gc.collect()
+            if not tuner_cfg.fresh_process:  # frees the model; TF keeps ~16 MB of graphs per trial anyway
+                keras.backend.clear_session()
+                gc.collect()
         scores.append(_score(search, result.metrics, result.history))
         print(f"{label}: {' '.join(sampled + extra)} -> {tuner_cfg.objective}={scores[-1]:.4f} "
               f"({time.perf_counter() - started:.1f} s, rss {_rss_mb():.0f} MB, run {result.run_id})")
         del result
     if search.parent_run_id:
+        memory = {"trial_rss_mb": _rss_mb()}
+        if tuner_cfg.fresh_process:
+            memory["trial_process_peak_rss_mb"] = peak_child_rss_mb()
         tracking.log_metrics(tracking.client_for(search.cfg.tracking), search.parent_run_id,
-                             {"trial_rss_mb": _rss_mb()}, step=int(trial.trial_id))
+                             memory, step=int(trial.trial_id))
     return {tuner_cfg.objective: sum(scores) / len(scores)}
 
 
@@ -422,7 +442,8 @@ command resumes the search. Strategies: tuner=random|bayesian|hyperband|grid.
 A swept key given as an override (e.g. model.filters=[16,32]) is fixed, the rest searched.
 Settings: tuner.max_trials, tuner.max_epochs, tuner.factor, tuner.executions_per_trial,
 tuner.early_stopping_patience, tuner.directory (default outputs/tuner), tuner.project,
-tuner.overwrite=true (start over), tuner.model_name (registry name, default fashion-lab-cnn).
+tuner.overwrite=true (start over), tuner.model_name (registry name, default fashion-lab-cnn),
+tuner.fresh_process=false (train trials in the search process: faster start, memory grows).
 """
 
 
@@ -442,16 +463,19 @@ def tune_command(argv: list[str]) -> int:
         fail(f"{error}".splitlines()[0])
 
     from fashion_lab.data import load_data
-    from fashion_lab.tracking import Terminated
+    from fashion_lab.tracking import Terminated, sigterm_raises
 
-    search.splits = load_data(search.cfg.data)  # once per search, shared by all trials
+    splits = load_data(search.cfg.data)  # fails early on missing data; warms the array cache
+    search.splits = None if search.cfg.tuner.fresh_process else splits  # shared by in-process trials
+    del splits
     if search.tracking:
         _open_parent(search, state)
     tuner = make_tuner(search)
     _save_state(search)
     aborted = None
     try:
-        tuner.search()
+        with sigterm_raises():  # a SIGTERM closes the parent run KILLED and stops the trial's process
+            tuner.search()
     except RuntimeError as error:  # KerasTuner: too many consecutive failed trials
         aborted = str(error)
     except (KeyboardInterrupt, Terminated):

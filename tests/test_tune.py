@@ -172,6 +172,8 @@ def test_random_search_records_registers_reproduces_and_resumes(run_cli, store, 
     assert len(versions) == 1 and versions[0][0] == "fashion-lab-cnn"
     assert versions[0][2] in {t["id"] for t in trials}
     assert {"best_val_accuracy", "test_accuracy"} <= set(parent_metrics)
+    # Trials ran in their own processes (the default): their peak RSS is on the parent's record.
+    assert {"trial_rss_mb", "trial_process_peak_rss_mb"} <= set(parent_metrics)
     assert (tmp_path / "outputs" / "tuner" / "search" / "oracle.json").exists()
 
     line = [l for l in first.stdout.splitlines() if l.startswith("reproduce: fashion-lab train ")][-1]
@@ -224,8 +226,9 @@ def test_search_killed_during_second_trial_resumes(store, tmp_path, sweeps, run_
 
 @pytest.mark.slow
 def test_hyperband_records_bracket_and_round(run_cli, store, sweeps):
+    # tuner.fresh_process=false: trials in the search process (the other mode; also faster here).
     run_cli("tune", "small", *TINY, "tuner=hyperband", "tuner.max_epochs=2", "tuner.factor=2",
-            f"tracking.uri={store}", env={"FASHION_LAB_SWEEPS_DIR": str(sweeps)}, check=True)
+            "tuner.fresh_process=false", f"tracking.uri={store}", env={"FASHION_LAB_SWEEPS_DIR": str(sweeps)}, check=True)
     trials = children(store)
     assert trials and all(t["status"] == "FINISHED" for t in trials)
     assert all({"fashion_lab.bracket", "fashion_lab.round"} <= set(t["tags"]) for t in trials)
@@ -234,7 +237,7 @@ def test_hyperband_records_bracket_and_round(run_cli, store, sweeps):
 
 
 def test_grid_sweep_file_is_a_bayesian_space(run_cli, store):
-    result = run_cli("tune", "bn_placement", *TINY, "tuner=bayesian", "tuner.max_trials=2",
+    result = run_cli("tune", "bn_placement", *TINY, "tuner=bayesian", "tuner.max_trials=2", "tuner.fresh_process=false",
                      "model.filters=[8,16]", "model.dense_units=32", f"tracking.uri={store}", check=True)
     trials = children(store)
     assert len(trials) == 2 and all(t["status"] == "FINISHED" for t in trials)
@@ -257,7 +260,7 @@ def test_all_trials_failing_exits_non_zero(run_cli, store, sweeps):
 
 def test_changed_space_or_strategy_is_refused(run_cli, store, sweeps):
     env = {"FASHION_LAB_SWEEPS_DIR": str(sweeps)}
-    args = ["tune", "small", *TINY, "tuner.max_trials=1", f"tracking.uri={store}"]
+    args = ["tune", "small", *TINY, "tuner.max_trials=1", "tuner.fresh_process=false", f"tracking.uri={store}"]
     run_cli(*args, env=env, check=True)
     refused = run_cli(*args, "tuner=bayesian", env=env)
     assert refused.returncode == 2 and "tuner.overwrite=true" in refused.stderr

@@ -1,0 +1,93 @@
+"""Run one function call in a new Python process that dies with its parent.
+
+Why: TensorFlow keeps ~16 MB of traced training graphs per fitted model alive in the process,
+even after ``keras.backend.clear_session()`` and ``gc.collect()`` (a bare Keras build/fit loop
+grows the same way; eager mode does not). A long search that trains every trial in one process
+therefore grows without bound. A trial in its own process returns all of it to the OS when
+it ends, at the price of a TensorFlow import (a few seconds) per trial.
+
+The child is started with ``spawn`` (no fork of a process that already runs TensorFlow
+threads) and asks the kernel to SIGKILL it when its parent dies, so a killed search never
+leaves a trial training on behind it; the trial's MLflow run is then closed KILLED by the
+next command (``tracking.reap_orphans``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import resource
+import signal
+from typing import Any, Callable
+
+_PR_SET_PDEATHSIG = 1
+_STOP_GRACE_S = 30  # an interrupted child closes its MLflow run before we stop waiting
+
+
+class ChildProcessDied(RuntimeError):
+    """The child ended without returning (killed, out of memory, crashed interpreter)."""
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the child may outlive a SIGKILLed parent
+        return
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _child(conn, parent_pid: int, fn: Callable, args: tuple, kwargs: dict) -> None:
+    _die_with_parent(parent_pid)
+    try:
+        outcome = ("ok", fn(*args, **kwargs))
+    except BaseException as error:  # noqa: BLE001 - handed to the parent, which re-raises it
+        outcome = ("error", error)
+    try:
+        conn.send(outcome)
+    except Exception:  # an unpicklable result or exception: send its text instead
+        kind, value = outcome
+        conn.send(("error", RuntimeError(f"{type(value).__name__}: {value}")))
+    finally:
+        conn.close()
+
+
+def _reap(child) -> None:
+    child.join(_STOP_GRACE_S)
+    if child.is_alive():
+        child.kill()
+        child.join()
+
+
+def peak_child_rss_mb() -> float:
+    """The largest peak RSS of any finished child process of this one, in MB."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def call_in_fresh_process(fn: Callable, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` in a new process: its return value, or its exception re-raised here.
+
+    ``fn``, its arguments and its result must pickle. If this process is interrupted while
+    waiting (Ctrl-C, SIGTERM), the child gets SIGTERM and some seconds to close its run.
+    """
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_child, args=(send, os.getpid(), fn, args, kwargs), daemon=True)
+    child.start()
+    send.close()  # so recv() sees EOF if the child dies without answering
+    try:
+        kind, value = receive.recv()
+    except EOFError:
+        child.join()
+        raise ChildProcessDied(f"the process running {fn.__name__} ended with exit code {child.exitcode} "
+                               "before returning (killed, or out of memory?)") from None
+    except BaseException:  # interrupted while waiting: stop the child, let it close its run
+        child.terminate()
+        raise
+    finally:
+        receive.close()
+        _reap(child)
+    if kind == "error":
+        raise value
+    return value
