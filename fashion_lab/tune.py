@@ -43,6 +43,17 @@ def _key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
+# Overrides that never change what a trial trains: the search's budget and settings, where runs
+# are recorded, console output, Hydra's own settings, threads and the parsed-data cache.
+_NOT_TRAINED = ("tuner", "tracking", "hydra", "trainer.verbose", "trainer.threads", "data.cache")
+
+
+def trained_overrides(overrides: list[str]) -> list[str]:
+    """The command line's overrides that change what a trial trains (part of the search's identity)."""
+    return [o for o in overrides
+            if not any(_key(o) == k or _key(o).startswith(k + ".") for k in _NOT_TRAINED)]
+
+
 def merge(base: list[str], extra: list[str]) -> list[str]:
     """``base`` then ``extra``, an ``extra`` key replacing the same key in ``base`` (Hydra refuses duplicates)."""
     replaced = {_key(o) for o in extra}
@@ -121,7 +132,7 @@ def prepare(argv: list[str]) -> Search:
     swept = [f"{d.key}.name" if "." not in d.key and "name" in plain.get(d.key, {}) else d.key for d in dims]
     return Search(name=name, project=tuner.project or name, base=base, cfg=plain, dims=dims,
                   strategy=tuner.strategy, definition=definition, swept_keys=swept,
-                  fingerprint=fingerprint(dims, tuner.strategy))
+                  fingerprint=fingerprint(dims, tuner.strategy, trained_overrides(overrides)))
 
 
 # --- saved state: fingerprint + parent run ---------------------------------------------------
@@ -135,11 +146,12 @@ def _save_state(search: Search) -> None:
     search.directory.mkdir(parents=True, exist_ok=True)
     (search.directory / STATE_FILE).write_text(json.dumps({
         "sweep": search.name, "strategy": search.strategy, "fingerprint": search.fingerprint,
+        "trained_overrides": trained_overrides(search.base[1:]),
         "parent_run_id": search.parent_run_id, "tracking_uri": search.cfg.tracking.uri}, indent=2))
 
 
 def check_resumable(search: Search) -> Optional[dict]:
-    """The saved state to resume, None for a new search; refuses a changed space or strategy."""
+    """The saved state to resume, None for a new search; refuses a changed space, strategy or base overrides."""
     if search.cfg.tuner.overwrite:
         shutil.rmtree(search.directory, ignore_errors=True)
         return None
@@ -147,9 +159,14 @@ def check_resumable(search: Search) -> Optional[dict]:
     if state is None and not search.directory.exists():
         return None
     if state is None or state.get("fingerprint") != search.fingerprint:
-        was = f" (it was {state['strategy']} over a different space)" if state else ""
+        was = ""
+        if state:
+            before = state.get("trained_overrides")  # absent in state files of older versions
+            now = trained_overrides(search.base[1:])
+            was = f" (it was {state['strategy']}" + (
+                f", base overrides [{' '.join(before)}], now [{' '.join(now)}]" if before not in (None, now) else "") + ")"
         raise SpaceError(
-            f"a different search already lives in {search.directory}{was}; the space or strategy of "
+            f"a different search already lives in {search.directory}{was}; the space, strategy or base overrides of "
             f"'{search.project}' changed. Start a new search with tuner.project=NEW_NAME (or another "
             f"tuner.directory), or discard the old one with tuner.overwrite=true")
     return state

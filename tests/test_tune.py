@@ -276,3 +276,40 @@ def test_bad_sweep_name_or_tuner_value_fails_before_any_run(run_cli, store):
     result = run_cli("tune", "tuner.objective=accuracy", f"tracking.uri={store}")
     assert result.returncode == 2 and "val_accuracy" in result.stderr
     assert not Path(store[len("sqlite:///"):]).exists()
+
+
+# --- the search's identity: space, strategy and the base overrides that change what a trial trains
+
+def test_fingerprint_without_trained_overrides_is_unchanged():
+    """State files written before base overrides counted still resume: no such override, same value."""
+    from fashion_lab import tune
+    from fashion_lab.space import fingerprint, parse_space
+
+    dims = parse_space({"optimizer": "sgd,adam", "optimizer.learning_rate": "tag(log, interval(0.001, 0.05))"})
+    assert fingerprint(dims, "random") == fingerprint(dims, "random", []) == "a534a3b93179a38c"
+    settings = tune.prepare(["bn_placement", "tuner.max_trials=5", "tuner.seed=3", "tracking.uri=sqlite:///x.db",
+                             "trainer.verbose=0", "tracking.log_plots=false"])
+    plain = tune.prepare(["bn_placement"])
+    assert settings.fingerprint == plain.fingerprint == fingerprint(plain.dims, plain.strategy)
+    a = tune.prepare(["bn_placement", "data=synthetic", "trainer.epochs=2"])
+    b = tune.prepare(["bn_placement", "trainer.epochs=2", "data=synthetic", "tuner.max_trials=7"])
+    assert a.fingerprint == b.fingerprint != plain.fingerprint  # order and settings do not matter
+    assert tune.prepare(["bn_placement", "data=synthetic", "trainer.epochs=3"]).fingerprint != a.fingerprint
+
+
+def test_changed_base_overrides_are_refused_settings_are_not(run_cli, store, sweeps):
+    env = {"FASHION_LAB_SWEEPS_DIR": str(sweeps)}
+    args = ["tune", "small", *TINY, f"tracking.uri={store}"]
+    run_cli(*args, "tuner.max_trials=1", env=env, check=True)
+    epochs = [o if o != "trainer.epochs=1" else "trainer.epochs=2" for o in args]
+    refused = run_cli(*epochs, "tuner.max_trials=1", env=env)
+    assert refused.returncode == 2, refused.stderr
+    assert "space, strategy or base overrides of 'small' changed" in refused.stderr
+    assert "trainer.epochs=1" in refused.stderr and "trainer.epochs=2" in refused.stderr  # what changed
+    assert "tuner.project=NEW_NAME" in refused.stderr and "tuner.overwrite=true" in refused.stderr
+    assert len(children(store)) == 1  # nothing ran
+    # A bigger budget, other tracking/verbosity settings and another order continue the same search.
+    more = run_cli("tune", "small", *reversed(TINY[:-1]), "trainer.verbose=1", "tuner.max_trials=2",
+                   f"tracking.uri={store}", env=env, check=True)
+    assert "resuming" in more.stdout
+    assert len(parents(store)) == 1 and len(children(store)) == 2
