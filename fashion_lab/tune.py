@@ -227,9 +227,20 @@ def _finished_run(search: Search, trial_id: str, execution: int):
 
 
 def _score(search: Search, metrics: dict, history) -> float:
+    """A fresh run's objective: the best epoch's value (max val_accuracy, min val_loss), like _run_score."""
     if search.cfg.tuner.objective == "val_loss":
         return float(history["val_loss"].min())
     return float(metrics["best_val_accuracy"])
+
+
+def _run_score(search: Search, run) -> float:
+    """A recorded run's objective, as _score computes it: best_val_accuracy, or val_loss's minimum over epochs."""
+    if search.cfg.tuner.objective == "val_loss":
+        from fashion_lab import tracking
+
+        history = tracking.client_for(search.cfg.tracking).get_metric_history(run.info.run_id, "val_loss")
+        return float(min((m.value for m in history), default=float("nan")))
+    return float(run.data.metrics["best_val_accuracy"])
 
 
 def run_trial(search: Search, trial) -> dict[str, float]:
@@ -267,8 +278,7 @@ def run_trial(search: Search, trial) -> dict[str, float]:
         done = _finished_run(search, trial.trial_id, execution)
         if done is not None:
             print(f"{label}: already recorded as run {done.info.run_id}; not re-run")
-            scores.append(done.data.metrics["best_val_accuracy"] if tuner_cfg.objective == "val_accuracy"
-                          else done.data.metrics.get("val_loss", float("nan")))
+            scores.append(_run_score(search, done))
             continue
         started = time.perf_counter()
         try:
@@ -313,6 +323,24 @@ def _oracle(search: Search):
     return kt.oracles.HyperbandOracle(max_epochs=t.max_epochs, factor=t.factor, **common)
 
 
+def _restore_grid_position(oracle) -> None:
+    """KerasTuner's grid oracle keeps its place in the grid only in memory (not in oracle.json): after a
+    reload it would stop at once. Rebuild it from the saved trials: every trial ordered by its values,
+    every ended trial queued to propose its next combination (already tried ones are skipped)."""
+    import functools
+
+    from keras_tuner.src.tuners.gridsearch import LinkedList
+
+    def values(trial_id):
+        return oracle.trials[trial_id].hyperparameters.values
+
+    started = [t for t in oracle.start_order if t in oracle.trials]
+    oracle._ordered_ids = LinkedList()
+    for trial_id in sorted(started, key=functools.cmp_to_key(lambda a, b: oracle._compare(values(a), values(b)))):
+        oracle._ordered_ids.insert(trial_id)
+    oracle._populate_next = [t for t in oracle.end_order if t in oracle.trials]
+
+
 def make_tuner(search: Search):
     """A KerasTuner BaseTuner whose HyperModel only declares the space and whose trials call train()."""
     import keras_tuner as kt
@@ -327,8 +355,11 @@ def make_tuner(search: Search):
         def run_trial(self, trial, *args, **kwargs):
             return run_trial(search, trial)
 
+    reloading = (search.directory / "oracle.json").exists()
     tuner = TrainTuner(oracle=_oracle(search), hypermodel=SpaceModel(), directory=str(search.cfg.tuner.directory),
                        project_name=search.project, overwrite=False)
+    if reloading and search.strategy == "grid":
+        _restore_grid_position(tuner.oracle)
     tuner.save()  # so a kill during the first trial still resumes this search
     return tuner
 
@@ -336,6 +367,7 @@ def make_tuner(search: Search):
 # --- the end of a search --------------------------------------------------------------------
 
 def _best_run(search: Search, trial_id: str):
+    """The trial's best FINISHED run by the objective (of its executions_per_trial runs, the best execution)."""
     from fashion_lab import tracking
 
     client = tracking.client_for(search.cfg.tracking)
@@ -343,8 +375,11 @@ def _best_run(search: Search, trial_id: str):
         [client.get_run(search.parent_run_id).info.experiment_id],
         filter_string=(f"tags.`{tracking.TAG}sweep_id` = '{search.parent_run_id}' and "
                        f"tags.`{tracking.TAG}trial_id` = '{trial_id}' and attributes.status = 'FINISHED'"),
-        order_by=["metrics.best_val_accuracy DESC"], max_results=1)
-    return runs[0] if runs else None
+        order_by=["attributes.start_time ASC"])
+    if not runs:
+        return None
+    pick = min if OBJECTIVES[search.cfg.tuner.objective] == "min" else max
+    return pick(runs, key=lambda run: _run_score(search, run))  # ties: the first execution
 
 
 def register(search: Search, run) -> str:
@@ -402,6 +437,7 @@ def finish(search: Search, tuner, aborted: Optional[str]) -> int:
                                       summary={**summary, "error": "all trials failed"})
         return 1
     best = tuner.oracle.get_best_trials(1)[0]
+    summary[f"best_trial_{search.cfg.tuner.objective}"] = float(best.score)  # mean over its executions
     print(f"search {search.project}: {len(completed)} completed, {len(failed)} failed trials")
     print(f"best trial {best.trial_id}: {search.cfg.tuner.objective}={best.score:.4f}")
     overrides = merge(search.base, to_overrides(search.dims, best.hyperparameters))
