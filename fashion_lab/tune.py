@@ -427,7 +427,11 @@ def finish(search: Search, tuner, aborted: Optional[str]) -> int:
     failed = [t for t in trials if t.status in (TrialStatus.FAILED, TrialStatus.INVALID)]
     summary: dict[str, Any] = {"completed_trials": len(completed), "failed_trials": len(failed)}
     if aborted:
-        print(f"fashion-lab: search stopped: {aborted.splitlines()[0]}", file=sys.stderr)
+        reason = summary["stopped"] = aborted.splitlines()[0].rstrip(".")
+        if "consecutive failures" in reason:
+            reason += " (tuner.max_consecutive_failed_trials)"
+        print(f"fashion-lab: search stopped: {reason}"
+              + (f"; the best of the {len(completed)} completed trials follows" if completed else ""), file=sys.stderr)
     if not completed:
         reasons = "; ".join(search.failures[-3:]) or (aborted or "no trial ran").splitlines()[0]
         print(f"fashion-lab: error: all {len(trials)} trials of search {search.project} failed, "
@@ -459,7 +463,7 @@ def finish(search: Search, tuner, aborted: Optional[str]) -> int:
     else:
         overrides = [o for o in overrides if not _key(o).startswith("tuner")]
     print("reproduce: fashion-lab train " + " ".join(shlex.quote(o) for o in overrides))
-    return 1 if aborted else 0
+    return 1 if aborted else 0  # cut short: the budget was not searched, even with a best trial so far
 
 
 # --- the command ----------------------------------------------------------------------------
@@ -475,7 +479,10 @@ command resumes the search. Strategies: tuner=random|bayesian|hyperband|grid.
 A swept key given as an override (e.g. model.filters=[16,32]) is fixed, the rest searched.
 Settings: tuner.max_trials, tuner.max_epochs, tuner.factor, tuner.executions_per_trial,
 tuner.early_stopping_patience, tuner.directory (default outputs/tuner), tuner.project,
-tuner.overwrite=true (start over), tuner.model_name (registry name, default fashion-lab-cnn).
+tuner.overwrite=true (start over), tuner.model_name (registry name, default fashion-lab-cnn),
+tuner.max_consecutive_failed_trials. Exit status: 0 done; 1 every trial failed, or the search stopped
+after that many failures in a row (the best completed trial is still reported and registered);
+2 bad arguments or a changed search under the same project; 130 interrupted (run it again to resume).
 """
 
 

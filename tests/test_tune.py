@@ -408,3 +408,44 @@ def test_val_loss_objective_picks_the_lowest_validation_loss(run_cli, store):
     for t in trials:
         assert tune._run_score(search, client.get_run(t["id"])) == pytest.approx(lowest[t["id"]], abs=1e-6)
     assert tune._best_run(search, best_id).info.run_id == best["id"]
+
+
+FLAKY_SPACE = """# the first learning rate trains, the others diverge (NaN loss); tuner=grid tries them in this order
+hydra:
+  sweeper:
+    params:
+      optimizer.learning_rate: 0.01,1e100,1e101,1e102  # inf in float32
+sweep:
+  strategy: random
+model:
+  filters: [8]
+  dense_units: 16
+  dense_dropout: 0.0
+  bn_placement: none
+optimizer:
+  momentum: 0.0
+"""
+
+
+def test_consecutive_failures_after_a_success_stop_the_search_and_report_the_best(run_cli, store, sweeps):
+    """Trial 0 trains, trials 1 and 2 diverge: the search stops at tuner.max_consecutive_failed_trials=2
+    (trial 3 never starts). The exit status is 1, as when every trial fails: the search was cut short,
+    its budget not searched, so scripts and CI must not take it for a finished search; the trials that
+    completed are still reported, their best registered and reproducible, and the parent run is
+    FAILED with the reason in its summary.stopped tag."""
+    (sweeps / "flaky.yaml").write_text(FLAKY_SPACE)
+    result = run_cli("tune", "flaky", *TINY, "tuner=grid", "tuner.max_trials=4", "tuner.max_consecutive_failed_trials=2",
+                     f"tracking.uri={store}", env={"FASHION_LAB_SWEEPS_DIR": str(sweeps)})
+    assert result.returncode == 1, result.stdout + result.stderr[-3000:]
+    assert "search stopped: Number of consecutive failures exceeded the limit of 2" in result.stderr
+    assert "(tuner.max_consecutive_failed_trials)" in result.stderr
+    assert "1 completed, 2 failed trials" in result.stdout and "best trial 0:" in result.stdout
+    assert "reproduce: fashion-lab train sweep=flaky" in result.stdout
+    trials = {t["tags"]["fashion_lab.trial_id"]: t for t in children(store)}
+    assert sorted(trials) == ["0", "1", "2"]
+    assert trials["0"]["status"] == "FINISHED" and _registered_run_ids(store) == [trials["0"]["id"]]
+    for failed in (trials["1"], trials["2"]):
+        assert failed["status"] == "FAILED" and "TrainingDiverged" in failed["tags"]["fashion_lab.failure"]
+    parent = parents(store)[0]
+    assert parent["status"] == "FAILED" and "consecutive failures" in parent["tags"]["fashion_lab.summary.stopped"]
+    assert parent["tags"]["fashion_lab.summary.best_run_id"] == trials["0"]["id"]
