@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 
 class SpaceError(ValueError):
@@ -175,9 +175,17 @@ def has_intervals(dims: list[Dimension]) -> bool:
     return any(d.kind != "choice" for d in dims)
 
 
-def fingerprint(dims: list[Dimension], strategy: str) -> str:
-    """Identifies a search: the same space and strategy resume, anything else is a new search."""
-    blob = json.dumps({"strategy": strategy, "space": [asdict(d) for d in dims]}, sort_keys=True, default=str)
+def fingerprint(dims: list[Dimension], strategy: str, base: Sequence[str] = ()) -> str:
+    """Identifies a search: the same space, strategy and base overrides resume, anything else is a new search.
+
+    ``base`` are the command line's overrides that change what a trial trains (the caller leaves
+    out settings such as ``tuner.max_trials``); their order does not matter. Without any, the
+    value is the one of the space and strategy alone, so older saved searches still resume.
+    """
+    identity: dict[str, Any] = {"strategy": strategy, "space": [asdict(d) for d in dims]}
+    if base:
+        identity["base"] = sorted(base)
+    blob = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -44,6 +44,17 @@ def _key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
+# Overrides that never change what a trial trains: the search's budget and settings, where runs
+# are recorded, console output, Hydra's own settings, threads and the parsed-data cache.
+_NOT_TRAINED = ("tuner", "tracking", "hydra", "trainer.verbose", "trainer.threads", "data.cache")
+
+
+def trained_overrides(overrides: list[str]) -> list[str]:
+    """The command line's overrides that change what a trial trains (part of the search's identity)."""
+    return [o for o in overrides
+            if not any(_key(o) == k or _key(o).startswith(k + ".") for k in _NOT_TRAINED)]
+
+
 def merge(base: list[str], extra: list[str]) -> list[str]:
     """``base`` then ``extra``, an ``extra`` key replacing the same key in ``base`` (Hydra refuses duplicates)."""
     replaced = {_key(o) for o in extra}
@@ -122,7 +133,7 @@ def prepare(argv: list[str]) -> Search:
     swept = [f"{d.key}.name" if "." not in d.key and "name" in plain.get(d.key, {}) else d.key for d in dims]
     return Search(name=name, project=tuner.project or name, base=base, cfg=plain, dims=dims,
                   strategy=tuner.strategy, definition=definition, swept_keys=swept,
-                  fingerprint=fingerprint(dims, tuner.strategy))
+                  fingerprint=fingerprint(dims, tuner.strategy, trained_overrides(overrides)))
 
 
 # --- saved state: fingerprint + parent run ---------------------------------------------------
@@ -136,11 +147,12 @@ def _save_state(search: Search) -> None:
     search.directory.mkdir(parents=True, exist_ok=True)
     (search.directory / STATE_FILE).write_text(json.dumps({
         "sweep": search.name, "strategy": search.strategy, "fingerprint": search.fingerprint,
+        "trained_overrides": trained_overrides(search.base[1:]),
         "parent_run_id": search.parent_run_id, "tracking_uri": search.cfg.tracking.uri}, indent=2))
 
 
 def check_resumable(search: Search) -> Optional[dict]:
-    """The saved state to resume, None for a new search; refuses a changed space or strategy."""
+    """The saved state to resume, None for a new search; refuses a changed space, strategy or base overrides."""
     if search.cfg.tuner.overwrite:
         shutil.rmtree(search.directory, ignore_errors=True)
         return None
@@ -148,9 +160,14 @@ def check_resumable(search: Search) -> Optional[dict]:
     if state is None and not search.directory.exists():
         return None
     if state is None or state.get("fingerprint") != search.fingerprint:
-        was = f" (it was {state['strategy']} over a different space)" if state else ""
+        was = ""
+        if state:
+            before = state.get("trained_overrides")  # absent in state files of older versions
+            now = trained_overrides(search.base[1:])
+            was = f" (it was {state['strategy']}" + (
+                f", base overrides [{' '.join(before)}], now [{' '.join(now)}]" if before not in (None, now) else "") + ")"
         raise SpaceError(
-            f"a different search already lives in {search.directory}{was}; the space or strategy of "
+            f"a different search already lives in {search.directory}{was}; the space, strategy or base overrides of "
             f"'{search.project}' changed. Start a new search with tuner.project=NEW_NAME (or another "
             f"tuner.directory), or discard the old one with tuner.overwrite=true")
     return state
@@ -211,9 +228,20 @@ def _finished_run(search: Search, trial_id: str, execution: int):
 
 
 def _score(search: Search, metrics: dict, history) -> float:
+    """A fresh run's objective: the best epoch's value (max val_accuracy, min val_loss), like _run_score."""
     if search.cfg.tuner.objective == "val_loss":
         return float(history["val_loss"].min())
     return float(metrics["best_val_accuracy"])
+
+
+def _run_score(search: Search, run) -> float:
+    """A recorded run's objective, as _score computes it: best_val_accuracy, or val_loss's minimum over epochs."""
+    if search.cfg.tuner.objective == "val_loss":
+        from fashion_lab import tracking
+
+        history = tracking.client_for(search.cfg.tracking).get_metric_history(run.info.run_id, "val_loss")
+        return float(min((m.value for m in history), default=float("nan")))
+    return float(run.data.metrics["best_val_accuracy"])
 
 
 def train_trial(*, overrides: list[str], run_name: str, parent_run_id: Optional[str], tags: dict[str, str],
@@ -267,8 +295,7 @@ def run_trial(search: Search, trial) -> dict[str, float]:
         done = _finished_run(search, trial.trial_id, execution)
         if done is not None:
             print(f"{label}: already recorded as run {done.info.run_id}; not re-run")
-            scores.append(done.data.metrics["best_val_accuracy"] if tuner_cfg.objective == "val_accuracy"
-                          else done.data.metrics.get("val_loss", float("nan")))
+            scores.append(_run_score(search, done))
             continue
         started = time.perf_counter()
         run_name = f"{label} · {short}" + (f" x{execution}" if tuner_cfg.executions_per_trial > 1 else "")
@@ -316,6 +343,24 @@ def _oracle(search: Search):
     return kt.oracles.HyperbandOracle(max_epochs=t.max_epochs, factor=t.factor, **common)
 
 
+def _restore_grid_position(oracle) -> None:
+    """KerasTuner's grid oracle keeps its place in the grid only in memory (not in oracle.json): after a
+    reload it would stop at once. Rebuild it from the saved trials: every trial ordered by its values,
+    every ended trial queued to propose its next combination (already tried ones are skipped)."""
+    import functools
+
+    from keras_tuner.src.tuners.gridsearch import LinkedList
+
+    def values(trial_id):
+        return oracle.trials[trial_id].hyperparameters.values
+
+    started = [t for t in oracle.start_order if t in oracle.trials]
+    oracle._ordered_ids = LinkedList()
+    for trial_id in sorted(started, key=functools.cmp_to_key(lambda a, b: oracle._compare(values(a), values(b)))):
+        oracle._ordered_ids.insert(trial_id)
+    oracle._populate_next = [t for t in oracle.end_order if t in oracle.trials]
+
+
 def make_tuner(search: Search):
     """A KerasTuner BaseTuner whose HyperModel only declares the space and whose trials call train()."""
     import keras_tuner as kt
@@ -330,8 +375,11 @@ def make_tuner(search: Search):
         def run_trial(self, trial, *args, **kwargs):
             return run_trial(search, trial)
 
+    reloading = (search.directory / "oracle.json").exists()
     tuner = TrainTuner(oracle=_oracle(search), hypermodel=SpaceModel(), directory=str(search.cfg.tuner.directory),
                        project_name=search.project, overwrite=False)
+    if reloading and search.strategy == "grid":
+        _restore_grid_position(tuner.oracle)
     tuner.save()  # so a kill during the first trial still resumes this search
     return tuner
 
@@ -339,6 +387,7 @@ def make_tuner(search: Search):
 # --- the end of a search --------------------------------------------------------------------
 
 def _best_run(search: Search, trial_id: str):
+    """The trial's best FINISHED run by the objective (of its executions_per_trial runs, the best execution)."""
     from fashion_lab import tracking
 
     client = tracking.client_for(search.cfg.tracking)
@@ -346,8 +395,11 @@ def _best_run(search: Search, trial_id: str):
         [client.get_run(search.parent_run_id).info.experiment_id],
         filter_string=(f"tags.`{tracking.TAG}sweep_id` = '{search.parent_run_id}' and "
                        f"tags.`{tracking.TAG}trial_id` = '{trial_id}' and attributes.status = 'FINISHED'"),
-        order_by=["metrics.best_val_accuracy DESC"], max_results=1)
-    return runs[0] if runs else None
+        order_by=["attributes.start_time ASC"])
+    if not runs:
+        return None
+    pick = min if OBJECTIVES[search.cfg.tuner.objective] == "min" else max
+    return pick(runs, key=lambda run: _run_score(search, run))  # ties: the first execution
 
 
 def register(search: Search, run) -> str:
@@ -395,7 +447,11 @@ def finish(search: Search, tuner, aborted: Optional[str]) -> int:
     failed = [t for t in trials if t.status in (TrialStatus.FAILED, TrialStatus.INVALID)]
     summary: dict[str, Any] = {"completed_trials": len(completed), "failed_trials": len(failed)}
     if aborted:
-        print(f"fashion-lab: search stopped: {aborted.splitlines()[0]}", file=sys.stderr)
+        reason = summary["stopped"] = aborted.splitlines()[0].rstrip(".")
+        if "consecutive failures" in reason:
+            reason += " (tuner.max_consecutive_failed_trials)"
+        print(f"fashion-lab: search stopped: {reason}"
+              + (f"; the best of the {len(completed)} completed trials follows" if completed else ""), file=sys.stderr)
     if not completed:
         reasons = "; ".join(search.failures[-3:]) or (aborted or "no trial ran").splitlines()[0]
         print(f"fashion-lab: error: all {len(trials)} trials of search {search.project} failed, "
@@ -405,6 +461,7 @@ def finish(search: Search, tuner, aborted: Optional[str]) -> int:
                                       summary={**summary, "error": "all trials failed"})
         return 1
     best = tuner.oracle.get_best_trials(1)[0]
+    summary[f"best_trial_{search.cfg.tuner.objective}"] = float(best.score)  # mean over its executions
     print(f"search {search.project}: {len(completed)} completed, {len(failed)} failed trials")
     print(f"best trial {best.trial_id}: {search.cfg.tuner.objective}={best.score:.4f}")
     overrides = merge(search.base, to_overrides(search.dims, best.hyperparameters))
@@ -426,7 +483,7 @@ def finish(search: Search, tuner, aborted: Optional[str]) -> int:
     else:
         overrides = [o for o in overrides if not _key(o).startswith("tuner")]
     print("reproduce: fashion-lab train " + " ".join(shlex.quote(o) for o in overrides))
-    return 1 if aborted else 0
+    return 1 if aborted else 0  # cut short: the budget was not searched, even with a best trial so far
 
 
 # --- the command ----------------------------------------------------------------------------
@@ -443,7 +500,10 @@ A swept key given as an override (e.g. model.filters=[16,32]) is fixed, the rest
 Settings: tuner.max_trials, tuner.max_epochs, tuner.factor, tuner.executions_per_trial,
 tuner.early_stopping_patience, tuner.directory (default outputs/tuner), tuner.project,
 tuner.overwrite=true (start over), tuner.model_name (registry name, default fashion-lab-cnn),
-tuner.fresh_process=false (train trials in the search process: faster start, memory grows).
+tuner.fresh_process=false (train trials in the search process: faster start, memory grows),
+tuner.max_consecutive_failed_trials. Exit status: 0 done; 1 every trial failed, or the search stopped
+after that many failures in a row (the best completed trial is still reported and registered);
+2 bad arguments or a changed search under the same project; 130 interrupted (run it again to resume).
 """
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import shlex
 import signal
 import sqlite3
@@ -279,3 +280,175 @@ def test_bad_sweep_name_or_tuner_value_fails_before_any_run(run_cli, store):
     result = run_cli("tune", "tuner.objective=accuracy", f"tracking.uri={store}")
     assert result.returncode == 2 and "val_accuracy" in result.stderr
     assert not Path(store[len("sqlite:///"):]).exists()
+
+
+# --- the search's identity: space, strategy and the base overrides that change what a trial trains
+
+def test_fingerprint_without_trained_overrides_is_unchanged():
+    """State files written before base overrides counted still resume: no such override, same value."""
+    from fashion_lab import tune
+    from fashion_lab.space import fingerprint, parse_space
+
+    dims = parse_space({"optimizer": "sgd,adam", "optimizer.learning_rate": "tag(log, interval(0.001, 0.05))"})
+    assert fingerprint(dims, "random") == fingerprint(dims, "random", []) == "a534a3b93179a38c"
+    settings = tune.prepare(["bn_placement", "tuner.max_trials=5", "tuner.seed=3", "tracking.uri=sqlite:///x.db",
+                             "trainer.verbose=0", "tracking.log_plots=false"])
+    plain = tune.prepare(["bn_placement"])
+    assert settings.fingerprint == plain.fingerprint == fingerprint(plain.dims, plain.strategy)
+    a = tune.prepare(["bn_placement", "data=synthetic", "trainer.epochs=2"])
+    b = tune.prepare(["bn_placement", "trainer.epochs=2", "data=synthetic", "tuner.max_trials=7"])
+    assert a.fingerprint == b.fingerprint != plain.fingerprint  # order and settings do not matter
+    assert tune.prepare(["bn_placement", "data=synthetic", "trainer.epochs=3"]).fingerprint != a.fingerprint
+
+
+def test_changed_base_overrides_are_refused_settings_are_not(run_cli, store, sweeps):
+    env = {"FASHION_LAB_SWEEPS_DIR": str(sweeps)}
+    args = ["tune", "small", *TINY, f"tracking.uri={store}"]
+    run_cli(*args, "tuner.max_trials=1", env=env, check=True)
+    epochs = [o if o != "trainer.epochs=1" else "trainer.epochs=2" for o in args]
+    refused = run_cli(*epochs, "tuner.max_trials=1", env=env)
+    assert refused.returncode == 2, refused.stderr
+    assert "space, strategy or base overrides of 'small' changed" in refused.stderr
+    assert "trainer.epochs=1" in refused.stderr and "trainer.epochs=2" in refused.stderr  # what changed
+    assert "tuner.project=NEW_NAME" in refused.stderr and "tuner.overwrite=true" in refused.stderr
+    assert len(children(store)) == 1  # nothing ran
+    # A bigger budget, other tracking/verbosity settings and another order continue the same search.
+    more = run_cli("tune", "small", *reversed(TINY[:-1]), "trainer.verbose=1", "tuner.max_trials=2",
+                   f"tracking.uri={store}", env=env, check=True)
+    assert "resuming" in more.stdout
+    assert len(parents(store)) == 1 and len(children(store)) == 2
+
+
+# --- executions per trial, the val_loss objective --------------------------------------------
+
+def _store_rows(store: str, sql: str, *args) -> list[tuple]:
+    db = sqlite3.connect(store[len("sqlite:///"):])
+    rows = db.execute(sql, args).fetchall()
+    db.close()
+    return rows
+
+
+def _metric_history(store: str, run_id: str, key: str) -> list[float]:
+    return [v for (v,) in _store_rows(store, "select value from metrics where run_uuid=? and key=? order by step",
+                                      run_id, key)]
+
+
+def _registered_run_ids(store: str) -> list[str]:
+    return [r for (r,) in _store_rows(store, "select run_id from model_versions order by version")]
+
+
+def _best_line(stdout: str, objective: str) -> tuple[str, float]:
+    line = next(l for l in stdout.splitlines() if l.startswith("best trial "))
+    trial_id, _, score = line[len("best trial "):].partition(f": {objective}=")
+    return trial_id, float(score)
+
+
+GRID = ["bn_placement", *TINY, "tuner=grid", "model.filters=[8,16]", "model.dense_units=32"]
+
+
+def test_executions_per_trial_train_each_trial_twice_and_resume_per_execution(run_cli, store, tmp_path):
+    """Each trial is two runs (seeds trainer.seed and +1) whose mean is the objective; the best
+    execution of the best trial is registered. A search killed between the two executions of a
+    trial resumes with the finished execution as recorded and trains only the other one."""
+    args = ["tune", *GRID, "tuner.executions_per_trial=2", "trainer.seed=7", f"tracking.uri={store}"]
+    run_cli(*args, "tuner.max_trials=1", check=True)
+    state = tmp_path / "outputs" / "tuner" / "bn_placement"
+    shutil.copytree(state, tmp_path / "after_trial_0")
+    result = run_cli(*args, "tuner.max_trials=2", check=True)
+    trials = children(store)
+    assert len(trials) == 4 and {t["status"] for t in trials} == {"FINISHED"}
+    by_trial: dict[str, list[dict]] = {}
+    for t in trials:
+        by_trial.setdefault(t["tags"]["fashion_lab.trial_id"], []).append(t)
+    assert sorted(by_trial) == ["0", "1"]
+    seeds = dict(_store_rows(store, "select run_uuid, value from params where key='trainer.seed'"))
+    accuracy = dict(_store_rows(store, "select run_uuid, value from latest_metrics where key='best_val_accuracy'"))
+    for runs_of_trial in by_trial.values():
+        assert sorted(t["tags"]["fashion_lab.execution"] for t in runs_of_trial) == ["0", "1"]
+        assert sorted(seeds[t["id"]] for t in runs_of_trial) == ["7", "8"]
+    best_id, score = _best_line(result.stdout, "val_accuracy")
+    best_runs = by_trial[best_id]
+    assert score == pytest.approx(sum(accuracy[t["id"]] for t in best_runs) / 2, abs=1e-4)  # the mean
+    assert _registered_run_ids(store)[-1] == max(best_runs, key=lambda t: accuracy[t["id"]])["id"]  # this search's
+
+    # Killed during trial 1's second execution: the tuner never saved trial 1, its run 1 is KILLED.
+    shutil.rmtree(state)
+    shutil.copytree(tmp_path / "after_trial_0", state)
+    second = next(t for t in by_trial["1"] if t["tags"]["fashion_lab.execution"] == "1")
+    db = sqlite3.connect(store[len("sqlite:///"):])
+    db.execute("update runs set status='KILLED' where run_uuid=?", (second["id"],))
+    db.commit()
+    db.close()
+    resumed = run_cli(*args, "tuner.max_trials=2", check=True)
+    assert resumed.stdout.count("already recorded") == 1  # execution 0 of trial 1, not re-run
+    again = [t for t in children(store) if t["tags"]["fashion_lab.trial_id"] == "1" and t["status"] == "FINISHED"]
+    assert len(children(store)) == 5 and sorted(t["tags"]["fashion_lab.execution"] for t in again) == ["0", "1"]
+    assert len(parents(store)) == 1 and parents(store)[0]["status"] == "FINISHED"
+
+
+def test_val_loss_objective_picks_the_lowest_validation_loss(run_cli, store):
+    """val_loss is scored as its minimum over epochs (as best_val_accuracy is the maximum) by the
+    fresh trial, the resume path (a recorded run) and the choice of the run to register."""
+    from fashion_lab import tracking, tune
+
+    args = [*GRID, "tuner.max_trials=3", "tuner.objective=val_loss", "trainer.epochs=2", f"tracking.uri={store}"]
+    result = run_cli("tune", *args, check=True)
+    trials = children(store)
+    assert len(trials) == 3 and {t["status"] for t in trials} == {"FINISHED"}
+    lowest = {t["id"]: min(_metric_history(store, t["id"], "val_loss")) for t in trials}
+    assert all(len(_metric_history(store, t["id"], "val_loss")) == 2 for t in trials)
+    best = min(trials, key=lambda t: lowest[t["id"]])
+    best_id, score = _best_line(result.stdout, "val_loss")
+    assert best_id == best["tags"]["fashion_lab.trial_id"] and score == pytest.approx(lowest[best["id"]], abs=1e-4)
+    assert _registered_run_ids(store) == [best["id"]]
+    parent = parents(store)[0]
+    summary = dict(_store_rows(store, "select key, value from latest_metrics where run_uuid=?", parent["id"]))
+    assert summary["best_trial_val_loss"] == pytest.approx(lowest[best["id"]], abs=1e-6)
+
+    search = tune.prepare(args)  # what a resumed search would score for an already recorded run
+    search.parent_run_id = parent["id"]
+    client = tracking.client_for(search.cfg.tracking)
+    for t in trials:
+        assert tune._run_score(search, client.get_run(t["id"])) == pytest.approx(lowest[t["id"]], abs=1e-6)
+    assert tune._best_run(search, best_id).info.run_id == best["id"]
+
+
+FLAKY_SPACE = """# the first learning rate trains, the others diverge (NaN loss); tuner=grid tries them in this order
+hydra:
+  sweeper:
+    params:
+      optimizer.learning_rate: 0.01,1e100,1e101,1e102  # inf in float32
+sweep:
+  strategy: random
+model:
+  filters: [8]
+  dense_units: 16
+  dense_dropout: 0.0
+  bn_placement: none
+optimizer:
+  momentum: 0.0
+"""
+
+
+def test_consecutive_failures_after_a_success_stop_the_search_and_report_the_best(run_cli, store, sweeps):
+    """Trial 0 trains, trials 1 and 2 diverge: the search stops at tuner.max_consecutive_failed_trials=2
+    (trial 3 never starts). The exit status is 1, as when every trial fails: the search was cut short,
+    its budget not searched, so scripts and CI must not take it for a finished search; the trials that
+    completed are still reported, their best registered and reproducible, and the parent run is
+    FAILED with the reason in its summary.stopped tag."""
+    (sweeps / "flaky.yaml").write_text(FLAKY_SPACE)
+    result = run_cli("tune", "flaky", *TINY, "tuner=grid", "tuner.max_trials=4", "tuner.max_consecutive_failed_trials=2",
+                     f"tracking.uri={store}", env={"FASHION_LAB_SWEEPS_DIR": str(sweeps)})
+    assert result.returncode == 1, result.stdout + result.stderr[-3000:]
+    assert "search stopped: Number of consecutive failures exceeded the limit of 2" in result.stderr
+    assert "(tuner.max_consecutive_failed_trials)" in result.stderr
+    assert "1 completed, 2 failed trials" in result.stdout and "best trial 0:" in result.stdout
+    assert "reproduce: fashion-lab train sweep=flaky" in result.stdout
+    trials = {t["tags"]["fashion_lab.trial_id"]: t for t in children(store)}
+    assert sorted(trials) == ["0", "1", "2"]
+    assert trials["0"]["status"] == "FINISHED" and _registered_run_ids(store) == [trials["0"]["id"]]
+    for failed in (trials["1"], trials["2"]):
+        assert failed["status"] == "FAILED" and "TrainingDiverged" in failed["tags"]["fashion_lab.failure"]
+    parent = parents(store)[0]
+    assert parent["status"] == "FAILED" and "consecutive failures" in parent["tags"]["fashion_lab.summary.stopped"]
+    assert parent["tags"]["fashion_lab.summary.best_run_id"] == trials["0"]["id"]
