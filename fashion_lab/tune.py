@@ -361,6 +361,43 @@ def _restore_grid_position(oracle) -> None:
     oracle._populate_next = [t for t in oracle.end_order if t in oracle.trials]
 
 
+class TooManyFailures(RuntimeError):
+    """``tuner.max_consecutive_failed_trials`` trials in a row failed: the search stops."""
+
+
+def _count_failures_from_now(oracle) -> None:
+    """Replace KerasTuner's consecutive-failure check (keras-tuner 1.4.8) with one that resumes well.
+
+    Its check scans the whole saved history, so a resumed search that once hit the limit stops
+    again after its next trial, even a successful one; and it raises before saving the failed
+    trial, so a resume re-runs it. Here only trailing failures ended since this command started
+    count (re-running a stopped search is a deliberate retry), and the trial is saved first.
+    """
+    from keras_tuner.src.engine.trial import TrialStatus
+
+    resumed_at = len(oracle.end_order)
+
+    def check() -> None:
+        streak = 0
+        for trial_id in reversed(oracle.end_order[resumed_at:]):
+            if oracle.trials[trial_id].status != TrialStatus.FAILED:
+                break
+            streak += 1
+        if streak >= oracle.max_consecutive_failed_trials:
+            last = oracle.trials[oracle.end_order[-1]]
+            # What end_trial would have done after the check: saved, and no longer ongoing
+            # (a reload re-runs ongoing trials).
+            oracle._save_trial(last)
+            for tuner_id, ongoing in list(oracle.ongoing_trials.items()):
+                if ongoing.trial_id == last.trial_id:
+                    oracle.ongoing_trials.pop(tuner_id)
+            oracle.save()
+            raise TooManyFailures(f"{streak} trials failed in a row (tuner.max_consecutive_failed_trials="
+                                  f"{oracle.max_consecutive_failed_trials})\n{last.message or ''}")
+
+    oracle._check_consecutive_failures = check
+
+
 def make_tuner(search: Search):
     """A KerasTuner BaseTuner whose HyperModel only declares the space and whose trials call train()."""
     import keras_tuner as kt
@@ -380,6 +417,7 @@ def make_tuner(search: Search):
                        project_name=search.project, overwrite=False)
     if reloading and search.strategy == "grid":
         _restore_grid_position(tuner.oracle)
+    _count_failures_from_now(tuner.oracle)
     tuner.save()  # so a kill during the first trial still resumes this search
     return tuner
 
@@ -448,8 +486,6 @@ def finish(search: Search, tuner, aborted: Optional[str]) -> int:
     summary: dict[str, Any] = {"completed_trials": len(completed), "failed_trials": len(failed)}
     if aborted:
         reason = summary["stopped"] = aborted.splitlines()[0].rstrip(".")
-        if "consecutive failures" in reason:
-            reason += " (tuner.max_consecutive_failed_trials)"
         print(f"fashion-lab: search stopped: {reason}"
               + (f"; the best of the {len(completed)} completed trials follows" if completed else ""), file=sys.stderr)
     if not completed:
@@ -536,7 +572,7 @@ def tune_command(argv: list[str]) -> int:
     try:
         with sigterm_raises():  # a SIGTERM closes the parent run KILLED and stops the trial's process
             tuner.search()
-    except RuntimeError as error:  # KerasTuner: too many consecutive failed trials
+    except TooManyFailures as error:
         aborted = str(error)
     except (KeyboardInterrupt, Terminated):
         if search.parent_run_id:
