@@ -170,16 +170,34 @@ class Config:
     tuner: TunerConfig = field(default_factory=TunerConfig)
 
 
-REPO_DIR = Path(__file__).resolve().parent.parent
-CONF_DIR = REPO_DIR / "conf"
-SWEEPS_DIR = REPO_DIR / "sweeps"
+PACKAGE_DIR = Path(__file__).resolve().parent
+# The repository root when this runs from a checkout (an editable install, the tests, the notebooks);
+# for a regular install it is only the folder that holds the package (site-packages).
+REPO_DIR = PACKAGE_DIR.parent
+# A checkout: conf/ and sweeps/ sit next to the package, with the project file. An installed wheel
+# carries copies inside the package instead (fashion_lab/_conf, fashion_lab/_sweeps; see setup.py).
+# pyproject.toml is checked too so that a stray top-level "conf" in site-packages is never taken.
+FROM_CHECKOUT = (REPO_DIR / "pyproject.toml").is_file() and (REPO_DIR / "conf" / "config.yaml").is_file()
+
+
+def _packaged(name: str) -> Path:
+    """The copy of a data folder that ships in the wheel. Hydra needs a real folder, which a normal
+    (unzipped) install has; a zip import would give a path Hydra reports as not found."""
+    from importlib.resources import files
+
+    return Path(str(files("fashion_lab") / name))
+
+
+CONF_DIR = REPO_DIR / "conf" if FROM_CHECKOUT else _packaged("_conf")
+SWEEPS_DIR = REPO_DIR / "sweeps" if FROM_CHECKOUT else _packaged("_sweeps")
 
 
 EXTRA_SWEEPS_ENV = "FASHION_LAB_SWEEPS_DIR"  # a second folder of sweep files (private spaces, tests)
 
 
 def sweep_dirs() -> list[Path]:
-    """Where sweep files are read from: ``sweeps/``, then ``$FASHION_LAB_SWEEPS_DIR`` (same names win)."""
+    """Where sweep files are read from: ``sweeps/`` (the wheel's copy when installed), then
+    ``$FASHION_LAB_SWEEPS_DIR`` (same names win)."""
     extra = os.environ.get(EXTRA_SWEEPS_ENV)
     return [SWEEPS_DIR] + ([Path(extra)] if extra else [])
 
