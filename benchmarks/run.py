@@ -289,6 +289,7 @@ class Bench:
         "onednn": ([], [], {"TF_ENABLE_ONEDNN_OPTS": "0"}, {"TF_ENABLE_ONEDNN_OPTS": "1"}),
         "batch_256": (["--batch-size", "128"], ["--batch-size", "256"], {}, {}),
         "batch_32": (["--batch-size", "128"], ["--batch-size", "32"], {}, {}),
+        "terminate_on_nan": ([], ["--terminate-on-nan"], {}, {}),
     }
 
     def knob(self, name):

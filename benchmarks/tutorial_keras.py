@@ -87,6 +87,8 @@ def main(argv=None) -> int:
     p.add_argument("--intra", type=int, default=None)
     p.add_argument("--inter", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--terminate-on-nan", action="store_true",
+                   help="add keras.callbacks.TerminateOnNaN (fashion-lab's only per-step addition)")
     p.add_argument("--json", action="store_true", help="print one JSON line of timings")
     a = p.parse_args(argv)
 
@@ -109,7 +111,7 @@ def main(argv=None) -> int:
                         validation_data=as_dataset(xv, yv, a.batch_size, False))
     else:
         fit_args = dict(x=x, y=y, validation_data=(xv, yv), batch_size=a.batch_size)
-    history = model.fit(**fit_args, epochs=a.epochs, callbacks=[timer.callback], verbose=0 if a.json else 2)
+    history = model.fit(**fit_args, epochs=a.epochs, callbacks=[timer.callback] + ([keras.callbacks.TerminateOnNaN()] if a.terminate_on_nan else []), verbose=0 if a.json else 2)
     result = {"epoch_seconds": timer.seconds, "train_images": int(len(x)),
               "val_accuracy": [float(v) for v in history.history["val_accuracy"]]}
     print(json.dumps(result) if a.json else result)

@@ -32,6 +32,7 @@ from fashion_lab import config
 from fashion_lab.config import ConfigError, validate
 from fashion_lab.fresh_process import call_in_fresh_process, peak_child_rss_mb
 from fashion_lab.space import SpaceError, describe, fingerprint, has_intervals, parse_space, pin, to_overrides
+from fashion_lab.tuner_fixes import TooManyFailures, count_failures_from_now, restore_grid_position
 
 STRATEGIES = ("random", "bayesian", "hyperband", "grid")
 OBJECTIVES = {"val_accuracy": "max", "val_loss": "min"}
@@ -343,61 +344,6 @@ def _oracle(search: Search):
     return kt.oracles.HyperbandOracle(max_epochs=t.max_epochs, factor=t.factor, **common)
 
 
-def _restore_grid_position(oracle) -> None:
-    """KerasTuner's grid oracle keeps its place in the grid only in memory (not in oracle.json): after a
-    reload it would stop at once. Rebuild it from the saved trials: every trial ordered by its values,
-    every ended trial queued to propose its next combination (already tried ones are skipped)."""
-    import functools
-
-    from keras_tuner.src.tuners.gridsearch import LinkedList
-
-    def values(trial_id):
-        return oracle.trials[trial_id].hyperparameters.values
-
-    started = [t for t in oracle.start_order if t in oracle.trials]
-    oracle._ordered_ids = LinkedList()
-    for trial_id in sorted(started, key=functools.cmp_to_key(lambda a, b: oracle._compare(values(a), values(b)))):
-        oracle._ordered_ids.insert(trial_id)
-    oracle._populate_next = [t for t in oracle.end_order if t in oracle.trials]
-
-
-class TooManyFailures(RuntimeError):
-    """``tuner.max_consecutive_failed_trials`` trials in a row failed: the search stops."""
-
-
-def _count_failures_from_now(oracle) -> None:
-    """Replace KerasTuner's consecutive-failure check (keras-tuner 1.4.8) with one that resumes well.
-
-    Its check scans the whole saved history, so a resumed search that once hit the limit stops
-    again after its next trial, even a successful one; and it raises before saving the failed
-    trial, so a resume re-runs it. Here only trailing failures ended since this command started
-    count (re-running a stopped search is a deliberate retry), and the trial is saved first.
-    """
-    from keras_tuner.src.engine.trial import TrialStatus
-
-    resumed_at = len(oracle.end_order)
-
-    def check() -> None:
-        streak = 0
-        for trial_id in reversed(oracle.end_order[resumed_at:]):
-            if oracle.trials[trial_id].status != TrialStatus.FAILED:
-                break
-            streak += 1
-        if streak >= oracle.max_consecutive_failed_trials:
-            last = oracle.trials[oracle.end_order[-1]]
-            # What end_trial would have done after the check: saved, and no longer ongoing
-            # (a reload re-runs ongoing trials).
-            oracle._save_trial(last)
-            for tuner_id, ongoing in list(oracle.ongoing_trials.items()):
-                if ongoing.trial_id == last.trial_id:
-                    oracle.ongoing_trials.pop(tuner_id)
-            oracle.save()
-            raise TooManyFailures(f"{streak} trials failed in a row (tuner.max_consecutive_failed_trials="
-                                  f"{oracle.max_consecutive_failed_trials})\n{last.message or ''}")
-
-    oracle._check_consecutive_failures = check
-
-
 def make_tuner(search: Search):
     """A KerasTuner BaseTuner whose HyperModel only declares the space and whose trials call train()."""
     import keras_tuner as kt
@@ -416,8 +362,8 @@ def make_tuner(search: Search):
     tuner = TrainTuner(oracle=_oracle(search), hypermodel=SpaceModel(), directory=str(search.cfg.tuner.directory),
                        project_name=search.project, overwrite=False)
     if reloading and search.strategy == "grid":
-        _restore_grid_position(tuner.oracle)
-    _count_failures_from_now(tuner.oracle)
+        restore_grid_position(tuner.oracle)
+    count_failures_from_now(tuner.oracle)
     tuner.save()  # so a kill during the first trial still resumes this search
     return tuner
 
