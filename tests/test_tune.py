@@ -18,6 +18,9 @@ from conftest import REPO, cli_env, compose
 
 TINY = ["data=synthetic", "trainer.epochs=1", "data.synthetic_train=300", "data.synthetic_test=100",
         "data.val_samples=60", "trainer.verbose=0"]
+# Trials in the search process: saves a TensorFlow start (~4 s) per trial in tests of the search's
+# logic. The default (a fresh process per trial) is covered by the acceptance, kill and all-fail tests.
+IN_PROCESS = "tuner.fresh_process=false"
 
 # A small space for the resume/failure tests: seconds per trial, a group choice and a condition.
 SMALL_SPACE = """# small test space
@@ -229,7 +232,7 @@ def test_search_killed_during_second_trial_resumes(store, tmp_path, sweeps, run_
 def test_hyperband_records_bracket_and_round(run_cli, store, sweeps):
     # tuner.fresh_process=false: trials in the search process (the other mode; also faster here).
     run_cli("tune", "small", *TINY, "tuner=hyperband", "tuner.max_epochs=2", "tuner.factor=2",
-            "tuner.fresh_process=false", f"tracking.uri={store}", env={"FASHION_LAB_SWEEPS_DIR": str(sweeps)}, check=True)
+            IN_PROCESS, f"tracking.uri={store}", env={"FASHION_LAB_SWEEPS_DIR": str(sweeps)}, check=True)
     trials = children(store)
     assert trials and all(t["status"] == "FINISHED" for t in trials)
     assert all({"fashion_lab.bracket", "fashion_lab.round"} <= set(t["tags"]) for t in trials)
@@ -238,7 +241,7 @@ def test_hyperband_records_bracket_and_round(run_cli, store, sweeps):
 
 
 def test_grid_sweep_file_is_a_bayesian_space(run_cli, store):
-    result = run_cli("tune", "bn_placement", *TINY, "tuner=bayesian", "tuner.max_trials=2", "tuner.fresh_process=false",
+    result = run_cli("tune", "bn_placement", *TINY, "tuner=bayesian", "tuner.max_trials=2", IN_PROCESS,
                      "model.filters=[8,16]", "model.dense_units=32", f"tracking.uri={store}", check=True)
     trials = children(store)
     assert len(trials) == 2 and all(t["status"] == "FINISHED" for t in trials)
@@ -261,7 +264,7 @@ def test_all_trials_failing_exits_non_zero(run_cli, store, sweeps):
 
 def test_changed_space_or_strategy_is_refused(run_cli, store, sweeps):
     env = {"FASHION_LAB_SWEEPS_DIR": str(sweeps)}
-    args = ["tune", "small", *TINY, "tuner.max_trials=1", "tuner.fresh_process=false", f"tracking.uri={store}"]
+    args = ["tune", "small", *TINY, "tuner.max_trials=1", IN_PROCESS, f"tracking.uri={store}"]
     run_cli(*args, env=env, check=True)
     refused = run_cli(*args, "tuner=bayesian", env=env)
     assert refused.returncode == 2 and "tuner.overwrite=true" in refused.stderr
@@ -303,7 +306,7 @@ def test_fingerprint_without_trained_overrides_is_unchanged():
 
 def test_changed_base_overrides_are_refused_settings_are_not(run_cli, store, sweeps):
     env = {"FASHION_LAB_SWEEPS_DIR": str(sweeps)}
-    args = ["tune", "small", *TINY, f"tracking.uri={store}"]
+    args = ["tune", "small", *TINY, IN_PROCESS, f"tracking.uri={store}"]
     run_cli(*args, "tuner.max_trials=1", env=env, check=True)
     epochs = [o if o != "trainer.epochs=1" else "trainer.epochs=2" for o in args]
     refused = run_cli(*epochs, "tuner.max_trials=1", env=env)
@@ -313,7 +316,7 @@ def test_changed_base_overrides_are_refused_settings_are_not(run_cli, store, swe
     assert "tuner.project=NEW_NAME" in refused.stderr and "tuner.overwrite=true" in refused.stderr
     assert len(children(store)) == 1  # nothing ran
     # A bigger budget, other tracking/verbosity settings and another order continue the same search.
-    more = run_cli("tune", "small", *reversed(TINY[:-1]), "trainer.verbose=1", "tuner.max_trials=2",
+    more = run_cli("tune", "small", *reversed(TINY[:-1]), "trainer.verbose=1", "tuner.max_trials=2", IN_PROCESS,
                    f"tracking.uri={store}", env=env, check=True)
     assert "resuming" in more.stdout
     assert len(parents(store)) == 1 and len(children(store)) == 2
@@ -343,9 +346,10 @@ def _best_line(stdout: str, objective: str) -> tuple[str, float]:
     return trial_id, float(score)
 
 
-GRID = ["bn_placement", *TINY, "tuner=grid", "model.filters=[8,16]", "model.dense_units=32"]
+GRID = ["bn_placement", *TINY, IN_PROCESS, "tuner=grid", "model.filters=[8,16]", "model.dense_units=32"]
 
 
+@pytest.mark.slow  # five runs of the CLI-level resume; still in CI
 def test_executions_per_trial_train_each_trial_twice_and_resume_per_execution(run_cli, store, tmp_path):
     """Each trial is two runs (seeds trainer.seed and +1) whose mean is the objective; the best
     execution of the best trial is registered. A search killed between the two executions of a
@@ -437,7 +441,8 @@ def test_consecutive_failures_after_a_success_stop_the_search_and_report_the_bes
     completed are still reported, their best registered and reproducible, and the parent run is
     FAILED with the reason in its summary.stopped tag."""
     (sweeps / "flaky.yaml").write_text(FLAKY_SPACE)
-    result = run_cli("tune", "flaky", *TINY, "tuner=grid", "tuner.max_trials=4", "tuner.max_consecutive_failed_trials=2",
+    result = run_cli("tune", "flaky", *TINY, "tuner=grid", IN_PROCESS, "tuner.max_trials=4",
+                     "tuner.max_consecutive_failed_trials=2",
                      f"tracking.uri={store}", env={"FASHION_LAB_SWEEPS_DIR": str(sweeps)})
     assert result.returncode == 1, result.stdout + result.stderr[-3000:]
     assert "search stopped: 2 trials failed in a row (tuner.max_consecutive_failed_trials=2)" in result.stderr
@@ -454,7 +459,8 @@ def test_consecutive_failures_after_a_success_stop_the_search_and_report_the_bes
 
     # Re-running is a deliberate retry: the failed trials are not re-run (trial 2 was saved before
     # the stop), the old streak does not stop the search again, and the last grid point runs.
-    again = run_cli("tune", "flaky", *TINY, "tuner=grid", "tuner.max_trials=4", "tuner.max_consecutive_failed_trials=2",
+    again = run_cli("tune", "flaky", *TINY, "tuner=grid", IN_PROCESS, "tuner.max_trials=4",
+                     "tuner.max_consecutive_failed_trials=2",
                     f"tracking.uri={store}", env={"FASHION_LAB_SWEEPS_DIR": str(sweeps)})
     assert again.returncode == 0, again.stdout + again.stderr[-3000:]
     trials = children(store)
