@@ -250,8 +250,9 @@ class Bench:
         trials = 2 if self.a.smoke else self.a.trials
         # The target: a search's process across many trials, in-process trials (A) vs the shipped
         # fresh process per trial (B).
-        for label, extra in (("trials in the search process", ["tuner.fresh_process=false"]),
-                             ("fresh process per trial (default)", [])):
+        modes = [("trials in the search process", ["tuner.fresh_process=false"]),
+                 ("fresh process per trial (default)", [])]
+        for label, extra in modes[1:] if self.a.smoke else modes:  # smoke: the shipped mode only
             series = worker("tune_memory", {"trials": trials, "overrides": extra})
             rss, peaks = series["trial_rss_mb"], series["trial_process_peak_rss_mb"]
             growth = rss[-1] - rss[1]

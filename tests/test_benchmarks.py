@@ -15,8 +15,8 @@ from conftest import REPO, cli_env
 ROWS = [
     "training overhead (s/epoch, epoch 1+)", "first epoch incl. compile", "training images/s",
     "tracking: s added per epoch", "tracking: s added per run", "CLI start-up: fashion-lab --help",
-    "data load: full Fashion-MNIST", "memory: tune RSS growth trial 2->2, trials in the search process",
-    "memory: tune RSS growth trial 2->2, fresh process per trial", "memory: train() x2 in one process",
+    "data load: full Fashion-MNIST", "memory: tune RSS growth trial 2->2, fresh process per trial",
+    "memory: train() x2 in one process",
     "arithmetic efficiency",
 ]
 

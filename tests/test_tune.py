@@ -304,6 +304,7 @@ def test_fingerprint_without_trained_overrides_is_unchanged():
     assert tune.prepare(["bn_placement", "data=synthetic", "trainer.epochs=3"]).fingerprint != a.fingerprint
 
 
+@pytest.mark.slow  # several CLI searches (~20-30 s); still in CI
 def test_changed_base_overrides_are_refused_settings_are_not(run_cli, store, sweeps):
     env = {"FASHION_LAB_SWEEPS_DIR": str(sweeps)}
     args = ["tune", "small", *TINY, IN_PROCESS, f"tracking.uri={store}"]
@@ -390,6 +391,7 @@ def test_executions_per_trial_train_each_trial_twice_and_resume_per_execution(ru
     assert len(parents(store)) == 1 and parents(store)[0]["status"] == "FINISHED"
 
 
+@pytest.mark.slow  # several CLI searches (~20-30 s); still in CI
 def test_val_loss_objective_picks_the_lowest_validation_loss(run_cli, store):
     """val_loss is scored as its minimum over epochs (as best_val_accuracy is the maximum) by the
     fresh trial, the resume path (a recorded run) and the choice of the run to register."""
@@ -434,6 +436,7 @@ optimizer:
 """
 
 
+@pytest.mark.slow  # several CLI searches (~20-30 s); still in CI
 def test_consecutive_failures_after_a_success_stop_the_search_and_report_the_best(run_cli, store, sweeps):
     """Trial 0 trains, trials 1 and 2 diverge: the search stops at tuner.max_consecutive_failed_trials=2
     (trial 3 never starts). The exit status is 1, as when every trial fails: the search was cut short,
