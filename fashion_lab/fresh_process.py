@@ -47,7 +47,7 @@ def _child(conn, parent_pid: int, fn: Callable, args: tuple, kwargs: dict) -> No
     try:
         conn.send(outcome)
     except Exception:  # an unpicklable result or exception: send its text instead
-        kind, value = outcome
+        value = outcome[1]
         conn.send(("error", RuntimeError(f"{type(value).__name__}: {value}")))
     finally:
         conn.close()

@@ -40,21 +40,24 @@ model:
   dense_units: 32
 """
 
+# A tiny net without batch norm or momentum, so a huge learning rate really diverges (NaN loss).
+TINY_NET_NO_BN = """model:
+  filters: [8]
+  dense_units: 16
+  dense_dropout: 0.0
+  bn_placement: none
+optimizer:
+  momentum: 0.0
+"""
+
 DIVERGING_SPACE = """# every trial diverges (NaN loss)
 hydra:
   sweeper:
     params:
       optimizer.learning_rate: tag(log, interval(1e100, 1e200))  # inf in float32
-      model.bn_placement: none
 sweep:
   strategy: random
-model:
-  filters: [8]
-  dense_units: 16
-  dense_dropout: 0.0
-optimizer:
-  momentum: 0.0
-"""
+""" + TINY_NET_NO_BN
 
 
 def runs(store: str) -> list[dict]:
@@ -426,14 +429,7 @@ hydra:
       optimizer.learning_rate: 0.01,1e100,1e101,1e102  # inf in float32
 sweep:
   strategy: random
-model:
-  filters: [8]
-  dense_units: 16
-  dense_dropout: 0.0
-  bn_placement: none
-optimizer:
-  momentum: 0.0
-"""
+""" + TINY_NET_NO_BN
 
 
 @pytest.mark.slow  # several CLI searches (~20-30 s); still in CI
