@@ -502,7 +502,9 @@ def tune_command(argv: list[str]) -> int:
     except (SpaceError, ConfigError) as error:
         fail(str(error))
     except (HydraException, OmegaConfBaseException) as error:
-        fail(f"{error}".splitlines()[0])
+        # Hydra's message names the override; the reason (e.g. "not a valid bool") is in its cause.
+        reason = f": {str(error.__cause__).splitlines()[0]}" if error.__cause__ else ""
+        fail(f"{error}".splitlines()[0] + reason)
 
     from fashion_lab.data import load_data
     from fashion_lab.tracking import Terminated, sigterm_raises

@@ -285,6 +285,9 @@ def test_bad_sweep_name_or_tuner_value_fails_before_any_run(run_cli, store):
     assert result.returncode == 2 and "nosuch" in result.stderr and "search" in result.stderr
     result = run_cli("tune", "tuner.objective=accuracy", f"tracking.uri={store}")
     assert result.returncode == 2 and "val_accuracy" in result.stderr
+    result = run_cli("tune", "tuner.fresh_process=maybe", f"tracking.uri={store}")
+    assert result.returncode == 2 and "tuner.fresh_process=maybe" in result.stderr
+    assert "not a valid bool" in result.stderr  # the reason, not only the override
     assert not Path(store[len("sqlite:///"):]).exists()
 
 
