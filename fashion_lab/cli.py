@@ -14,8 +14,8 @@ import sys
 # name -> ("module:function", one-line help). Each function takes the remaining argv and returns an exit code.
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("fashion_lab.commands:train_command", "train one configuration (add -m for a Hydra multirun sweep)"),
-    "sweep": ("fashion_lab.sweep:sweep_command", "run a sweep from sweeps/ (fashion-lab sweep --list shows them)"),
-    "tune": ("fashion_lab.tune:tune_command", "KerasTuner search over a sweep file's space: tune [SWEEP] [overrides]"),
+    "sweep": ("fashion_lab.commands:sweep_command", "run a sweep from sweeps/ (fashion-lab sweep --list shows them)"),
+    "tune": ("fashion_lab.commands:tune_command", "KerasTuner search over a sweep file's space: tune [SWEEP] [overrides]"),
     "report": ("fashion_lab.report_cli:report_command", "write runs.csv, report.md, report.html for a sweep/search"),
     "reproduce": ("fashion_lab.report_cli:reproduce_command", "re-run a recorded run (RUN_ID) and compare metrics"),
     "ui": ("fashion_lab.report_cli:ui_command", "start the MLflow UI on the configured store (localhost)"),

@@ -1,4 +1,9 @@
-"""Hydra entry points behind the CLI commands. TensorFlow is imported only inside a task."""
+"""The command layer: ``train``, ``sweep`` and ``tune`` as Hydra apps, and the one place where errors
+become exit statuses and messages. TensorFlow is imported only inside a task.
+
+Exit statuses: 0 done; 1 a point or trial failed, or a search stopped early; 2 bad input (before
+any run exists); 130 Ctrl-C and 143 SIGTERM (the runs are closed KILLED; the same command resumes).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,10 @@ from typing import Callable
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from fashion_lab.config import CONF_DIR, ConfigError, register_configs, validate
+from fashion_lab import sweep
+from fashion_lab.config import CONF_DIR, ConfigError, register_configs, sweep_files, validate
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -19,15 +25,43 @@ def fail(message: str, code: int = 2) -> None:
     raise SystemExit(code)
 
 
+def _hydra_message(error: Exception) -> str:
+    """Hydra's message names the override; the reason (e.g. "not a valid bool") is in its cause."""
+    reason = f": {str(error.__cause__).splitlines()[0]}" if error.__cause__ else ""
+    return str(error).strip().splitlines()[0] + reason
+
+
 def run_hydra(task: Callable[[DictConfig], object], argv: list[str], prog: str,
               config_name: str = "config") -> int:
-    """Run ``task`` as a Hydra app on ``argv`` (overrides, -m, --help, ...)."""
+    """Run ``task`` as a Hydra app on ``argv`` (overrides, -m, --help, ...); typed errors become exits."""
+    from fashion_lab import campaign
+    from fashion_lab.space import SpaceError
+    from fashion_lab.tracking import Terminated
+
     register_configs()
     main = hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")(task)
     saved = sys.argv
     sys.argv = [prog, *argv]
     try:
         main()
+    except campaign.Stop as stop:
+        if isinstance(stop.error, campaign.SweepFailed):
+            return 1  # the summary said what failed
+        fail(str(stop.error))
+    except (ConfigError, SpaceError) as error:
+        fail(str(error))
+    except KeyboardInterrupt:
+        campaign.abort("interrupted (Ctrl-C)")
+        raise
+    except SystemExit:  # Hydra reported an unexpected error: no parent stays RUNNING
+        if campaign._OPEN:
+            campaign.abort("the sweep crashed (see its output)", status="FAILED")
+        raise
+    except Terminated:
+        campaign.abort("terminated (SIGTERM)")
+        print("fashion-lab: terminated; runs recorded as KILLED (run the same command again to resume)",
+              file=sys.stderr)
+        return 143
     finally:
         sys.argv = saved
     return 0
@@ -40,24 +74,95 @@ def task_overrides() -> list[str]:
 
 def _train_task(cfg: DictConfig):
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-        from fashion_lab.sweep import run_point  # one point of a sweep: a child run, failures reported at the end
+        from fashion_lab.campaign import run_job  # a grid point or a trial: a child run, failures reported at the end
 
-        return run_point(cfg)
-    try:
-        validate(cfg)
-    except ConfigError as error:
-        fail(str(error))
+        return run_job(cfg)
+    validate(cfg)
     from fashion_lab.train import print_result, train
-    from fashion_lab.tracking import Terminated
 
-    try:
-        result = train(cfg, overrides=task_overrides())
-    except Terminated:
-        print("fashion-lab: terminated; run recorded as KILLED", file=sys.stderr)
-        raise SystemExit(143)
+    result = train(cfg, overrides=task_overrides())
     print_result(result)
     return result.metrics["best_val_accuracy"]
 
 
 def train_command(argv: list[str]) -> int:
     return run_hydra(_train_task, argv, prog="fashion-lab train")
+
+
+# --- sweep --------------------------------------------------------------------------------------
+
+def _strategy(path, overrides: list[str]) -> str:
+    strategy = str(OmegaConf.select(OmegaConf.load(path), "sweep.strategy", default="grid"))
+    for line in overrides:
+        key, _, value = line.partition("=")
+        if key.lstrip("+") == "sweep.strategy":
+            strategy = value
+    return strategy
+
+
+def sweep_command(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(sweep.USAGE)
+        return 0 if argv else 2
+    if argv[0] == "--list":
+        sweep.list_sweeps()
+        return 0
+    name, overrides = argv[0], [a for a in argv[1:] if a not in ("-m", "--multirun")]
+    files = sweep_files()
+    if name not in files:
+        fail(f"unknown sweep {name!r}; available: {', '.join(files) or '(none in sweeps/)'} "
+             f"(fashion-lab sweep --list describes them)")
+    if _strategy(files[name], overrides) != "grid":
+        return tune_command([name, *overrides])
+    try:
+        sweep.check_grid(sweep.dimensions(sweep._params(OmegaConf.load(files[name])), overrides), f"sweep {name!r}")
+    except ConfigError as error:
+        fail(str(error))
+    except Exception as error:  # Hydra's grammar errors name the bad override
+        fail(f"sweep {name!r}: {error}")
+    return train_command(["-m", f"sweep={name}", *overrides])
+
+
+# --- tune ---------------------------------------------------------------------------------------
+
+TUNE_USAGE = """usage: fashion-lab tune [SWEEP] [key=value ...]
+
+Search the space of sweeps/SWEEP.yaml (default: search) with KerasTuner, as a Hydra multirun with
+the KerasTuner sweeper (hydra/sweeper=kerastuner); every trial is a `fashion-lab train` run recorded
+as a child of one parent MLflow run. Re-running the same command resumes the search.
+Strategies: tuner=random|bayesian|hyperband|grid.
+  fashion-lab tune data=small tuner.max_trials=20
+  fashion-lab tune bn_placement tuner=bayesian tuner.max_trials=3
+  fashion-lab tune tuner=hyperband tuner.max_epochs=9 tuner.factor=3
+  fashion-lab tune tuner.parallel_trials=2 hydra/launcher=joblib hydra.launcher.n_jobs=2
+A swept key given as an override (e.g. model.filters=[16,32]) is fixed, the rest searched.
+Settings: tuner.max_trials, tuner.max_epochs, tuner.factor, tuner.executions_per_trial,
+tuner.parallel_trials (trials launched together), tuner.early_stopping_patience, tuner.directory
+(default outputs/tuner), tuner.project, tuner.overwrite=true (start over), tuner.model_name (registry
+name, default fashion-lab-cnn), tuner.fresh_process=false (train trials in the job's process: faster
+start, memory grows), tuner.max_consecutive_failed_trials. Exit status: 0 done; 1 every trial failed,
+or the search stopped after that many failures in a row (the best completed trial is still reported
+and registered); 2 bad arguments or a changed search under the same project; 130 interrupted (run it
+again to resume).
+"""
+
+
+def tune_command(argv: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in argv):
+        print(TUNE_USAGE + "\nsweeps: " + ", ".join(sorted(sweep_files())))
+        return 0
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from fashion_lab import search
+    from fashion_lab.space import SpaceError
+
+    hydra_args = [a for a in argv if a.startswith("hydra")]  # hydra/launcher=..., hydra.launcher.n_jobs=...
+    try:
+        overrides = search.command_overrides([a for a in argv if a not in hydra_args])
+        search.prepare(search.config.compose(overrides, return_hydra_config=True), overrides)  # fail fast, no run
+    except (SpaceError, ConfigError) as error:
+        fail(str(error))
+    except (HydraException, OmegaConfBaseException) as error:
+        fail(_hydra_message(error))
+    return train_command(["-m", "hydra/sweeper=kerastuner", *hydra_args, *overrides])

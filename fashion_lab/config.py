@@ -9,6 +9,8 @@ Importing this module must stay cheap: no TensorFlow, no MLflow.
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +112,11 @@ class SweepConfig:
     name: Optional[str] = None            # the file's name, set when it is registered
     strategy: str = "grid"                # grid (Hydra multirun) | random | bayesian | hyperband (KerasTuner)
     conditions: Dict[str, str] = field(default_factory=dict)  # tuner: key -> "choice=value" it depends on
+    restart: bool = False                 # true: a new parent run instead of continuing this command's sweep
+    # Set by the campaign on each job's command line (so a job on any launcher, or another machine, has them):
+    parent_run_id: Optional[str] = None   # the sweep's parent run
+    trial: Optional[Any] = None           # KerasTuner sweeper: {trial_id, execution, bracket, ...} of this job
+    swept_keys: List[str] = field(default_factory=list)  # what the sweep varies: names its child runs
 
 
 @dataclass
@@ -137,7 +144,7 @@ class UIConfig:
 
 @dataclass
 class TunerConfig:
-    """KerasTuner search settings (conf/tuner/*.yaml); see fashion_lab/tune.py."""
+    """KerasTuner search settings (conf/tuner/*.yaml); see fashion_lab/search.py."""
     strategy: str = "random"               # random | bayesian | hyperband | grid
     objective: str = "val_accuracy"        # the MLflow metric name; val_accuracy (max) or val_loss (min)
     max_trials: int = 10                   # not used by hyperband (its schedule decides)
@@ -151,6 +158,7 @@ class TunerConfig:
     seed: int = 0                          # the oracle's sampling seed
     model_name: str = "fashion-lab-cnn"    # MLflow Model Registry name of the best model
     max_consecutive_failed_trials: int = 3
+    parallel_trials: int = 1               # trials asked of the oracle and launched together (one batch)
     fresh_process: bool = True             # each trial trains in a new process: memory stays bounded
                                            # (false: in the search process, a few s faster per trial,
                                            # but TensorFlow keeps ~16 MB per trial)
@@ -298,10 +306,50 @@ def flatten(cfg: DictConfig | dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-# Sections that configure a command (search budget, report, UI), not what a run computes.
-COMMAND_SECTIONS = ("tuner", "report", "reproduce", "ui")
+# Keys that configure a command (search budget, report, UI) or a sweep's plumbing: not recorded as params.
+# What a sweep's jobs get on their command line from the campaign (and sweep.restart): neither recorded nor computed.
+SWEEP_PLUMBING = ("sweep.restart", "sweep.parent_run_id", "sweep.trial", "sweep.swept_keys")
+COMMAND_KEYS = ("tuner", "report", "reproduce", "ui", *SWEEP_PLUMBING)
+# Keys that never change what a run computes: where and how it is recorded, printed, scheduled or cached.
+# The one list behind config_id, the search fingerprint, skipping finished sweep points and run names.
+SETTINGS = (*COMMAND_KEYS, "sweep", "tracking", "hydra", "trainer.verbose", "trainer.threads", "data.cache")
+
+
+def _under(key: str, prefixes) -> bool:
+    key = key.lstrip("+~")
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def is_setting(key: str) -> bool:
+    """True for a key (or an override's key) that does not change what a run computes."""
+    return _under(key, SETTINGS)
+
+
+def is_plumbing(key: str) -> bool:
+    return _under(key, SWEEP_PLUMBING)
+
+
+def override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
 
 
 def run_params(cfg: DictConfig) -> dict[str, Any]:
-    """The dotted config a run records as MLflow params: everything but the command sections."""
-    return {k: v for k, v in flatten(cfg).items() if k.split(".", 1)[0] not in COMMAND_SECTIONS}
+    """The dotted config a run records as MLflow params: everything but the command keys."""
+    return {k: v for k, v in flatten(cfg).items() if not _under(k, COMMAND_KEYS)}
+
+
+def config_hash(cfg: DictConfig, *, with_seed: bool) -> str:
+    """What a run computes, hashed: without the seed it groups repeats (config_id); with it, it
+    identifies a sweep point, so a resumed sweep skips points already finished (run_key)."""
+    kept = {k: v for k, v in run_params(cfg).items() if not is_setting(k) and (with_seed or k != "trainer.seed")}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def short_key(key: str) -> str:
+    return key.rsplit(".", 1)[-1]
+
+
+def point_name(overrides, keys) -> str:
+    """``bn_placement=before conv_dropout=0.25``: the overrides' values of ``keys``, short keys, in order."""
+    values = {override_key(o): o.partition("=")[2] for o in overrides}
+    return " ".join(f"{short_key(k)}={values[k]}" for k in keys if k in values)

@@ -1,29 +1,20 @@
-"""Grid sweeps: the files in ``sweeps/``, their points, one point's task, and the end-of-sweep table.
+"""Sweep files (``sweeps/``, the Hydra group ``sweep``): listing, grid dimensions and points, sizes.
 
-``fashion-lab sweep NAME [overrides]`` is ``fashion-lab train -m sweep=NAME [overrides]``: Hydra's
-multirun expands the grid, ``fashion_lab.callbacks.SweepCallback`` opens the parent MLflow run
-before the first point and closes it after the last, and every point runs ``run_point`` (one
-``train(cfg)`` as a child run). Importing this module stays cheap: no TensorFlow, no MLflow.
+``fashion-lab sweep NAME [overrides]`` is ``fashion-lab train -m sweep=NAME [overrides]`` for a grid
+and ``fashion-lab tune NAME`` for a search (fashion_lab/commands.py); fashion_lab/campaign.py
+records either. Importing this module stays cheap: no TensorFlow, no MLflow.
 """
 
 from __future__ import annotations
 
-import importlib
-import json
-import math
 import os
 import sys
-import traceback
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 
-from fashion_lab.config import ConfigError, sweep_files, validate
-
-SWEEP_FILE_ENV = "FASHION_LAB_SWEEP_FILE"   # path of the sweep's record, set for the points
-SWEEP_RECORD = "fashion_lab_sweep.json"     # in hydra.sweep.dir: parent run id, swept keys, ...
-POINT_RECORD = "fashion_lab_point.json"     # in each point's output dir: status, reason, metrics
+from fashion_lab.config import ConfigError, point_name, short_key, sweep_files  # noqa: F401 - re-exported
 
 USAGE = """usage: fashion-lab sweep NAME [overrides...]   run sweeps/NAME.yaml (a grid: train -m sweep=NAME)
        fashion-lab sweep --list                 every sweep with its description, strategy and size
@@ -122,78 +113,7 @@ def list_sweeps(stream=sys.stdout) -> None:
         print(f"{name:<{width}}  {strategy:<9} {size(path):>10}  {description(path)}", file=stream)
 
 
-# --- the command ------------------------------------------------------------------------------
-
-def _strategy(path: Path, overrides: list[str]) -> str:
-    strategy = str(OmegaConf.select(OmegaConf.load(path), "sweep.strategy", default="grid"))
-    for line in overrides:
-        key, _, value = line.partition("=")
-        if key.lstrip("+") == "sweep.strategy":
-            strategy = value
-    return strategy
-
-
-def sweep_command(argv: list[str]) -> int:
-    from fashion_lab.commands import fail, train_command
-
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
-        return 0 if argv else 2
-    if argv[0] == "--list":
-        list_sweeps()
-        return 0
-    name, overrides = argv[0], [a for a in argv[1:] if a not in ("-m", "--multirun")]
-    files = sweep_files()
-    if name not in files:
-        fail(f"unknown sweep {name!r}; available: {', '.join(files) or '(none in sweeps/)'} "
-             f"(fashion-lab sweep --list describes them)")
-    strategy = _strategy(files[name], overrides)
-    if strategy != "grid":
-        try:
-            tune = importlib.import_module("fashion_lab.tune")
-        except ModuleNotFoundError as error:
-            if error.name != "fashion_lab.tune":
-                raise
-            fail(f"sweep {name!r} uses sweep.strategy={strategy}, a KerasTuner search, but fashion_lab.tune "
-                 f"is not installed in this checkout; force a grid with sweep.strategy=grid if every "
-                 f"dimension is a list of choices")
-        return int(tune.tune_command([name, *overrides]) or 0)
-    try:
-        check_grid(dimensions(_params(OmegaConf.load(files[name])), overrides), f"sweep {name!r}")
-    except ConfigError as error:
-        fail(str(error))
-    except Exception as error:  # Hydra's grammar errors name the bad override
-        fail(f"sweep {name!r}: {error}")
-    return train_command(["-m", f"sweep={name}", *overrides])
-
-
-# --- one point (runs in the launcher's process or worker) ------------------------------------
-
-def short_key(key: str) -> str:
-    return key.rsplit(".", 1)[-1]
-
-
-def point_name(overrides: Iterable[str], keys: Iterable[str]) -> str:
-    """``bn_placement=before conv_dropout=0.25``: the point's swept values, short keys, sweep order."""
-    values = {}
-    for line in overrides:
-        key, _, value = line.partition("=")
-        values[key.lstrip("+~")] = value
-    return " ".join(f"{short_key(k)}={values[k]}" for k in keys if k in values)
-
-
-def sweep_record() -> dict[str, Any]:
-    """What the sweep's callback wrote for its points (empty outside a recorded sweep)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    candidates = [os.environ.get(SWEEP_FILE_ENV)]
-    if HydraConfig.initialized():
-        candidates.append(str(Path(HydraConfig.get().sweep.dir) / SWEEP_RECORD))
-    for candidate in filter(None, candidates):
-        if Path(candidate).is_file():
-            return json.loads(Path(candidate).read_text())
-    return {}
-
+# --- launching -------------------------------------------------------------------------------
 
 def job_threads(launcher_cfg, cores: Optional[int] = None) -> Optional[int]:
     """TF threads per job so parallel jobs share the cores instead of oversubscribing them."""
@@ -206,88 +126,3 @@ def job_threads(launcher_cfg, cores: Optional[int] = None) -> Optional[int]:
     n_jobs = int(OmegaConf.select(launcher_cfg, "n_jobs", default=-1) or -1)
     workers = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib: -1 = all cores, -2 = all but one
     return max(1, cores // min(workers, cores))
-
-
-def run_point(cfg) -> dict[str, Any]:
-    """One multirun job: ``train(cfg)`` as a child of the sweep's parent run. Never raises on failure.
-
-    A raising job makes Hydra's BasicSweeper abort the sweep after its batch, so a failure is
-    caught here, recorded (the MLflow run is already FAILED with its reason; a point record in
-    the job's output dir covers failures before a run exists) and reported at the end.
-    """
-    from hydra.core.hydra_config import HydraConfig
-
-    from fashion_lab.commands import task_overrides
-
-    record = sweep_record()
-    overrides = task_overrides()
-    keys = record.get("swept_keys") or [o.split("=", 1)[0] for o in overrides if "=" in o]
-    name = point_name(overrides, keys) or None
-    hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
-    if hydra_cfg is not None and cfg.trainer.threads is None:
-        threads = job_threads(hydra_cfg.launcher)
-        if threads:
-            with open_dict(cfg):
-                cfg.trainer.threads = threads  # applied by runtime.configure before TF starts in this worker
-    result: dict[str, Any] = {"name": name, "overrides": overrides, "status": "FAILED", "reason": None,
-                              "run_id": None, "metrics": {}}
-    try:
-        validate(cfg)
-        from fashion_lab.tracking import child_tags
-        from fashion_lab.train import print_result, train
-
-        parent = record.get("parent_run_id")
-        tags = child_tags(parent, record.get("sweep_name", ""), "point", "grid") if parent else None
-        run = train(cfg, overrides=overrides, run_name=name, parent_run_id=parent, tags=tags)
-        print_result(run)
-        result.update(status="FINISHED", run_id=run.run_id,
-                      metrics={k: float(v) for k, v in run.metrics.items()})
-    except Exception as error:  # noqa: BLE001 - a failing point must not stop the others
-        result["reason"] = f"{type(error).__name__}: {error}"[:2000]
-        print(f"fashion-lab: point {name or overrides} FAILED: {result['reason']}", file=sys.stderr)
-        if not isinstance(error, (ConfigError,)) and type(error).__name__ != "TrainingDiverged":
-            traceback.print_exc()
-    if hydra_cfg is not None:
-        out = Path(hydra_cfg.runtime.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / POINT_RECORD).write_text(json.dumps(result, indent=1, default=str))
-    return result
-
-
-# --- the end-of-sweep table ------------------------------------------------------------------
-
-def _overrides_dict(text: str) -> dict[str, str]:
-    return dict(o.split("=", 1) for o in text.split() if "=" in o)
-
-
-def summary_table(children: list[dict[str, Any]], keys: list[str]):
-    """One row per point: swept values, val_accuracy, test_accuracy, epochs, seconds, status; best first.
-
-    ``children``: dicts with ``overrides`` (list or dict), ``status``, ``metrics``, ``name``, ``reason``.
-    """
-    import pandas as pd
-
-    rows = []
-    for child in children:
-        values = child["overrides"] if isinstance(child["overrides"], dict) else _overrides_dict(
-            " ".join(child["overrides"]))
-        m = child.get("metrics") or {}
-        row = {short_key(k): values.get(k) for k in keys}
-        row.update(val_accuracy=m.get("best_val_accuracy", math.nan), test_accuracy=m.get("test_accuracy", math.nan),
-                   epochs=m.get("epochs_completed", math.nan), seconds=m.get("train_seconds", math.nan),
-                   status=child.get("status"))
-        row["_name"], row["_reason"], row["_run_id"] = child.get("name"), child.get("reason"), child.get("run_id")
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    if frame.empty:
-        return frame
-    frame["epochs"] = frame["epochs"].astype("Int64") if frame["epochs"].notna().any() else frame["epochs"]
-    return frame.sort_values(["val_accuracy", "test_accuracy"], ascending=False, na_position="last",
-                             kind="stable").reset_index(drop=True)
-
-
-def format_table(frame) -> str:
-    shown = frame[[c for c in frame.columns if not c.startswith("_")]]
-    formats = {"val_accuracy": "{:.4f}".format, "test_accuracy": "{:.4f}".format, "seconds": "{:.1f}".format}
-    return shown.to_string(index=False, na_rep="-", formatters={
-        k: (lambda f: lambda v: "-" if v != v else f(v))(f) for k, f in formats.items() if k in shown})

@@ -1,8 +1,10 @@
-"""One MLflow run per train(): params, tags, per-epoch metrics, final metrics, artifacts, status.
+"""The record layer: the only module that imports mlflow.
 
-Calls are explicit at clear boundaries: ``tracked_run`` opens and always closes a
-run (FINISHED, FAILED with a reason, or KILLED), ``EpochLogger`` logs one batch of
-metrics per epoch. ``tracking.enabled=false`` swaps in a recorder that does nothing.
+It owns the client, experiments, tag names, the queries (and their filter strings), the
+reaping of runs whose process died, one run per ``train()`` (``tracked_run`` always closes
+it FINISHED, FAILED with a reason, or KILLED) and the parent runs of sweeps and searches.
+``tracking.enabled=false`` swaps in a recorder that does nothing. Importing it never
+imports Keras or TensorFlow (the report reads through it).
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator, Optional
-
-import keras
 
 from fashion_lab.config import run_params
 
@@ -106,6 +106,13 @@ def _default_artifact_location(uri: str) -> Optional[str]:
         return None
     db = Path(uri[len("sqlite:///"):]).expanduser().resolve()
     return (db.parent / "mlartifacts").as_uri()
+
+
+def client(uri: str):
+    """A plain MlflowClient on ``uri`` (readers: results, report)."""
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=uri)
 
 
 def client_for(tracking_cfg):
@@ -228,30 +235,6 @@ class Recorder:
             meta._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])])
 
 
-class EpochLogger(keras.callbacks.Callback):
-    """Logs loss/accuracy/val_*, learning_rate and epoch_seconds at step=epoch, one batch per epoch."""
-
-    def __init__(self, recorder: Recorder):
-        super().__init__()
-        self.recorder = recorder
-        self.epoch_seconds: list[float] = []
-        self.learning_rates: list[float] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        from fashion_lab.optim import current_learning_rate
-
-        self._lr = current_learning_rate(self.model.optimizer)  # the rate this epoch starts with
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        seconds = time.perf_counter() - self._start
-        self.epoch_seconds.append(seconds)
-        self.learning_rates.append(self._lr)
-        metrics = {k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}
-        metrics.update(learning_rate=self._lr, epoch_seconds=seconds)
-        self.recorder.metrics(metrics, step=epoch)
-
-
 @contextlib.contextmanager
 def sigterm_raises() -> Iterator[None]:
     """Turn SIGTERM into an exception for the duration of a run (main thread only)."""
@@ -350,3 +333,75 @@ def close_parent_run(tracking_cfg, run_id: str, *, status: str, summary: dict[st
     if texts:
         set_tags(client, run_id, texts)
     client.set_terminated(run_id, status=status)
+
+
+# --- queries of a sweep's record ---------------------------------------------------------------
+
+def find_parent(tracking_cfg, campaign_key: str):
+    """The newest parent run recorded for this sweep command (tag ``campaign_key``), or None."""
+    client = client_for(tracking_cfg)
+    found = client.get_experiment_by_name(tracking_cfg.experiment)
+    if found is None:
+        return None
+    runs = client.search_runs([found.experiment_id], f"tags.`{TAG}campaign_key` = '{campaign_key}'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0] if runs else None
+
+
+def resume_parent(tracking_cfg, run_id: str, tags: dict[str, Any]) -> None:
+    """Mark a parent RUNNING again, owned by this process; a killed-owner note no longer applies."""
+    client = client_for(tracking_cfg)
+    client.update_run(run_id, status="RUNNING")
+    if TAG + "failure" in client.get_run(run_id).data.tags:
+        client.delete_tag(run_id, TAG + "failure")
+    set_tags(client, run_id, {TAG + "owner": process_id(), **tags})
+
+
+def children(tracking_cfg, parent_run_id: str, *, run_key: Optional[str] = None, trial_id: Optional[str] = None,
+             finished: bool = False) -> list:
+    """The parent's child runs, oldest first; optionally one run key's or one trial's, or FINISHED only."""
+    client = client_for(tracking_cfg)
+    clauses = [f"tags.`{TAG}sweep_id` = '{parent_run_id}'"]
+    if run_key:
+        clauses.append(f"tags.`{TAG}run_key` = '{run_key}'")
+    if trial_id is not None:
+        clauses.append(f"tags.`{TAG}trial_id` = '{trial_id}'")
+    if finished:
+        clauses.append("attributes.status = 'FINISHED'")
+    experiment = client.get_run(parent_run_id).info.experiment_id
+    runs = client.search_runs([experiment], " and ".join(clauses), order_by=["attributes.start_time ASC"],
+                              max_results=10000)
+    return [run for run in runs if run.info.run_id != parent_run_id]
+
+
+def min_metric(tracking_cfg, run_id: str, key: str) -> float:
+    """The lowest value a metric took over the run's epochs (e.g. val_loss), NaN if never logged."""
+    history = client_for(tracking_cfg).get_metric_history(run_id, key)
+    return float(min((m.value for m in history), default=float("nan")))
+
+
+def log_text(tracking_cfg, run_id: str, text: str, name: str) -> None:
+    client_for(tracking_cfg).log_text(run_id, text, name)
+
+
+def reap(tracking_cfg) -> int:
+    """Close the experiment's runs whose process on this host died (SIGKILL) as KILLED."""
+    client = client_for(tracking_cfg)
+    return reap_orphans(client, ensure_experiment(client, tracking_cfg))
+
+
+def register_model(tracking_cfg, run, name: str, *, tags: dict[str, str], description: str) -> str:
+    """Register a recorded run's artifact folder (config.yaml + model.weights.h5) as a model version,
+    once per run: no model re-logging, no requirements inference, works offline."""
+    from mlflow.exceptions import MlflowException
+
+    client = client_for(tracking_cfg)
+    existing = client.search_model_versions(f"name = '{name}' and run_id = '{run.info.run_id}'")
+    if existing:
+        return existing[0].version
+    try:
+        client.create_registered_model(name, description="fashion-lab CNN: config.yaml + model.weights.h5")
+    except MlflowException:
+        pass  # already registered by an earlier search
+    return client.create_model_version(name, source=run.info.artifact_uri, run_id=run.info.run_id,
+                                       tags=tags, description=description).version

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 import tempfile
 import time
@@ -11,21 +9,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+import keras
 import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
 from fashion_lab import plots, runtime
-from fashion_lab.config import run_params, validate
+from fashion_lab.config import config_hash, is_setting, override_key, point_name, validate
 from fashion_lab.data import Splits, load_data
 from fashion_lab.model import build_model
-from fashion_lab.optim import build_optimizer
-from fashion_lab.sweep import point_name
-from fashion_lab.tracking import TAG, EpochLogger, TrainingDiverged, provenance_tags, tracked_run
-
-# Keys that never change what a run computes; left out of the repeat-group id.
-_NOT_CONFIG = ("trainer.seed", "trainer.verbose", "trainer.threads", "tracking.", "data.cache", "sweep.")
-
+from fashion_lab.optim import build_optimizer, current_learning_rate
+from fashion_lab.tracking import TAG, Recorder, TrainingDiverged, provenance_tags, tracked_run
 
 
 @dataclass
@@ -38,17 +32,37 @@ class RunResult:
 
 def config_id(cfg) -> str:
     """Same for runs that differ only by seed: groups repeats of one configuration."""
-    kept = {k: v for k, v in run_params(cfg).items() if not k.startswith(_NOT_CONFIG)}
-    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return config_hash(cfg, with_seed=False)
 
 
 def default_run_name(cfg, overrides: Sequence[str]) -> str:
     """The run's overrides with short keys (``bn_placement=before lr...``), else model and optimizer."""
     if cfg.tracking.run_name:
         return cfg.tracking.run_name
-    keys = [o.partition("=")[0].lstrip("+~") for o in overrides
-            if not o.startswith(("tracking.", "hydra.", "trainer.verbose"))]
+    keys = [override_key(o) for o in overrides if not is_setting(override_key(o))]
     return point_name(overrides, keys) or f"{cfg.model.name} {getattr(cfg.optimizer.name, 'value', cfg.optimizer.name)}"
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """Logs loss/accuracy/val_*, learning_rate and epoch_seconds at step=epoch, one batch per epoch."""
+
+    def __init__(self, recorder: Recorder):
+        super().__init__()
+        self.recorder = recorder
+        self.epoch_seconds: list[float] = []
+        self.learning_rates: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._lr = current_learning_rate(self.model.optimizer)  # the rate this epoch starts with
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self._start
+        self.epoch_seconds.append(seconds)
+        self.learning_rates.append(self._lr)
+        metrics = {k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}
+        metrics.update(learning_rate=self._lr, epoch_seconds=seconds)
+        self.recorder.metrics(metrics, step=epoch)
 
 
 def _compiled_model(cfg, splits: Splits):
@@ -59,8 +73,6 @@ def _compiled_model(cfg, splits: Splits):
 
 
 def _callbacks(cfg, logger):
-    import keras
-
     callbacks = [logger, keras.callbacks.TerminateOnNaN()]
     if cfg.trainer.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(
@@ -107,7 +119,8 @@ def train(cfg, *, overrides: Sequence[str] = (), run_name: Optional[str] = None,
     runtime.configure(cfg.trainer)
     splits = splits or load_data(cfg.data)
     run_tags = {**provenance_tags(list(overrides), cfg.trainer.seed),
-                TAG + "data_digest": splits.digest, TAG + "config_id": config_id(cfg), **(tags or {})}
+                TAG + "data_digest": splits.digest, TAG + "config_id": config_id(cfg),
+                TAG + "run_key": config_hash(cfg, with_seed=True), **(tags or {})}
     name = run_name or default_run_name(cfg, overrides)
     with tracked_run(cfg, run_name=name, tags=run_tags, parent_run_id=parent_run_id) as recorder:
         recorder.dataset(splits.name, splits.digest, splits.source)

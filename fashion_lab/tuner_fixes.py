@@ -1,11 +1,32 @@
-"""Workarounds for keras-tuner 1.4.8 behaviours that break resuming a search.
+"""Everything that touches KerasTuner's internals (keras-tuner 1.4.8), fenced in one module.
 
-Both patch a live oracle after KerasTuner has reloaded it; both rely on 1.4.x internals
-(``_ordered_ids``, ``_populate_next``, ``_compare``, ``_check_consecutive_failures``), so
-tests/test_tune.py exercises each through a real resumed search.
+``open_oracle`` does what a BaseTuner does for its oracle (project folder, reload, space),
+so a sweeper can ask and tell an oracle without a Tuner. Two workarounds patch a live oracle
+after a reload, because KerasTuner's own behaviour breaks resuming a search; they rely on
+1.4.x internals (``_ordered_ids``, ``_populate_next``, ``_compare``,
+``_check_consecutive_failures``), so tests/test_tune.py exercises each through a real
+resumed search.
 """
 
 from __future__ import annotations
+
+import os
+
+from keras_tuner.engine.trial import TrialStatus  # noqa: F401 - the sweeper's trial states
+
+
+def open_oracle(oracle, directory: str, project: str, hp, *, grid: bool):
+    """The oracle on ``directory/project`` with the space ``hp``: reloaded (and patched) if saved there."""
+    oracle._set_project_dir(directory, project)
+    if os.path.exists(os.path.join(directory, project, "oracle.json")):
+        oracle.reload()  # trials that were running are queued to run again, with their ids
+        if grid:
+            restore_grid_position(oracle)
+    oracle.update_space(hp)
+    count_failures_from_now(oracle)
+    oracle._display.verbose = 0  # the sweeper prints one line per trial instead
+    oracle.save()  # so a kill during the first trial still resumes this search
+    return oracle
 
 
 def restore_grid_position(oracle) -> None:

@@ -1,0 +1,416 @@
+"""The campaign layer: a sweep's parent run and its jobs, the same code for every sweeper.
+
+- ``open_parent`` opens or resumes the parent run (the same command continues the same parent;
+  ``sweep.restart=true`` starts a new one) and ``close_parent`` ends it FINISHED or FAILED with
+  a summary; ``abort`` (the command layer calls it on Ctrl-C or SIGTERM) stops the worker
+  processes and closes the parent and its in-flight children KILLED.
+- ``run_job`` is every multirun job, a grid point or a trial on any launcher: it skips a point
+  already FINISHED under the parent (same config and seed), otherwise trains it as a child run,
+  and returns its result (Hydra's JobReturn carries it back to the sweeper). The parent run id
+  and the job's tags reach it through its overrides (``sweep.parent_run_id``, ``sweep.trial``),
+  so a job on another machine needs nothing else.
+- ``Campaign`` is the Hydra callback (conf/config.yaml) that makes a multirun of Hydra's basic
+  sweeper, or of any other grid-like sweeper, a recorded sweep; the KerasTuner sweeper opens its
+  own parent with the same functions (fashion_lab/search.py).
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from fashion_lab import sweep
+from fashion_lab.config import (ConfigError, config_hash, is_plumbing, is_setting, override_key, point_name,
+                                short_key, sweep_files, validate)
+
+_OPEN: dict[str, Any] = {}  # parent run id -> tracking config, for abort()
+_SPLITS: dict[str, Any] = {}  # in-process trials share one load of the same data
+
+
+class SweepError(Exception):
+    """A sweep can't start (bad points, a search file run as a grid); the message says why."""
+
+
+class SweepFailed(Exception):
+    """Some points or trials failed, or a search stopped early; the summary has been printed."""
+
+
+class Stop(BaseException):
+    """Carries a typed error out of Hydra, which turns an Exception in a callback into a warning
+    and one in a sweeper into a traceback; the command layer unwraps it."""
+
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error
+
+
+# --- the parent run ---------------------------------------------------------------------------
+
+def key_of(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def open_parent(tracking_cfg, *, key: str, restart: bool, name: str, role: str, strategy: str,
+                sweep_name: str, swept_keys: list[str], definition: str, tags: dict[str, str]) -> Optional[str]:
+    """The parent run of this sweep command: the last one recorded under ``key``, resumed, or a new one."""
+    if not tracking_cfg.enabled:
+        return None
+    from fashion_lab import tracking
+
+    tracking.reap(tracking_cfg)  # runs of a killed earlier attempt: KILLED before anything resumes
+    found = None if restart else tracking.find_parent(tracking_cfg, key)
+    if found is not None:
+        parent = found.info.run_id
+        tracking.resume_parent(tracking_cfg, parent, tags)
+        print(f"resuming {role} {sweep_name} (parent run {parent}); sweep.restart=true starts a new one")
+    else:
+        parent = tracking.open_parent_run(tracking_cfg, name=name, role=role, strategy=strategy,
+                                          sweep_name=sweep_name, swept_keys=swept_keys, definition=definition,
+                                          tags={**tags, tracking.TAG + "campaign_key": key})
+    _OPEN[parent] = tracking_cfg
+    return parent
+
+
+def close_parent(tracking_cfg, parent: Optional[str], status: str, summary: dict[str, Any]) -> None:
+    if parent:
+        from fashion_lab import tracking
+
+        tracking.close_parent_run(tracking_cfg, parent, status=status, summary=summary)
+        _OPEN.pop(parent, None)
+
+
+def raise_on_sigterm() -> None:
+    """SIGTERM unwinds the sweep like Ctrl-C, so ``abort`` can close what it had open."""
+    from fashion_lab.tracking import Terminated
+
+    def _raise(signum, frame):
+        raise Terminated(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise)
+
+
+def _descendants() -> list[int]:
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] not in ("Z", "X"):
+            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [os.getpid()]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def stop_workers(grace_s: float = 20.0) -> None:
+    """SIGTERM every process this one started (launcher workers, trial processes): each closes its
+    run KILLED; whatever is still alive after ``grace_s`` is killed (its run is reaped KILLED)."""
+    deadline = time.monotonic() + grace_s
+    while (pids := _descendants()) and time.monotonic() < deadline + 5:
+        sig = signal.SIGTERM if time.monotonic() < deadline else signal.SIGKILL
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:  # our own children: collect them, not leave zombies
+                pass
+        except ChildProcessError:
+            pass
+
+
+def abort(reason: str, status: str = "KILLED") -> None:
+    """Ctrl-C or SIGTERM (or a crash, FAILED): stop the workers, close the open parents and their children."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the clean-up short
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stop_workers()
+    from fashion_lab import tracking
+
+    for parent, tracking_cfg in list(_OPEN.items()):
+        tracking.reap(tracking_cfg)
+        tracking.set_tags(tracking.client_for(tracking_cfg), parent, {tracking.TAG + "failure": reason})
+        close_parent(tracking_cfg, parent, status, {})
+
+
+# --- one job: a grid point or a trial ------------------------------------------------------
+
+def _rss_mb() -> float:
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        return float("nan")
+
+
+def _train(cfg, overrides: list[str], name: Optional[str], parent: Optional[str], tags: dict[str, str],
+           share_data: bool = False) -> dict[str, Any]:
+    """train() and what a sweeper needs of it (it crosses processes, so plain data only)."""
+    from fashion_lab.train import print_result, train
+
+    splits = None
+    if share_data:
+        from fashion_lab.data import load_data
+
+        key = json.dumps(OmegaConf.to_container(cfg.data), sort_keys=True, default=str)
+        if key not in _SPLITS:
+            _SPLITS.clear()
+            _SPLITS[key] = load_data(cfg.data)
+        splits = _SPLITS[key]
+    result = train(cfg, overrides=overrides, run_name=name, parent_run_id=parent, tags=tags, splits=splits)
+    print_result(result)
+    metrics = {k: float(v) for k, v in result.metrics.items()}
+    return {"run_id": result.run_id, "metrics": metrics,
+            "objectives": {"val_accuracy": metrics["best_val_accuracy"],
+                           "val_loss": float(result.history["val_loss"].min())}}
+
+
+def _recorded(cfg, run) -> dict[str, Any]:
+    from fashion_lab import tracking
+
+    metrics = dict(run.data.metrics)
+    return {"run_id": run.info.run_id, "metrics": metrics,
+            "objectives": {"val_accuracy": metrics.get("best_val_accuracy", math.nan),
+                           "val_loss": tracking.min_metric(cfg.tracking, run.info.run_id, "val_loss")}}
+
+
+def run_job(cfg: DictConfig) -> dict[str, Any]:
+    """One multirun job: ``train(cfg)`` as a child of the sweep's parent run. Never raises on failure:
+    a raising job would stop Hydra's sweepers; the run is FAILED with its reason, the result says so."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from fashion_lab import tracking
+    from fashion_lab.fresh_process import call_in_fresh_process, peak_child_rss_mb
+
+    hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
+    overrides = [o for o in (hydra_cfg.overrides.task if hydra_cfg else []) if not is_plumbing(override_key(o))]
+    parent, trial = cfg.sweep.parent_run_id, {k: str(v) for k, v in (cfg.sweep.trial or {}).items()}
+    if trial:
+        label = f"trial {trial['trial_id']}" + (f" b{trial['bracket']}r{trial['round']}" if "bracket" in trial else "")
+        name = f"{label} · {(parent or 'local')[:8]}" + (
+            f" x{trial['execution']}" if cfg.tuner.executions_per_trial > 1 else "")
+        role, strategy = "trial", cfg.tuner.strategy
+    else:
+        label = name = point_name(overrides, cfg.sweep.swept_keys) or None
+        role, strategy = "point", "grid"
+    if hydra_cfg is not None and cfg.trainer.threads is None and (threads := sweep.job_threads(hydra_cfg.launcher)):
+        with open_dict(cfg):
+            cfg.trainer.threads = threads  # applied before TF starts in this worker
+    fresh = bool(trial) and cfg.tuner.fresh_process  # a long search's memory stays flat on any launcher
+    result: dict[str, Any] = {"name": label, "overrides": overrides, "trial": trial, "status": "FAILED",
+                              "reason": None, "run_id": None, "metrics": {}}
+    try:
+        validate(cfg)
+        done = (tracking.children(cfg.tracking, parent, run_key=config_hash(cfg, with_seed=True),
+                                  trial_id=trial.get("trial_id"), finished=True)
+                if parent and cfg.tracking.enabled else [])
+        if done:
+            print(f"{label or 'point'}: already recorded as run {done[-1].info.run_id}; not re-run")
+            result.update(status="FINISHED", **_recorded(cfg, done[-1]))
+            return result
+        tags = {tracking.TAG + k: v for k, v in trial.items()}
+        if parent:
+            tags.update(tracking.child_tags(parent, cfg.sweep.name or "multirun", role, strategy))
+        job = dict(cfg=cfg, overrides=overrides, name=name, parent=parent, tags=tags)
+        result.update(status="FINISHED", **(call_in_fresh_process(_train, **job) if fresh
+                                           else _train(**job, share_data=bool(trial))))
+    except Exception as error:  # noqa: BLE001 - a failing point must not stop the others
+        result["reason"] = tracking.failure_reason(error)[:2000]
+        print(f"fashion-lab: {label or 'point'} FAILED: {result['reason'].splitlines()[0]}", file=sys.stderr)
+        if not isinstance(error, ConfigError) and type(error).__name__ != "TrainingDiverged":
+            traceback.print_exc()
+    finally:
+        if trial and not fresh and "keras" in sys.modules:  # frees the model; TF keeps ~16 MB of graphs anyway
+            sys.modules["keras"].backend.clear_session()
+            gc.collect()
+    result.update(rss_mb=_rss_mb(), peak_child_rss_mb=peak_child_rss_mb() if fresh else math.nan)
+    return result
+
+
+# --- grid sweeps: Hydra's basic sweeper, or any grid-like one ---------------------------------
+
+def is_search(config: DictConfig) -> bool:
+    return "kerastuner" in str(OmegaConf.select(config, "hydra.sweeper._target_", default="")).lower()
+
+
+class Campaign(Callback):
+    """Every multirun of a grid-like sweeper is a recorded sweep: one parent run, a child per point."""
+
+    def __init__(self) -> None:
+        self.parent: Optional[str] = None
+        self.points: list[list[str]] = []
+        self.keys: list[str] = []
+        self.name = "multirun"
+        self.started = False
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if is_search(config):
+            return  # the KerasTuner sweeper runs its own campaign
+        try:
+            self._start(config)
+        except Exception as error:  # noqa: BLE001 - else a warning, and an unrecorded sweep
+            raise Stop(error if isinstance(error, (ConfigError, SweepError)) else
+                       SweepError(f"could not start the sweep: {type(error).__name__}: {error}")) from error
+
+    def _points(self, config: DictConfig, task: list[str]) -> dict:
+        """Every point composes and validates before the first one trains (BasicSweeper checks
+        composition batch by batch only, and never our ranges)."""
+        from hydra.core.global_hydra import GlobalHydra
+
+        loader = GlobalHydra.instance().config_loader()
+        params = {str(k): str(v) for k, v in (config.hydra.sweeper.get("params") or {}).items()}
+        try:
+            dims = sweep.dimensions(params, task, loader)
+            sweep.check_grid(dims, f"sweep {self.name!r}")
+            self.points = sweep.points(dims)
+        except ConfigError:
+            raise
+        except Exception as error:  # Hydra's grammar errors name the bad override
+            raise SweepError(f"sweep {self.name!r}: {error}") from None
+        self.keys = sweep.swept_keys(dims)
+        for point in self.points:
+            label = point_name(point, self.keys) or " ".join(point)
+            try:
+                validate(loader.load_sweep_config(config, list(point)))
+            except ConfigError as error:
+                raise ConfigError(f"point {label}: {error}") from None
+            except Exception as error:  # Hydra's message is generic; its cause names key and allowed values
+                cause = f" ({str(error.__cause__).splitlines()[0]})" if error.__cause__ else ""
+                raise SweepError(f"point {label}: {str(error).strip()}{cause}") from None
+        return dims
+
+    def _start(self, config: DictConfig) -> None:
+        from fashion_lab.tracking import TAG
+
+        self.name = config.sweep.name or "multirun"
+        if str(config.sweep.strategy) != "grid":
+            raise SweepError(f"sweep {self.name!r} has sweep.strategy={config.sweep.strategy}: run it with "
+                             f"`fashion-lab sweep {self.name}` (a KerasTuner search), or add sweep.strategy=grid "
+                             "to run its choices as a grid")
+        task = [o for o in config.hydra.overrides.task if not is_plumbing(override_key(o))]
+        dims = self._points(config, task)
+        definition = OmegaConf.to_yaml({"sweep": self.name, "strategy": "grid", "dimensions": {
+            k: sweep.value_text(o) for k, o in dims.items()}, "points": [point_name(p, self.keys) for p in self.points],
+            "command": " ".join(["fashion-lab", "train", "-m", *task])})
+        if config.sweep.name in sweep_files():  # the file as written, as comments: sweep.yaml stays one document
+            text = sweep_files()[config.sweep.name].read_text().splitlines()
+            definition += f"# sweeps/{config.sweep.name}.yaml:\n" + "".join(f"#   {line}\n" for line in text)
+        computed = sorted(o for o in task if not is_setting(override_key(o)))
+        self.parent = open_parent(
+            config.tracking, key=key_of("grid", self.name, {k: sweep.value_text(o) for k, o in dims.items()}, computed),
+            restart=bool(config.sweep.restart),
+            name=self.name if config.sweep.name else "grid " + " x ".join(short_key(k) for k in self.keys),
+            role="sweep", strategy="grid", sweep_name=self.name, swept_keys=self.keys, definition=definition,
+            tags={TAG + "points": str(len(self.points)), TAG + "overrides": " ".join(task)})
+        if self.parent:
+            print(f"fashion-lab: sweep {self.name}: {len(self.points)} points, parent run {self.parent} "
+                  f"({config.tracking.uri}, experiment {config.tracking.experiment})", file=sys.stderr)
+        with read_write(config.hydra.overrides):  # every job learns its parent from its own overrides
+            config.hydra.overrides.task.append(f"sweep.swept_keys=[{','.join(repr(k) for k in self.keys)}]")
+            if self.parent:
+                config.hydra.overrides.task.append(f"sweep.parent_run_id={self.parent}")
+        raise_on_sigterm()
+        self.started = True
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if not self.started:
+            return
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        try:
+            failed = self._end(config)
+        except Exception as error:  # noqa: BLE001
+            raise Stop(SweepFailed(f"could not summarise the sweep: {type(error).__name__}: {error}")) from error
+        if failed:
+            raise Stop(SweepFailed(f"{failed} of {len(self.points)} points failed"))
+
+    def _children(self, config: DictConfig) -> list[dict[str, Any]]:
+        """One row per point as recorded: its FINISHED run if any, else its latest."""
+        from fashion_lab import tracking
+
+        latest: dict[str, dict[str, Any]] = {}
+        for run in tracking.children(config.tracking, self.parent) if self.parent else []:
+            tags = run.data.tags
+            key = tags.get(tracking.TAG + "run_key") or run.info.run_id
+            if latest.get(key, {}).get("status") != "FINISHED":
+                latest[key] = {"name": run.info.run_name, "run_id": run.info.run_id, "status": run.info.status,
+                               "metrics": dict(run.data.metrics), "reason": tags.get(tracking.TAG + "failure"),
+                               "overrides": tags.get(tracking.TAG + "overrides", "").split()}
+        return list(latest.values())
+
+    def _end(self, config: DictConfig) -> int:
+        table = summary_table(self._children(config), self.keys)
+        finished = int((table["status"] == "FINISHED").sum()) if len(table) else 0
+        failed_rows = table[table["status"] != "FINISHED"] if len(table) else table
+        lost = max(0, len(self.points) - len(table))
+        text = format_table(table) if len(table) else "(no points recorded)"
+        print(f"\nsweep {self.name}: {finished} of {len(self.points)} points finished"
+              + (f", {len(failed_rows)} failed" if len(failed_rows) else "")
+              + (f", {lost} lost" if lost else "") + "\n" + text)
+        for _, row in failed_rows.iterrows():
+            print(f"FAILED point {row['_name']}: {row['_reason'] or 'no reason recorded'}", file=sys.stderr)
+        summary: dict[str, Any] = {"points": len(self.points), "points_finished": finished,
+                                   "points_failed": len(failed_rows) + lost}
+        best = table[table["status"] == "FINISHED"].head(1) if len(table) else table
+        if len(best):
+            row = best.iloc[0]
+            summary.update(best_point=row["_name"], best_run_id=row["_run_id"],
+                           best_val_accuracy=float(row["val_accuracy"]), best_test_accuracy=float(row["test_accuracy"]))
+            print(f"best point: {row['_name']} (val_accuracy {row['val_accuracy']:.4f})")
+        if len(failed_rows):
+            summary["failed_points"] = "; ".join(str(n) for n in failed_rows["_name"])
+        if self.parent:
+            from fashion_lab import tracking
+
+            tracking.log_text(config.tracking, self.parent, text + "\n", "summary.txt")
+            close_parent(config.tracking, self.parent, "FINISHED" if summary["points_failed"] == 0 else "FAILED",
+                         summary)
+        return summary["points_failed"]
+
+
+# --- the end-of-sweep table ------------------------------------------------------------------
+
+def summary_table(children: list[dict[str, Any]], keys: list[str]):
+    """One row per point: swept values, val_accuracy, test_accuracy, epochs, seconds, status; best first."""
+    import pandas as pd
+
+    rows = []
+    for child in children:
+        values = {override_key(o): o.partition("=")[2] for o in child["overrides"]}
+        m = child.get("metrics") or {}
+        row = {short_key(k): values.get(k) for k in keys}
+        row.update(val_accuracy=m.get("best_val_accuracy", math.nan), test_accuracy=m.get("test_accuracy", math.nan),
+                   epochs=m.get("epochs_completed", math.nan), seconds=m.get("train_seconds", math.nan),
+                   status=child.get("status"))
+        row["_name"], row["_reason"], row["_run_id"] = child.get("name"), child.get("reason"), child.get("run_id")
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    frame["epochs"] = frame["epochs"].astype("Int64") if frame["epochs"].notna().any() else frame["epochs"]
+    return frame.sort_values(["val_accuracy", "test_accuracy"], ascending=False, na_position="last",
+                             kind="stable").reset_index(drop=True)
+
+
+def format_table(frame) -> str:
+    shown = frame[[c for c in frame.columns if not c.startswith("_")]]
+    formats = {"val_accuracy": "{:.4f}".format, "test_accuracy": "{:.4f}".format, "seconds": "{:.1f}".format}
+    return shown.to_string(index=False, na_rep="-", formatters={
+        k: (lambda f: lambda v: "-" if v != v else f(v))(f) for k, f in formats.items() if k in shown})

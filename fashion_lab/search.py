@@ -1,0 +1,275 @@
+"""A KerasTuner search as a sweep: its definition, saved state, oracle, trial overrides and ending.
+
+The KerasTuner sweeper (``hydra_plugins/fashion_lab_kerastuner``) drives it like Hydra's Optuna
+sweeper drives a study: ask the oracle for a batch of trials, turn each into a job's overrides
+(the sampled values after the search's base overrides, so Hydra re-composes the config and
+group choices work), launch the batch on the configured launcher, tell the oracle the results.
+The tuner has no model of its own: every trial is a ``train()`` run, a child of the search's
+parent run. Hyperband rounds re-train from scratch to the round's epoch budget
+(``tuner/epochs``), so each round is a complete, reproducible run.
+
+Resume: KerasTuner's state lives in ``<tuner.directory>/<project>/``; ``fashion_lab.json`` beside
+it keeps the fingerprint (space, strategy, base overrides), and a changed search under the
+same project is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import OmegaConf
+
+from fashion_lab import campaign, config
+from fashion_lab.config import is_setting, override_key, validate
+from fashion_lab.space import SpaceError, describe, fingerprint, has_intervals, parse_space, pin, to_overrides
+
+STRATEGIES = ("random", "bayesian", "hyperband", "grid")
+OBJECTIVES = {"val_accuracy": "max", "val_loss": "min"}
+STATE_FILE = "fashion_lab.json"
+
+
+def trained_overrides(overrides: list[str]) -> list[str]:
+    """The command line's overrides that change what a trial trains (part of the search's identity)."""
+    return [o for o in overrides if not is_setting(override_key(o))]
+
+
+def merge(base: list[str], extra: list[str]) -> list[str]:
+    """``base`` then ``extra``, an ``extra`` key replacing the same key in ``base`` (Hydra refuses duplicates)."""
+    replaced = {override_key(o) for o in extra}
+    return [o for o in base if override_key(o) not in replaced] + list(extra)
+
+
+def command_overrides(argv: list[str]) -> list[str]:
+    """``tune [SWEEP] [overrides]`` as a multirun's overrides: ``sweep=SWEEP`` first, then the file's
+    strategy as ``tuner=`` unless the command names a tuner (a grid file runs with the default tuner)."""
+    name, overrides = "search", list(argv)
+    if overrides and "=" not in overrides[0] and not overrides[0].startswith("-"):
+        name, overrides = overrides[0], overrides[1:]
+    files = config.sweep_files()
+    if name not in files:
+        raise SpaceError(f"no sweep file {name!r}; available: {', '.join(sorted(files))}")
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise SpaceError(f"unexpected arguments {bad}: give [SWEEP] then key=value overrides")
+    strategy = str(OmegaConf.select(OmegaConf.load(files[name]), "sweep.strategy", default="grid"))
+    named = any(override_key(o) == "tuner" for o in overrides)
+    return [f"sweep={name}", *([] if named or strategy not in STRATEGIES[:3] else [f"tuner={strategy}"]), *overrides]
+
+
+@dataclass
+class Search:
+    name: str                       # sweep file name
+    project: str                    # tuner state folder name (default: name)
+    base: list[str]                 # overrides every trial starts from (sweep=NAME first)
+    cfg: Any                        # the composed base config
+    dims: list
+    strategy: str
+    definition: str                 # YAML of the space, stored on the parent run
+    swept_keys: list[str]
+    fingerprint: str
+    parent_run_id: Optional[str] = None
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def directory(self) -> Path:
+        return Path(self.cfg.tuner.directory) / self.project
+
+
+def prepare(cfg, arguments: list[str]) -> Search:
+    """Check the search composed from ``arguments`` (a multirun's config, with its hydra node); no data, no run."""
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=False) if cfg.hydra.sweeper.get("params") else {}
+    conditions = OmegaConf.to_container(cfg.sweep.conditions)
+    tuner = cfg.tuner
+    if tuner.strategy not in STRATEGIES:
+        raise SpaceError(f"tuner.strategy={tuner.strategy!r} is not allowed: one of {', '.join(STRATEGIES)}")
+    if tuner.objective not in OBJECTIVES:
+        raise SpaceError(f"tuner.objective={tuner.objective!r} is not allowed: one of {', '.join(OBJECTIVES)}")
+    for key in ("max_trials", "max_epochs", "executions_per_trial", "max_consecutive_failed_trials",
+                "parallel_trials"):
+        if tuner[key] < 1:
+            raise SpaceError(f"tuner.{key}={tuner[key]!r} is not allowed: an integer >= 1")
+    if tuner.factor < 2:
+        raise SpaceError(f"tuner.factor={tuner.factor!r} is not allowed: an integer >= 2")
+    # A swept key given on the command line is pinned: the search varies the rest.
+    dims = pin(parse_space(params, conditions), {override_key(o): o.split("=", 1)[1] for o in arguments})
+    if tuner.strategy == "grid" and has_intervals(dims):
+        raise SpaceError("tuner=grid needs a space of choices only; "
+                         f"{[d.key for d in dims if d.kind != 'choice']} are intervals: use tuner=random|bayesian|hyperband")
+    plain = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    validate(plain)  # the base config itself must be valid before anything starts
+    name = cfg.sweep.name or "search"
+    definition = OmegaConf.to_yaml({"sweep": name, "strategy": tuner.strategy, "params": params,
+                                    "conditions": conditions, "space": describe(dims), "base_overrides": arguments})
+    swept = [f"{d.key}.name" if "." not in d.key and "name" in plain.get(d.key, {}) else d.key for d in dims]
+    return Search(name=name, project=tuner.project or name, base=list(arguments), cfg=plain, dims=dims,
+                  strategy=tuner.strategy, definition=definition, swept_keys=swept,
+                  fingerprint=fingerprint(dims, tuner.strategy, trained_overrides(arguments)))
+
+
+def prepare_command(argv: list[str]) -> Search:
+    """``prepare`` for a ``fashion-lab tune`` command line (tests and scripts)."""
+    overrides = command_overrides(argv)
+    return prepare(config.compose(overrides, return_hydra_config=True), overrides)
+
+
+# --- saved state: the fingerprint ------------------------------------------------------------
+
+def check_resumable(search: Search) -> bool:
+    """True to resume the saved search, False for a new one; refuses a changed space, strategy or base overrides."""
+    if search.cfg.tuner.overwrite:
+        shutil.rmtree(search.directory, ignore_errors=True)
+    path = search.directory / STATE_FILE
+    state = json.loads(path.read_text()) if path.exists() else None
+    if state is None and not search.directory.exists():
+        return False
+    if state is None or state.get("fingerprint") != search.fingerprint:
+        was = ""
+        if state:
+            before, now = state.get("trained_overrides"), trained_overrides(search.base)
+            was = f" (it was {state['strategy']}" + (
+                f", base overrides [{' '.join(before)}], now [{' '.join(now)}]" if before not in (None, now) else "") + ")"
+        raise SpaceError(
+            f"a different search already lives in {search.directory}{was}; the space, strategy or base overrides of "
+            f"'{search.project}' changed. Start a new search with tuner.project=NEW_NAME (or another "
+            f"tuner.directory), or discard the old one with tuner.overwrite=true")
+    return True
+
+
+def save_state(search: Search) -> None:
+    search.directory.mkdir(parents=True, exist_ok=True)
+    (search.directory / STATE_FILE).write_text(json.dumps({
+        "sweep": search.name, "strategy": search.strategy, "fingerprint": search.fingerprint,
+        "trained_overrides": trained_overrides(search.base)}, indent=2))
+
+
+def campaign_key(search: Search) -> str:
+    return f"search:{search.directory.absolute()}"
+
+
+# --- the oracle and its trials ---------------------------------------------------------------
+
+def make_oracle(search: Search):
+    """The strategy's KerasTuner oracle on the search's folder, reloaded when resuming."""
+    import keras_tuner as kt
+
+    from fashion_lab.space import declare
+    from fashion_lab.tuner_fixes import open_oracle
+
+    t = search.cfg.tuner
+    common = dict(objective=kt.Objective(t.objective, OBJECTIVES[t.objective]), seed=t.seed,
+                  max_consecutive_failed_trials=t.max_consecutive_failed_trials)
+    oracle = {"random": lambda: kt.oracles.RandomSearchOracle(max_trials=t.max_trials, **common),
+              "bayesian": lambda: kt.oracles.BayesianOptimizationOracle(max_trials=t.max_trials, **common),
+              "grid": lambda: kt.oracles.GridSearchOracle(max_trials=t.max_trials, **common),
+              "hyperband": lambda: kt.oracles.HyperbandOracle(max_epochs=t.max_epochs, factor=t.factor, **common),
+              }[t.strategy]()
+    hp = kt.HyperParameters()
+    declare(hp, search.dims)
+    return open_oracle(oracle, str(t.directory), search.project, hp, grid=t.strategy == "grid")
+
+
+def trial_jobs(search: Search, trial) -> list[list[str]]:
+    """A trial's jobs (one per execution, seeds trainer.seed + i): the overrides Hydra composes."""
+    values, t = trial.hyperparameters.values, search.cfg.tuner
+    extra = [f"trainer.epochs={values['tuner/epochs']}"] if "tuner/epochs" in values else []  # Hyperband's budget
+    if t.early_stopping_patience:
+        extra.append(f"trainer.early_stopping_patience={t.early_stopping_patience}")
+    tags = {"trial_id": trial.trial_id}
+    if "tuner/bracket" in values:
+        tags.update(bracket=values["tuner/bracket"], round=values["tuner/round"], hyperband_epochs=values["tuner/epochs"])
+        if "tuner/trial_id" in values:
+            tags["continues_trial"] = values["tuner/trial_id"]
+    jobs = []
+    for execution in range(t.executions_per_trial):
+        seeds = [f"trainer.seed={search.cfg.trainer.seed + execution}"] if t.executions_per_trial > 1 else []
+        job_tags = {**tags, "execution": execution}
+        plumbing = [f"sweep.trial={{{','.join(f'{k}:{str(v)!r}' for k, v in job_tags.items())}}}"]
+        if search.parent_run_id:
+            plumbing.append(f"sweep.parent_run_id={search.parent_run_id}")
+        jobs.append(merge(search.base, to_overrides(search.dims, trial.hyperparameters) + extra + seeds + plumbing))
+    return jobs
+
+
+def score(search: Search, results: list[dict]) -> float:
+    """The trial's objective: the mean over its executions of each run's best epoch's value."""
+    values = [r["objectives"][search.cfg.tuner.objective] for r in results]
+    return sum(values) / len(values)
+
+
+# --- the end of a search --------------------------------------------------------------------
+
+def _run_score(search: Search, run) -> float:
+    """A recorded run's objective: best_val_accuracy, or val_loss's minimum over epochs."""
+    from fashion_lab import tracking
+
+    if search.cfg.tuner.objective == "val_loss":
+        return tracking.min_metric(search.cfg.tracking, run.info.run_id, "val_loss")
+    return float(run.data.metrics["best_val_accuracy"])
+
+
+def best_run(search: Search, trial_id: str):
+    """The trial's best FINISHED run by the objective (of its executions, the best; ties: the first)."""
+    from fashion_lab import tracking
+
+    runs = tracking.children(search.cfg.tracking, search.parent_run_id, trial_id=trial_id, finished=True)
+    pick = min if OBJECTIVES[search.cfg.tuner.objective] == "min" else max
+    return pick(runs, key=lambda run: _run_score(search, run)) if runs else None
+
+
+def reproduce_overrides(run_overrides: str) -> list[str]:
+    """The best trial's overrides minus tuner settings: what ``fashion-lab train`` needs."""
+    return [o for o in shlex.split(run_overrides) if not override_key(o).startswith("tuner")]
+
+
+def finish(search: Search, oracle, aborted: Optional[str]) -> bool:
+    """Print and record the outcome, register the best run; True when the whole budget was searched."""
+    from fashion_lab import tracking
+    from fashion_lab.tuner_fixes import TrialStatus
+
+    trials = list(oracle.trials.values())
+    completed = [t for t in trials if t.status == TrialStatus.COMPLETED and t.score is not None]
+    failed = [t for t in trials if t.status in (TrialStatus.FAILED, TrialStatus.INVALID)]
+    summary: dict[str, Any] = {"completed_trials": len(completed), "failed_trials": len(failed)}
+    if aborted:
+        reason = summary["stopped"] = aborted.splitlines()[0].rstrip(".")
+        print(f"fashion-lab: search stopped: {reason}"
+              + (f"; the best of the {len(completed)} completed trials follows" if completed else ""), file=sys.stderr)
+    if not completed:
+        reasons = "; ".join(search.failures[-3:]) or (aborted or "no trial ran").splitlines()[0]
+        print(f"fashion-lab: error: all {len(trials)} trials of search {search.project} failed, "
+              f"there is no best configuration. Last reasons: {reasons}", file=sys.stderr)
+        campaign.close_parent(search.cfg.tracking, search.parent_run_id, "FAILED",
+                              {**summary, "error": "all trials failed"})
+        return False
+    best = oracle.get_best_trials(1)[0]
+    objective = search.cfg.tuner.objective
+    summary[f"best_trial_{objective}"] = float(best.score)  # mean over its executions
+    print(f"search {search.project}: {len(completed)} completed, {len(failed)} failed trials")
+    print(f"best trial {best.trial_id}: {objective}={best.score:.4f}")
+    overrides = [o for o in merge(search.base, to_overrides(search.dims, best.hyperparameters))
+                 if not override_key(o).startswith("tuner")]
+    run = best_run(search, best.trial_id) if search.parent_run_id else None
+    if run is not None:
+        overrides = reproduce_overrides(run.data.tags.get(tracking.TAG + "overrides", ""))
+        m, name = run.data.metrics, search.cfg.tuner.model_name
+        version = tracking.register_model(
+            search.cfg.tracking, run, name,
+            tags={tracking.TAG + k: run.data.tags.get(tracking.TAG + k, "") for k in ("trial_id", "overrides", "config_id")}
+            | {tracking.TAG + "sweep_id": search.parent_run_id},
+            description=f"best of search {search.project} ({search.strategy}); config: config.yaml, "
+                        f"weights: model.weights.h5")
+        summary.update(best_val_accuracy=m["best_val_accuracy"], test_accuracy=m["test_accuracy"],
+                       test_loss=m["test_loss"], best_trial_id=best.trial_id, best_run_id=run.info.run_id,
+                       best_overrides=" ".join(overrides), registered_model=f"{name}/{version}")
+        print(f"best run {run.info.run_id}: test_accuracy={m['test_accuracy']:.4f} "
+              f"(test set evaluated once, never used for selection)")
+        print(f"registered model {name} version {version}")
+    campaign.close_parent(search.cfg.tracking, search.parent_run_id, "FAILED" if aborted else "FINISHED", summary)
+    print("reproduce: fashion-lab train " + " ".join(shlex.quote(o) for o in overrides))
+    return not aborted

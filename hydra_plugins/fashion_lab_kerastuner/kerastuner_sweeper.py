@@ -1,0 +1,106 @@
+"""KerasTuner as a Hydra sweeper, modelled on Hydra's Optuna sweeper: ask the oracle for a batch of
+``tuner.parallel_trials`` trials, launch the batch through the configured launcher (basic, joblib,
+submitit, ...), tell the oracle each trial's result (the jobs' return values).
+
+The search itself (space, fingerprint, oracle, trial overrides, the end) is fashion_lab/search.py;
+the parent run and the jobs are fashion_lab/campaign.py. Hydra imports this module whenever it
+scans for plugins, so it imports nothing heavy at the top.
+"""
+
+# No `from __future__ import annotations`: Hydra loads plugin modules outside sys.modules, where
+# dataclasses can't resolve string annotations.
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
+
+
+@dataclass
+class KerasTunerSweeperConf:
+    _target_: str = "hydra_plugins.fashion_lab_kerastuner.kerastuner_sweeper.KerasTunerSweeper"
+    params: Optional[Dict[str, Any]] = field(default_factory=dict)  # the space, in Hydra's override grammar
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="kerastuner", node=KerasTunerSweeperConf,
+                             provider="fashion_lab")
+
+
+class KerasTunerSweeper(Sweeper):
+    def __init__(self, params: Optional[DictConfig] = None) -> None:
+        self.params = params  # also read from the config in setup, where the sweep file put it
+        self.config: Optional[DictConfig] = None
+        self.job_idx = 0
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            config=config, hydra_context=hydra_context, task_function=task_function)
+
+    def sweep(self, arguments: List[str]) -> Any:
+        from fashion_lab import campaign, search
+        from fashion_lab.tuner_fixes import TooManyFailures, TrialStatus
+
+        try:
+            s = search.prepare(self.config, arguments)
+            resuming = search.check_resumable(s)
+        except Exception as error:  # a bad space or a changed search: refused before any run exists
+            raise campaign.Stop(error) from error
+        s.parent_run_id = campaign.open_parent(
+            s.cfg.tracking, key=search.campaign_key(s), restart=not resuming, name=f"search {s.project} {s.strategy}",
+            role="search", strategy=s.strategy, sweep_name=s.name, swept_keys=s.swept_keys, definition=s.definition,
+            tags={f"fashion_lab.tuner.{k}": str(v) for k, v in s.cfg.tuner.items()} | {"fashion_lab.fingerprint": s.fingerprint})
+        oracle = search.make_oracle(s)
+        search.save_state(s)
+        campaign.raise_on_sigterm()
+        aborted = None
+        try:
+            while True:
+                trials = []
+                for slot in range(s.cfg.tuner.parallel_trials):
+                    trial = oracle.create_trial(f"worker{slot}")
+                    if trial.status != TrialStatus.RUNNING:
+                        break  # STOPPED: the budget is spent; IDLE: Hyperband waits for this batch's results
+                    trials.append(trial)
+                if not trials:
+                    break
+                jobs = [search.trial_jobs(s, trial) for trial in trials]
+                returns = self.launcher.launch([job for trial_jobs in jobs for job in trial_jobs],
+                                               initial_job_idx=self.job_idx)
+                self.job_idx += len(returns)
+                results = iter(ret.return_value for ret in returns)
+                for trial, trial_jobs in zip(trials, jobs):
+                    self._tell(s, oracle, trial, [next(results) for _ in trial_jobs], TrialStatus)
+        except TooManyFailures as error:
+            aborted = str(error)
+        if not search.finish(s, oracle, aborted):
+            raise campaign.Stop(campaign.SweepFailed(aborted or "every trial failed"))
+
+    @staticmethod
+    def _tell(s, oracle, trial, results: list[dict], TrialStatus) -> None:
+        from fashion_lab import search, tracking
+
+        failed = [r for r in results if r["status"] != "FINISHED"]
+        if failed:
+            reason = (failed[0]["reason"] or "failed").splitlines()[0][:300]
+            s.failures.append(f"trial {trial.trial_id}: {reason}")
+            trial.status, trial.message = TrialStatus.FAILED, reason
+            print(f"trial {trial.trial_id} failed: {reason}", file=sys.stderr)
+        else:
+            score = search.score(s, results)
+            oracle.update_trial(trial.trial_id, {s.cfg.tuner.objective: score})
+            trial.status = TrialStatus.COMPLETED
+            print(f"trial {trial.trial_id}: {' '.join(search.to_overrides(s.dims, trial.hyperparameters))} -> "
+                  f"{s.cfg.tuner.objective}={score:.4f} (runs {' '.join(str(r['run_id']) for r in results)})")
+        if s.parent_run_id:
+            memory = {"trial_rss_mb": max(r["rss_mb"] for r in results)}
+            peaks = [r["peak_child_rss_mb"] for r in results if r["peak_child_rss_mb"] == r["peak_child_rss_mb"]]
+            if peaks:
+                memory["trial_process_peak_rss_mb"] = max(peaks)
+            tracking.log_metrics(tracking.client_for(s.cfg.tracking), s.parent_run_id, memory, step=int(trial.trial_id))
+        oracle.end_trial(trial)
