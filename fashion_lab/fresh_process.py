@@ -71,6 +71,9 @@ def call_in_fresh_process(fn: Callable, *args: Any, **kwargs: Any) -> Any:
     ``fn``, its arguments and its result must pickle. If this process is interrupted while
     waiting (Ctrl-C, SIGTERM), the child gets SIGTERM and some seconds to close its run.
     """
+    if multiprocessing.get_start_method(allow_none=True) not in (None, "spawn", "fork", "forkserver"):
+        # A joblib (loky) worker: the child would be told to use loky's start method, unknown outside loky.
+        multiprocessing.set_start_method("spawn", force=True)
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
     child = context.Process(target=_child, args=(send, os.getpid(), fn, args, kwargs), daemon=True)

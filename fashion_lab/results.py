@@ -13,7 +13,8 @@ from typing import Iterable, Optional
 
 import pandas as pd
 
-TAG = "fashion_lab."  # same prefix as tracking.TAG; not imported, so reading never imports Keras
+from fashion_lab.tracking import TAG, client as _client  # the record layer (importing it never imports Keras)
+
 # fashion_lab.* tags that become their own columns (tag suffix -> column).
 TAG_COLUMNS = ("role", "strategy", "sweep_name", "sweep_id", "seed", "config_id", "failure", "data_digest",
                "git_commit", "command", "overrides", "swept_keys", "trial_id", "reproduces")
@@ -24,12 +25,6 @@ PAGE = 1000  # runs per search request: the store's maximum page size for sqlite
 
 class ResultsError(LookupError):
     """The asked-for experiment or sweep is not in the store; the message says what is."""
-
-
-def _client(tracking_uri: str):
-    import mlflow
-
-    return mlflow.MlflowClient(tracking_uri=tracking_uri)
 
 
 def _progress(done: int, started: float, stream) -> None:

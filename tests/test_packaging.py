@@ -22,7 +22,7 @@ from fashion_lab import config
 REPO = Path(__file__).resolve().parent.parent
 # What the build reads. Copied to a temporary folder so the build never writes build/ or *.egg-info
 # into the checkout, and a stale build/lib from an earlier build can't leak deleted files into the wheel.
-SOURCES = ("pyproject.toml", "setup.py", "README.md", "fashion_lab", "conf", "sweeps")
+SOURCES = ("pyproject.toml", "setup.py", "README.md", "fashion_lab", "hydra_plugins", "conf", "sweeps")
 
 
 def pip(*args: str, cwd: Path) -> None:

@@ -295,19 +295,19 @@ def test_bad_sweep_name_or_tuner_value_fails_before_any_run(run_cli, store):
 
 def test_fingerprint_without_trained_overrides_is_unchanged():
     """State files written before base overrides counted still resume: no such override, same value."""
-    from fashion_lab import tune
+    from fashion_lab import search as tune  # the search definition moved from tune.py to search.py
     from fashion_lab.space import fingerprint, parse_space
 
     dims = parse_space({"optimizer": "sgd,adam", "optimizer.learning_rate": "tag(log, interval(0.001, 0.05))"})
     assert fingerprint(dims, "random") == fingerprint(dims, "random", []) == "a534a3b93179a38c"
-    settings = tune.prepare(["bn_placement", "tuner.max_trials=5", "tuner.seed=3", "tracking.uri=sqlite:///x.db",
+    settings = tune.prepare_command(["bn_placement", "tuner.max_trials=5", "tuner.seed=3", "tracking.uri=sqlite:///x.db",
                              "trainer.verbose=0", "tracking.log_plots=false"])
-    plain = tune.prepare(["bn_placement"])
+    plain = tune.prepare_command(["bn_placement"])
     assert settings.fingerprint == plain.fingerprint == fingerprint(plain.dims, plain.strategy)
-    a = tune.prepare(["bn_placement", "data=synthetic", "trainer.epochs=2"])
-    b = tune.prepare(["bn_placement", "trainer.epochs=2", "data=synthetic", "tuner.max_trials=7"])
+    a = tune.prepare_command(["bn_placement", "data=synthetic", "trainer.epochs=2"])
+    b = tune.prepare_command(["bn_placement", "trainer.epochs=2", "data=synthetic", "tuner.max_trials=7"])
     assert a.fingerprint == b.fingerprint != plain.fingerprint  # order and settings do not matter
-    assert tune.prepare(["bn_placement", "data=synthetic", "trainer.epochs=3"]).fingerprint != a.fingerprint
+    assert tune.prepare_command(["bn_placement", "data=synthetic", "trainer.epochs=3"]).fingerprint != a.fingerprint
 
 
 @pytest.mark.slow  # several CLI searches (~20-30 s); still in CI
@@ -401,7 +401,7 @@ def test_executions_per_trial_train_each_trial_twice_and_resume_per_execution(ru
 def test_val_loss_objective_picks_the_lowest_validation_loss(run_cli, store):
     """val_loss is scored as its minimum over epochs (as best_val_accuracy is the maximum) by the
     fresh trial, the resume path (a recorded run) and the choice of the run to register."""
-    from fashion_lab import tracking, tune
+    from fashion_lab import search as tune, tracking  # tune.py's search logic lives in search.py
 
     args = [*GRID, "tuner.max_trials=3", "tuner.objective=val_loss", "trainer.epochs=2", f"tracking.uri={store}"]
     result = run_cli("tune", *args, check=True)
@@ -417,12 +417,12 @@ def test_val_loss_objective_picks_the_lowest_validation_loss(run_cli, store):
     summary = dict(_store_rows(store, "select key, value from latest_metrics where run_uuid=?", parent["id"]))
     assert summary["best_trial_val_loss"] == pytest.approx(lowest[best["id"]], abs=1e-6)
 
-    search = tune.prepare(args)  # what a resumed search would score for an already recorded run
+    search = tune.prepare_command(args)  # what a resumed search would score for an already recorded run
     search.parent_run_id = parent["id"]
     client = tracking.client_for(search.cfg.tracking)
     for t in trials:
         assert tune._run_score(search, client.get_run(t["id"])) == pytest.approx(lowest[t["id"]], abs=1e-6)
-    assert tune._best_run(search, best_id).info.run_id == best["id"]
+    assert tune.best_run(search, best_id).info.run_id == best["id"]
 
 
 FLAKY_SPACE = """# the first learning rate trains, the others diverge (NaN loss); tuner=grid tries them in this order
