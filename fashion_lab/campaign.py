@@ -217,21 +217,21 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     fresh = bool(trial) and cfg.tuner.fresh_process  # a long search's memory stays flat on any launcher
     result: dict[str, Any] = {"name": label, "overrides": overrides, "trial": trial, "status": "FAILED",
                               "reason": None, "run_id": None, "metrics": {}}
-    try:
-        validate(cfg)
+    try:  # train() validates the point (a bad one fails as a FAILED run, like any other error)
         done = (tracking.children(cfg.tracking, parent, run_key=config_hash(cfg, with_seed=True),
                                   trial_id=trial.get("trial_id"), finished=True)
                 if parent and cfg.tracking.enabled else [])
         if done:
             print(f"{label or 'point'}: already recorded as run {done[-1].info.run_id}; not re-run")
+            fresh = False
             result.update(status="FINISHED", **_recorded(cfg, done[-1]))
-            return result
-        tags = {tracking.TAG + k: v for k, v in trial.items()}
-        if parent:
-            tags.update(tracking.child_tags(parent, cfg.sweep.name or "multirun", role, strategy))
-        job = dict(cfg=cfg, overrides=overrides, name=name, parent=parent, tags=tags)
-        result.update(status="FINISHED", **(call_in_fresh_process(_train, **job) if fresh
-                                           else _train(**job, share_data=bool(trial))))
+        else:
+            tags = {tracking.TAG + k: v for k, v in trial.items()}
+            if parent:
+                tags.update(tracking.child_tags(parent, cfg.sweep.name or "multirun", role, strategy))
+            job = dict(cfg=cfg, overrides=overrides, name=name, parent=parent, tags=tags)
+            result.update(status="FINISHED", **(call_in_fresh_process(_train, **job) if fresh
+                                               else _train(**job, share_data=bool(trial))))
     except Exception as error:  # noqa: BLE001 - a failing point must not stop the others
         result["reason"] = tracking.failure_reason(error)[:2000]
         print(f"fashion-lab: {label or 'point'} FAILED: {result['reason'].splitlines()[0]}", file=sys.stderr)

@@ -16,7 +16,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from fashion_lab import sweep
-from fashion_lab.config import CONF_DIR, ConfigError, register_configs, sweep_files, validate
+from fashion_lab.config import CONF_DIR, ConfigError, register_configs, sweep_files
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -77,10 +77,12 @@ def _train_task(cfg: DictConfig):
         from fashion_lab.campaign import run_job  # a grid point or a trial: a child run, failures reported at the end
 
         return run_job(cfg)
-    validate(cfg)
     from fashion_lab.train import print_result, train
 
-    result = train(cfg, overrides=task_overrides())
+    try:
+        result = train(cfg, overrides=task_overrides())  # validates first: no data, no run for a bad config
+    except ConfigError as error:  # inside a Hydra task an error would print a traceback
+        fail(str(error))
     print_result(result)
     return result.metrics["best_val_accuracy"]
 

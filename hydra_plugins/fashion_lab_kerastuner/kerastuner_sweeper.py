@@ -104,3 +104,4 @@ class KerasTunerSweeper(Sweeper):
                 memory["trial_process_peak_rss_mb"] = max(peaks)
             tracking.log_metrics(tracking.client_for(s.cfg.tracking), s.parent_run_id, memory, step=int(trial.trial_id))
         oracle.end_trial(trial)
+        oracle.save()  # end_trial saved before it let go of the trial: a reload would run it again
