@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import json
@@ -121,22 +122,19 @@ def _descendants() -> list[int]:
 
 
 def stop_workers(grace_s: float = 20.0) -> None:
-    """SIGTERM every process this one started (launcher workers, trial processes): each closes its
-    run KILLED; whatever is still alive after ``grace_s`` is killed (its run is reaped KILLED)."""
-    deadline = time.monotonic() + grace_s
+    """SIGTERM every process this one started (launcher workers, trial processes), once: each closes
+    its run KILLED; whatever is still alive after ``grace_s`` is killed (its run is then reaped KILLED)."""
+    deadline, signalled = time.monotonic() + grace_s, set()
     while (pids := _descendants()) and time.monotonic() < deadline + 5:
-        sig = signal.SIGTERM if time.monotonic() < deadline else signal.SIGKILL
         for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
+            if pid not in signalled or time.monotonic() > deadline:
+                signalled.add(pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM if time.monotonic() < deadline else signal.SIGKILL)
         time.sleep(0.2)
-        try:
+        with contextlib.suppress(ChildProcessError):
             while os.waitpid(-1, os.WNOHANG)[0]:  # our own children: collect them, not leave zombies
                 pass
-        except ChildProcessError:
-            pass
 
 
 def abort(reason: str, status: str = "KILLED") -> None:
