@@ -95,13 +95,10 @@ def close_parent(tracking_cfg, parent: Optional[str], status: str, summary: dict
 
 def raise_on_sigterm() -> None:
     """SIGTERM unwinds the sweep like Ctrl-C, so ``abort`` can close what it had open."""
-    from fashion_lab.tracking import Terminated
-
-    def _raise(signum, frame):
-        raise Terminated(f"signal {signum}")
+    from fashion_lab.tracking import raise_terminated
 
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise)
+        signal.signal(signal.SIGTERM, raise_terminated)
 
 
 def _descendants() -> list[int]:
@@ -245,10 +242,6 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
 
 # --- grid sweeps: Hydra's basic sweeper, or any grid-like one ---------------------------------
 
-def is_search(config: DictConfig) -> bool:
-    return "kerastuner" in str(OmegaConf.select(config, "hydra.sweeper._target_", default="")).lower()
-
-
 class Campaign(Callback):
     """Every multirun of a grid-like sweeper is a recorded sweep: one parent run, a child per point."""
 
@@ -260,7 +253,7 @@ class Campaign(Callback):
         self.started = False
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if is_search(config):
+        if "kerastuner" in str(OmegaConf.select(config, "hydra.sweeper._target_", default="")).lower():
             return  # the KerasTuner sweeper runs its own campaign
         try:
             self._start(config)

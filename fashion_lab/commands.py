@@ -45,8 +45,9 @@ def run_hydra(task: Callable[[DictConfig], object], argv: list[str], prog: str,
     try:
         main()
     except campaign.Stop as stop:
-        if isinstance(stop.error, campaign.SweepFailed):
-            return 1  # the summary said what failed
+        if isinstance(stop.error, campaign.SweepFailed):  # after the summary, which says what failed
+            print(f"fashion-lab: {stop.error}", file=sys.stderr)
+            return 1
         fail(str(stop.error))
     except (ConfigError, SpaceError) as error:
         fail(str(error))
@@ -93,15 +94,6 @@ def train_command(argv: list[str]) -> int:
 
 # --- sweep --------------------------------------------------------------------------------------
 
-def _strategy(path, overrides: list[str]) -> str:
-    strategy = str(OmegaConf.select(OmegaConf.load(path), "sweep.strategy", default="grid"))
-    for line in overrides:
-        key, _, value = line.partition("=")
-        if key.lstrip("+") == "sweep.strategy":
-            strategy = value
-    return strategy
-
-
 def sweep_command(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(sweep.USAGE)
@@ -114,7 +106,7 @@ def sweep_command(argv: list[str]) -> int:
     if name not in files:
         fail(f"unknown sweep {name!r}; available: {', '.join(files) or '(none in sweeps/)'} "
              f"(fashion-lab sweep --list describes them)")
-    if _strategy(files[name], overrides) != "grid":
+    if sweep.strategy(files[name], overrides) != "grid":
         return tune_command([name, *overrides])
     try:
         sweep.check_grid(sweep.dimensions(sweep._params(OmegaConf.load(files[name])), overrides), f"sweep {name!r}")
@@ -129,23 +121,16 @@ def sweep_command(argv: list[str]) -> int:
 
 TUNE_USAGE = """usage: fashion-lab tune [SWEEP] [key=value ...]
 
-Search the space of sweeps/SWEEP.yaml (default: search) with KerasTuner, as a Hydra multirun with
-the KerasTuner sweeper (hydra/sweeper=kerastuner); every trial is a `fashion-lab train` run recorded
-as a child of one parent MLflow run. Re-running the same command resumes the search.
-Strategies: tuner=random|bayesian|hyperband|grid.
+Search the space of sweeps/SWEEP.yaml (default: search) with KerasTuner (the Hydra sweeper
+hydra/sweeper=kerastuner); every trial is a `fashion-lab train` run, a child of one parent run.
+Re-running the same command resumes the search. Strategies: tuner=random|bayesian|hyperband|grid.
   fashion-lab tune data=small tuner.max_trials=20
   fashion-lab tune bn_placement tuner=bayesian tuner.max_trials=3
-  fashion-lab tune tuner=hyperband tuner.max_epochs=9 tuner.factor=3
   fashion-lab tune tuner.parallel_trials=2 hydra/launcher=joblib hydra.launcher.n_jobs=2
 A swept key given as an override (e.g. model.filters=[16,32]) is fixed, the rest searched.
-Settings: tuner.max_trials, tuner.max_epochs, tuner.factor, tuner.executions_per_trial,
-tuner.parallel_trials (trials launched together), tuner.early_stopping_patience, tuner.directory
-(default outputs/tuner), tuner.project, tuner.overwrite=true (start over), tuner.model_name (registry
-name, default fashion-lab-cnn), tuner.fresh_process=false (train trials in the job's process: faster
-start, memory grows), tuner.max_consecutive_failed_trials. Exit status: 0 done; 1 every trial failed,
-or the search stopped after that many failures in a row (the best completed trial is still reported
-and registered); 2 bad arguments or a changed search under the same project; 130 interrupted (run it
-again to resume).
+Settings: conf/tuner (fashion-lab train --help shows them). Exit status: 0 done; 1 every trial failed,
+or the search stopped after tuner.max_consecutive_failed_trials failures in a row (its best trial is
+still reported and registered); 2 bad arguments or a changed search; 130/143 interrupted (run it again).
 """
 
 

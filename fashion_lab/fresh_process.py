@@ -1,15 +1,9 @@
 """Run one function call in a new Python process that dies with its parent.
 
-Why: TensorFlow keeps ~16 MB of traced training graphs per fitted model alive in the process,
-even after ``keras.backend.clear_session()`` and ``gc.collect()`` (a bare Keras build/fit loop
-grows the same way; eager mode does not). A long search that trains every trial in one process
-therefore grows without bound. A trial in its own process returns all of it to the OS when
-it ends, at the price of a TensorFlow import (a few seconds) per trial.
-
-The child is started with ``spawn`` (no fork of a process that already runs TensorFlow
-threads) and asks the kernel to SIGKILL it when its parent dies, so a killed search never
-leaves a trial training on behind it; the trial's MLflow run is then closed KILLED by the
-next command (``tracking.reap_orphans``).
+Why: TensorFlow keeps the traced graphs of every fitted model alive in its process (see
+benchmarks/README.md), so a long search trains each trial in a process of its own. The child
+is started with ``spawn`` (no fork of a process running TensorFlow threads) and is SIGKILLed
+by the kernel when its parent dies; its run is then reaped KILLED by the next command.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from typing import Any, Optional
 
 from omegaconf import OmegaConf
 
-from fashion_lab import campaign, config
+from fashion_lab import campaign, config, sweep
 from fashion_lab.config import is_setting, override_key, validate
 from fashion_lab.space import SpaceError, describe, fingerprint, has_intervals, parse_space, pin, to_overrides
 
@@ -57,7 +57,7 @@ def command_overrides(argv: list[str]) -> list[str]:
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise SpaceError(f"unexpected arguments {bad}: give [SWEEP] then key=value overrides")
-    strategy = str(OmegaConf.select(OmegaConf.load(files[name]), "sweep.strategy", default="grid"))
+    strategy = sweep.strategy(files[name])
     named = any(override_key(o) == "tuner" for o in overrides)
     return [f"sweep={name}", *([] if named or strategy not in STRATEGIES[:3] else [f"tuner={strategy}"]), *overrides]
 

@@ -26,7 +26,7 @@ USAGE = """usage: fashion-lab sweep NAME [overrides...]   run sweeps/NAME.yaml (
   fashion-lab train -m model.bn_placement=before,after model.conv_dropout=0,0.25   # ad-hoc grid
 
 Overrides that vary (a,b,c) add dimensions; plain key=value overrides fix a value for every point.
-A sweep whose sweep.strategy is not grid runs as a KerasTuner search (fashion_lab.tune);
+A sweep whose sweep.strategy is not grid runs as a KerasTuner search (fashion-lab tune NAME);
 sweep.strategy=grid forces a grid when all its dimensions are choices."""
 
 
@@ -38,6 +38,12 @@ def description(path: Path) -> str:
         if line.strip().startswith("#"):
             return line.strip().lstrip("#").strip()
     return ""
+
+
+def strategy(path: Path, overrides: Iterable[str] = ()) -> str:
+    """The file's ``sweep.strategy`` (grid by default), unless an override sets it."""
+    found = str(OmegaConf.select(OmegaConf.load(path), "sweep.strategy", default="grid"))
+    return next((o.split("=", 1)[1] for o in reversed(list(overrides)) if o.startswith("sweep.strategy=")), found)
 
 
 def _params(node) -> dict[str, str]:
@@ -91,9 +97,8 @@ def points(dims: dict) -> list[list[str]]:
 def size(path: Path) -> str:
     """Number of grid points, or the tuner's budget (``tuner.max_trials``) / "search" for other strategies."""
     node = OmegaConf.load(path)
-    strategy = str(OmegaConf.select(node, "sweep.strategy", default="grid"))
     dims = dimensions(_params(node))
-    if strategy != "grid":
+    if strategy(path) != "grid":
         budget = OmegaConf.select(node, "tuner.max_trials", default=None)
         return f"{budget} trials" if budget is not None else "search"
     total = 1
@@ -109,8 +114,7 @@ def list_sweeps(stream=sys.stdout) -> None:
     files = sweep_files()
     width = max((len(n) for n in files), default=4)
     for name, path in files.items():
-        strategy = str(OmegaConf.select(OmegaConf.load(path), "sweep.strategy", default="grid"))
-        print(f"{name:<{width}}  {strategy:<9} {size(path):>10}  {description(path)}", file=stream)
+        print(f"{name:<{width}}  {strategy(path):<9} {size(path):>10}  {description(path)}", file=stream)
 
 
 # --- launching -------------------------------------------------------------------------------

@@ -235,17 +235,18 @@ class Recorder:
             meta._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])])
 
 
+def raise_terminated(signum, frame):
+    """A SIGTERM handler: unwind like Ctrl-C."""
+    raise Terminated(f"signal {signum}")
+
+
 @contextlib.contextmanager
 def sigterm_raises() -> Iterator[None]:
     """Turn SIGTERM into an exception for the duration of a run (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def _raise(signum, frame):
-        raise Terminated(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, _raise)
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         yield
     finally:

@@ -31,6 +31,14 @@ ConfigStore.instance().store(group="hydra/sweeper", name="kerastuner", node=Kera
                              provider="fashion_lab")
 
 
+def _result(job_return) -> dict:
+    """A job's result; a job that died without one (cancelled, killed) is LOST, not a failed trial."""
+    try:
+        return job_return.return_value
+    except Exception as error:  # noqa: BLE001 - Hydra re-raises the job's own exception here
+        return {"status": "LOST", "reason": f"{type(error).__name__}: {error}".splitlines()[0]}
+
+
 class KerasTunerSweeper(Sweeper):
     def __init__(self, params: Optional[DictConfig] = None) -> None:
         self.params = params  # also read from the config in setup, where the sweep file put it
@@ -73,9 +81,18 @@ class KerasTunerSweeper(Sweeper):
                 returns = self.launcher.launch([job for trial_jobs in jobs for job in trial_jobs],
                                                initial_job_idx=self.job_idx)
                 self.job_idx += len(returns)
-                results = iter(ret.return_value for ret in returns)
+                results = iter(map(_result, returns))
+                lost = []
                 for trial, trial_jobs in zip(trials, jobs):
-                    self._tell(s, oracle, trial, [next(results) for _ in trial_jobs], TrialStatus)
+                    trial_results = [next(results) for _ in trial_jobs]
+                    if any(r["status"] == "LOST" for r in trial_results):
+                        lost.append(f"trial {trial.trial_id}: {trial_results[0]['reason']}")
+                    else:
+                        self._tell(s, oracle, trial, trial_results, TrialStatus)
+                if lost:  # left running in the oracle: the same command re-runs them
+                    reason = f"jobs ended without a result ({'; '.join(lost)}); run the same command again"
+                    campaign.abort(reason, status="KILLED")
+                    raise campaign.Stop(campaign.SweepFailed(reason))
         except TooManyFailures as error:
             aborted = str(error)
         if not search.finish(s, oracle, aborted):
