@@ -4,7 +4,7 @@
     python benchmarks/tune_rss.py 20 tuner.fresh_process=false     # trials inside the search process
 
 Runs a random search of TRIALS (default 20) tiny synthetic trials in a temporary folder and
-prints the parent run's ``trial_rss_mb`` series (the search process's RSS, logged by tune.py
+prints the parent run's ``trial_rss_mb`` series (the search process's RSS, logged by the KerasTuner sweeper
 after every trial) and, with fresh trial processes, the largest trial process's peak RSS.
 Bounded memory: the last trials' RSS stays near the first ones'.
 """

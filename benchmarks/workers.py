@@ -74,7 +74,7 @@ def _instrument(clock):
     make_client = tracking.client_for
     tracking.client_for = lambda cfg: _TimedClient(make_client(cfg), clock)
     wrap(tracking, "client_for", "setup")
-    wrap(tracking.EpochLogger, "on_epoch_end", "epoch_logging")
+    wrap(train.EpochLogger, "on_epoch_end", "epoch_logging")
     wrap(train, "_write_artifacts", "artifact_files")
 
 

@@ -1,17 +1,13 @@
 """The campaign layer: a sweep's parent run and its jobs, the same code for every sweeper.
 
-- ``open_parent`` opens or resumes the parent run (the same command continues the same parent;
-  ``sweep.restart=true`` starts a new one) and ``close_parent`` ends it FINISHED or FAILED with
-  a summary; ``abort`` (the command layer calls it on Ctrl-C or SIGTERM) stops the worker
-  processes and closes the parent and its in-flight children KILLED.
-- ``run_job`` is every multirun job, a grid point or a trial on any launcher: it skips a point
-  already FINISHED under the parent (same config and seed), otherwise trains it as a child run,
-  and returns its result (Hydra's JobReturn carries it back to the sweeper). The parent run id
-  and the job's tags reach it through its overrides (``sweep.parent_run_id``, ``sweep.trial``),
-  so a job on another machine needs nothing else.
-- ``Campaign`` is the Hydra callback (conf/config.yaml) that makes a multirun of Hydra's basic
-  sweeper, or of any other grid-like sweeper, a recorded sweep; the KerasTuner sweeper opens its
-  own parent with the same functions (fashion_lab/search.py).
+``open_parent`` opens or resumes the parent (the same command continues it; ``sweep.restart=true``
+starts anew), ``close_parent`` ends it, ``abort`` (Ctrl-C, SIGTERM) stops the workers and closes it
+and its in-flight children KILLED. ``run_job`` is every job, a grid point or a trial on any
+launcher: it skips a point already FINISHED under the parent (same config and seed), else trains
+it, and returns the result to the sweeper (Hydra's JobReturn). The parent id and the trial reach
+the job in its overrides (``sweep.parent_run_id``, ``sweep.trial``), so it needs nothing else.
+``Campaign``, a Hydra callback (conf/config.yaml), records grid-like sweepers; the KerasTuner
+sweeper uses the same functions.
 """
 
 from __future__ import annotations

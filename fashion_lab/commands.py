@@ -25,12 +25,6 @@ def fail(message: str, code: int = 2) -> None:
     raise SystemExit(code)
 
 
-def _hydra_message(error: Exception) -> str:
-    """Hydra's message names the override; the reason (e.g. "not a valid bool") is in its cause."""
-    reason = f": {str(error.__cause__).splitlines()[0]}" if error.__cause__ else ""
-    return str(error).strip().splitlines()[0] + reason
-
-
 def run_hydra(task: Callable[[DictConfig], object], argv: list[str], prog: str,
               config_name: str = "config") -> int:
     """Run ``task`` as a Hydra app on ``argv`` (overrides, -m, --help, ...); typed errors become exits."""
@@ -150,6 +144,6 @@ def tune_command(argv: list[str]) -> int:
         search.prepare(search.config.compose(overrides, return_hydra_config=True), overrides)  # fail fast, no run
     except (SpaceError, ConfigError) as error:
         fail(str(error))
-    except (HydraException, OmegaConfBaseException) as error:
-        fail(_hydra_message(error))
+    except (HydraException, OmegaConfBaseException) as error:  # the reason (not a valid bool) is in the cause
+        fail(str(error).strip().splitlines()[0] + (f": {str(error.__cause__).splitlines()[0]}" if error.__cause__ else ""))
     return train_command(["-m", "hydra/sweeper=kerastuner", *hydra_args, *overrides])

@@ -1,16 +1,10 @@
-"""A KerasTuner search as a sweep: its definition, saved state, oracle, trial overrides and ending.
+"""A KerasTuner search: its definition, fingerprint, oracle, trials' overrides and its end.
 
-The KerasTuner sweeper (``hydra_plugins/fashion_lab_kerastuner``) drives it like Hydra's Optuna
-sweeper drives a study: ask the oracle for a batch of trials, turn each into a job's overrides
-(the sampled values after the search's base overrides, so Hydra re-composes the config and
-group choices work), launch the batch on the configured launcher, tell the oracle the results.
-The tuner has no model of its own: every trial is a ``train()`` run, a child of the search's
-parent run. Hyperband rounds re-train from scratch to the round's epoch budget
-(``tuner/epochs``), so each round is a complete, reproducible run.
-
-Resume: KerasTuner's state lives in ``<tuner.directory>/<project>/``; ``fashion_lab.json`` beside
-it keeps the fingerprint (space, strategy, base overrides), and a changed search under the
-same project is refused.
+The sweeper (hydra_plugins/fashion_lab_kerastuner) turns each trial into job overrides (the
+sampled values after the base overrides, so Hydra composes group choices) and every trial is a
+``train()`` run. Hyperband rounds re-train from scratch to the round's ``tuner/epochs``. State
+lives in ``<tuner.directory>/<project>/``; ``fashion_lab.json`` keeps the fingerprint (space,
+strategy, base overrides), and a changed search under the same project is refused.
 """
 
 from __future__ import annotations

@@ -170,3 +170,29 @@ def test_interrupted_sweep_closes_everything_killed_and_stops_its_workers(store,
     assert not [r for r in runs(store) if r["status"] == "RUNNING"]
     time.sleep(1)
     assert not [pid for pid in pids if alive(pid)], "worker processes outlived the sweep"
+
+
+@pytest.mark.slow  # an interrupted parallel search, then its resume (~2 min)
+def test_sigterm_on_a_parallel_search_then_the_same_command_finishes_it(run_cli, store, tmp_path):
+    args = ["tune", *TINY, "trainer.epochs=30", "tuner.max_trials=3", "tuner.parallel_trials=2", *JOBLIB,
+            f"tracking.uri={store}"]
+    proc = start(args, tmp_path)
+    try:
+        wait_for(lambda: sum(c["status"] == "RUNNING" for c in children(store)) >= 2, "two running trials")
+        pids = {int(c["tags"]["fashion_lab.owner"].split(":")[0]) for c in children(store)} | set(
+            descendants(proc.pid))
+        os.kill(proc.pid, signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stderr[-3000:]
+    assert parents(store)[0]["status"] == "KILLED"
+    assert {c["status"] for c in children(store)} == {"KILLED"}
+    time.sleep(1)
+    assert not [pid for pid in pids if alive(pid)], "worker processes outlived the search"
+    again = run_cli(*args, check=True, timeout=900)  # the same command: the killed trials run again
+    assert "resuming" in again.stdout and len(parents(store)) == 1
+    finished = [c for c in children(store) if c["status"] == "FINISHED"]
+    assert sorted(c["tags"]["fashion_lab.trial_id"] for c in finished) == ["0", "1", "2"]
+    assert parents(store)[0]["status"] == "FINISHED"
