@@ -268,10 +268,8 @@ class Campaign(Callback):
             dims = sweep.dimensions(params, task, loader)
             sweep.check_grid(dims, f"sweep {self.name!r}")
             self.points = sweep.points(dims)
-        except ConfigError:
-            raise
         except Exception as error:  # Hydra's grammar errors name the bad override
-            raise SweepError(f"sweep {self.name!r}: {error}") from None
+            raise error if isinstance(error, ConfigError) else SweepError(f"sweep {self.name!r}: {error}") from None
         self.keys = sweep.swept_keys(dims)
         for point in self.points:
             label = point_name(point, self.keys) or " ".join(point)
@@ -333,7 +331,7 @@ class Campaign(Callback):
         from fashion_lab import tracking
 
         latest: dict[str, dict[str, Any]] = {}
-        for run in tracking.children(config.tracking, self.parent) if self.parent else []:
+        for run in tracking.children(config.tracking, self.parent):
             tags = run.data.tags
             key = tags.get(tracking.TAG + "run_key") or run.info.run_id
             if latest.get(key, {}).get("status") != "FINISHED":
@@ -343,6 +341,9 @@ class Campaign(Callback):
         return list(latest.values())
 
     def _end(self, config: DictConfig) -> int:
+        if not self.parent:  # tracking=none: the points printed their results, nothing was recorded
+            print(f"\nsweep {self.name}: {len(self.points)} points run, not recorded (tracking.enabled=false)")
+            return 0
         table = summary_table(self._children(config), self.keys)
         finished = int((table["status"] == "FINISHED").sum()) if len(table) else 0
         failed_rows = table[table["status"] != "FINISHED"] if len(table) else table
@@ -363,12 +364,10 @@ class Campaign(Callback):
             print(f"best point: {row['_name']} (val_accuracy {row['val_accuracy']:.4f})")
         if len(failed_rows):
             summary["failed_points"] = "; ".join(str(n) for n in failed_rows["_name"])
-        if self.parent:
-            from fashion_lab import tracking
+        from fashion_lab import tracking
 
-            tracking.log_text(config.tracking, self.parent, text + "\n", "summary.txt")
-            close_parent(config.tracking, self.parent, "FINISHED" if summary["points_failed"] == 0 else "FAILED",
-                         summary)
+        tracking.log_text(config.tracking, self.parent, text + "\n", "summary.txt")
+        close_parent(config.tracking, self.parent, "FINISHED" if summary["points_failed"] == 0 else "FAILED", summary)
         return summary["points_failed"]
 
 
