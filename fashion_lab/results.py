@@ -13,41 +13,18 @@ from typing import Iterable, Optional
 
 import pandas as pd
 
-from fashion_lab.tracking import TAG, client as _client  # the record layer (importing it never imports Keras)
+# The record layer (tracking) owns the client and the queries; importing it never imports Keras.
+from fashion_lab.tracking import (TAG, NotInStore, client as _client, experiment_ids,  # noqa: F401 - re-exported
+                                  role_filter, search_all, sweep_filter)
 
 # fashion_lab.* tags that become their own columns (tag suffix -> column).
 TAG_COLUMNS = ("role", "strategy", "sweep_name", "sweep_id", "seed", "config_id", "failure", "data_digest",
                "git_commit", "command", "overrides", "swept_keys", "trial_id", "reproduces")
 BASE_COLUMNS = ["run_id", "run_name", "status", "start_time", "end_time", "duration_s", "parent_run_id",
                 "experiment_id", *TAG_COLUMNS]
-PAGE = 1000  # runs per search request: the store's maximum page size for sqlite/file/server stores
 
 
-class ResultsError(LookupError):
-    """The asked-for experiment or sweep is not in the store; the message says what is."""
-
-
-def _progress(done: int, started: float, stream) -> None:
-    if stream is not None:
-        print(f"\rreading runs: {done} ({time.perf_counter() - started:.1f} s)", end="", file=stream, flush=True)
-
-
-def search_all(client, experiment_ids: list[str], filter_string: str = "", progress=sys.stderr,
-               order_by: Optional[list[str]] = None) -> list:
-    """Every run matching the filter, page by page (a progress line on ``progress`` past one page)."""
-    runs, token, started = [], None, time.perf_counter()
-    while True:
-        page = client.search_runs(experiment_ids, filter_string=filter_string, max_results=PAGE,
-                                  page_token=token, order_by=order_by)
-        runs.extend(page)
-        token = page.token
-        if token or len(runs) >= PAGE:
-            _progress(len(runs), started, progress)
-        if not token:
-            break
-    if len(runs) >= PAGE and progress is not None:
-        print(file=progress)
-    return runs
+ResultsError = NotInStore  # the asked-for experiment or sweep is not in the store
 
 
 def typed(value: Optional[str]):
@@ -91,23 +68,12 @@ def _frame(runs: Iterable) -> pd.DataFrame:
     return frame
 
 
-def experiment_ids(client, experiment: Optional[str]) -> list[str]:
-    """Ids of the named experiment (or of all experiments when ``experiment`` is None)."""
-    if experiment is None:
-        return [e.experiment_id for e in client.search_experiments()]
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        names = [e.name for e in client.search_experiments()]
-        raise ResultsError(f"experiment {experiment!r} not found; the store has: {', '.join(names) or 'none'}")
-    return [found.experiment_id]
-
-
 def find_parents(tracking_uri: str, experiment: Optional[str] = "fashion-lab") -> pd.DataFrame:
     """The sweep/search parent runs, newest first."""
     client = _client(tracking_uri)
     ids = experiment_ids(client, experiment)
     runs = [run for role in ("sweep", "search")  # tag filters have no IN
-            for run in search_all(client, ids, f"tags.`{TAG}role` = '{role}'", progress=None)]
+            for run in search_all(client, ids, role_filter(role), progress=None)]
     frame = _frame(runs)
     return frame.sort_values("start_time", ascending=False).reset_index(drop=True) if len(frame) else frame
 
@@ -144,7 +110,7 @@ def runs_frame(tracking_uri: str, experiment: Optional[str] = "fashion-lab", swe
     if parent is None:
         return _frame(search_all(client, ids, progress=progress))
     pid = parent["run_id"]
-    runs = search_all(client, ids, f"tags.`{TAG}sweep_id` = '{pid}'", progress=progress)
+    runs = search_all(client, ids, sweep_filter(pid), progress=progress)
     # Leave the parent out before building the frame: its missing params would turn int columns to float.
     frame = _frame(run for run in runs if include_parent or run.info.run_id != pid)
     return frame.sort_values("start_time").reset_index(drop=True) if len(frame) else frame

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from importlib import metadata
@@ -336,7 +337,58 @@ def close_parent_run(tracking_cfg, run_id: str, *, status: str, summary: dict[st
     client.set_terminated(run_id, status=status)
 
 
-# --- queries of a sweep's record ---------------------------------------------------------------
+# --- queries ---------------------------------------------------------------------------------
+
+PAGE = 1000  # runs per search request: the store's maximum page size for sqlite/file/server stores
+
+
+def role_filter(role: str) -> str:
+    return f"tags.`{TAG}role` = '{role}'"
+
+
+def sweep_filter(parent_run_id: str) -> str:
+    """A sweep's runs: its parent and every point or trial (they carry its id)."""
+    return f"tags.`{TAG}sweep_id` = '{parent_run_id}'"
+
+
+class NotInStore(LookupError):
+    """The asked-for experiment or sweep is not in the store; the message says what is."""
+
+
+def _progress(done: int, started: float, stream) -> None:
+    if stream is not None:
+        print(f"\rreading runs: {done} ({time.perf_counter() - started:.1f} s)", end="", file=stream, flush=True)
+
+
+def search_all(client, experiment_ids: list[str], filter_string: str = "", progress=sys.stderr,
+               order_by: Optional[list[str]] = None) -> list:
+    """Every run matching the filter, page by page (a progress line on ``progress`` past one page)."""
+    runs, token, started = [], None, time.perf_counter()
+    while True:
+        page = client.search_runs(experiment_ids, filter_string=filter_string, max_results=PAGE,
+                                  page_token=token, order_by=order_by)
+        runs.extend(page)
+        token = page.token
+        if token or len(runs) >= PAGE:
+            _progress(len(runs), started, progress)
+        if not token:
+            break
+    if len(runs) >= PAGE and progress is not None:
+        print(file=progress)
+    return runs
+
+
+def experiment_ids(client, experiment: Optional[str]) -> list[str]:
+    """Ids of the named experiment (or of all experiments when ``experiment`` is None)."""
+    if experiment is None:
+        return [e.experiment_id for e in client.search_experiments()]
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        names = [e.name for e in client.search_experiments()]
+        raise NotInStore(f"experiment {experiment!r} not found; the store has: {', '.join(names) or 'none'}")
+    return [found.experiment_id]
+
+
 
 def find_parent(tracking_cfg, campaign_key: str):
     """The newest parent run recorded for this sweep command (tag ``campaign_key``), or None."""
@@ -362,7 +414,7 @@ def children(tracking_cfg, parent_run_id: str, *, run_key: Optional[str] = None,
              finished: bool = False) -> list:
     """The parent's child runs, oldest first; optionally one run key's or one trial's, or FINISHED only."""
     client = client_for(tracking_cfg)
-    clauses = [f"tags.`{TAG}sweep_id` = '{parent_run_id}'"]
+    clauses = [sweep_filter(parent_run_id)]
     if run_key:
         clauses.append(f"tags.`{TAG}run_key` = '{run_key}'")
     if trial_id is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from keras_tuner.engine.trial import TrialStatus  # noqa: F401 - the sweeper's trial states
+from keras_tuner.engine.trial import TrialStatus  # the sweeper's trial states
 
 
 def open_oracle(oracle, directory: str, project: str, hp, *, grid: bool):
@@ -24,7 +24,7 @@ def open_oracle(oracle, directory: str, project: str, hp, *, grid: bool):
             restore_grid_position(oracle)
     oracle.update_space(hp)
     count_failures_from_now(oracle)
-    oracle._display.verbose = 0  # the sweeper prints one line per trial instead
+    oracle.verbose = 0  # the sweeper prints one line per trial instead
     oracle.save()  # so a kill during the first trial still resumes this search
     return oracle
 
@@ -59,8 +59,6 @@ def count_failures_from_now(oracle) -> None:
     trial, so a resume re-runs it. Here only trailing failures ended since this command started
     count (re-running a stopped search is a deliberate retry), and the trial is saved first.
     """
-    from keras_tuner.src.engine.trial import TrialStatus
-
     resumed_at = len(oracle.end_order)
 
     def check() -> None:
