@@ -56,10 +56,6 @@ class Stop(BaseException):
 
 # --- the parent run ---------------------------------------------------------------------------
 
-def key_of(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def open_parent(tracking_cfg, *, key: str, restart: bool, name: str, role: str, strategy: str,
                 sweep_name: str, swept_keys: list[str], definition: str, tags: dict[str, str]) -> Optional[str]:
     """The parent run of this sweep command: the last one recorded under ``key``, resumed, or a new one."""
@@ -298,9 +294,10 @@ class Campaign(Callback):
         if config.sweep.name in sweep_files():  # the file as written, as comments: sweep.yaml stays one document
             text = sweep_files()[config.sweep.name].read_text().splitlines()
             definition += f"# sweeps/{config.sweep.name}.yaml:\n" + "".join(f"#   {line}\n" for line in text)
-        computed = sorted(o for o in task if not is_setting(override_key(o)))
+        identity = ["grid", self.name, {k: sweep.value_text(o) for k, o in dims.items()},
+                    sorted(o for o in task if not is_setting(override_key(o)))]  # this command's sweep
         self.parent = open_parent(
-            config.tracking, key=key_of("grid", self.name, {k: sweep.value_text(o) for k, o in dims.items()}, computed),
+            config.tracking, key=hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16],
             restart=bool(config.sweep.restart),
             name=self.name if config.sweep.name else "grid " + " x ".join(short_key(k) for k in self.keys),
             role="sweep", strategy="grid", sweep_name=self.name, swept_keys=self.keys, definition=definition,
@@ -366,7 +363,7 @@ class Campaign(Callback):
             summary["failed_points"] = "; ".join(str(n) for n in failed_rows["_name"])
         from fashion_lab import tracking
 
-        tracking.log_text(config.tracking, self.parent, text + "\n", "summary.txt")
+        tracking.client_for(config.tracking).log_text(self.parent, text + "\n", "summary.txt")
         close_parent(config.tracking, self.parent, "FINISHED" if summary["points_failed"] == 0 else "FAILED", summary)
         return summary["points_failed"]
 

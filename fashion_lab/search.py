@@ -23,7 +23,8 @@ from fashion_lab import campaign, config, sweep
 from fashion_lab.config import is_setting, override_key, validate
 from fashion_lab.space import SpaceError, describe, fingerprint, has_intervals, parse_space, pin, to_overrides
 
-STRATEGIES = ("random", "bayesian", "hyperband", "grid")
+STRATEGIES = {"random": "RandomSearchOracle", "bayesian": "BayesianOptimizationOracle",  # tuner.strategy: oracle
+              "hyperband": "HyperbandOracle", "grid": "GridSearchOracle"}
 OBJECTIVES = {"val_accuracy": "max", "val_loss": "min"}
 STATE_FILE = "fashion_lab.json"
 
@@ -53,7 +54,7 @@ def command_overrides(argv: list[str]) -> list[str]:
         raise SpaceError(f"unexpected arguments {bad}: give [SWEEP] then key=value overrides")
     strategy = sweep.strategy(files[name])
     named = any(override_key(o) == "tuner" for o in overrides)
-    return [f"sweep={name}", *([] if named or strategy not in STRATEGIES[:3] else [f"tuner={strategy}"]), *overrides]
+    return [f"sweep={name}", *([f"tuner={strategy}"] if not named and strategy in STRATEGIES and strategy != "grid" else []), *overrides]
 
 
 @dataclass
@@ -142,10 +143,6 @@ def save_state(search: Search) -> None:
         "trained_overrides": trained_overrides(search.base)}, indent=2))
 
 
-def campaign_key(search: Search) -> str:
-    return f"search:{search.directory.absolute()}"
-
-
 # --- the oracle and its trials ---------------------------------------------------------------
 
 def make_oracle(search: Search):
@@ -156,13 +153,10 @@ def make_oracle(search: Search):
     from fashion_lab.tuner_fixes import open_oracle
 
     t = search.cfg.tuner
-    common = dict(objective=kt.Objective(t.objective, OBJECTIVES[t.objective]), seed=t.seed,
-                  max_consecutive_failed_trials=t.max_consecutive_failed_trials)
-    oracle = {"random": lambda: kt.oracles.RandomSearchOracle(max_trials=t.max_trials, **common),
-              "bayesian": lambda: kt.oracles.BayesianOptimizationOracle(max_trials=t.max_trials, **common),
-              "grid": lambda: kt.oracles.GridSearchOracle(max_trials=t.max_trials, **common),
-              "hyperband": lambda: kt.oracles.HyperbandOracle(max_epochs=t.max_epochs, factor=t.factor, **common),
-              }[t.strategy]()
+    budget = dict(max_epochs=t.max_epochs, factor=t.factor) if t.strategy == "hyperband" else dict(max_trials=t.max_trials)
+    oracle = getattr(kt.oracles, STRATEGIES[t.strategy])(
+        objective=kt.Objective(t.objective, OBJECTIVES[t.objective]), seed=t.seed,
+        max_consecutive_failed_trials=t.max_consecutive_failed_trials, **budget)
     hp = kt.HyperParameters()
     declare(hp, search.dims)
     return open_oracle(oracle, str(t.directory), search.project, hp, grid=t.strategy == "grid")

@@ -51,17 +51,14 @@ def _params(node) -> dict[str, str]:
     return {str(k): str(v) for k, v in params.items()}
 
 
-def parse_overrides(lines: Iterable[str], config_loader=None) -> list:
-    """Hydra's own parser, so values mean exactly what multirun will make of them."""
+def dimensions(params: dict[str, str], overrides: Iterable[str] = (), config_loader=None) -> dict:
+    """key -> parsed Override, file params first, then command line (a later key wins, like BasicSweeper).
+    Hydra's own parser, so values mean exactly what multirun will make of them."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    return OverridesParser.create(config_loader=config_loader).parse_overrides(list(lines))
-
-
-def dimensions(params: dict[str, str], overrides: Iterable[str] = (), config_loader=None) -> dict:
-    """key -> parsed Override, file params first, then command line (a later key wins, like BasicSweeper)."""
     merged: dict[str, Any] = {}
-    for override in parse_overrides([f"{k}={v}" for k, v in params.items()] + list(overrides), config_loader):
+    lines = [f"{k}={v}" for k, v in params.items()] + list(overrides)
+    for override in OverridesParser.create(config_loader=config_loader).parse_overrides(lines):
         if override.is_hydra_override():
             continue
         merged.pop(override.get_key_element(), None)

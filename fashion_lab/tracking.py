@@ -433,10 +433,6 @@ def min_metric(tracking_cfg, run_id: str, key: str) -> float:
     return float(min((m.value for m in history), default=float("nan")))
 
 
-def log_text(tracking_cfg, run_id: str, text: str, name: str) -> None:
-    client_for(tracking_cfg).log_text(run_id, text, name)
-
-
 def reap(tracking_cfg) -> int:
     """Close the experiment's runs whose process on this host died (SIGKILL) as KILLED."""
     client = client_for(tracking_cfg)

@@ -60,7 +60,7 @@ class KerasTunerSweeper(Sweeper):
         except Exception as error:  # a bad space or a changed search: refused before any run exists
             raise campaign.Stop(error) from error
         s.parent_run_id = campaign.open_parent(
-            s.cfg.tracking, key=search.campaign_key(s), restart=not resuming, name=f"search {s.project} {s.strategy}",
+            s.cfg.tracking, key=f"search:{s.directory.absolute()}", restart=not resuming, name=f"search {s.project} {s.strategy}",
             role="search", strategy=s.strategy, sweep_name=s.name, swept_keys=s.swept_keys, definition=s.definition,
             tags={f"fashion_lab.tuner.{k}": str(v) for k, v in s.cfg.tuner.items()} | {"fashion_lab.fingerprint": s.fingerprint})
         oracle = search.make_oracle(s)
