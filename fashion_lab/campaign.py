@@ -34,7 +34,6 @@ from fashion_lab.config import (ConfigError, config_hash, is_plumbing, is_settin
                                 short_key, sweep_files, validate)
 
 _OPEN: dict[str, Any] = {}  # parent run id -> tracking config, for abort()
-_SPLITS: dict[str, Any] = {}  # in-process trials share one load of the same data
 
 
 class SweepError(Exception):
@@ -148,21 +147,12 @@ def _rss_mb() -> float:
         return float("nan")
 
 
-def _train(cfg, overrides: list[str], name: Optional[str], parent: Optional[str], tags: dict[str, str],
-           share_data: bool = False) -> dict[str, Any]:
-    """train() and what a sweeper needs of it (it crosses processes, so plain data only)."""
+def _train(cfg, overrides: list[str], name: Optional[str], parent: Optional[str], tags: dict[str, str]) -> dict:
+    """train() and what a sweeper needs of it (it crosses processes, so plain data only). Each job
+    loads its data (from the verified array cache: a fraction of a second)."""
     from fashion_lab.train import print_result, train
 
-    splits = None
-    if share_data:
-        from fashion_lab.data import load_data
-
-        key = json.dumps(OmegaConf.to_container(cfg.data), sort_keys=True, default=str)
-        if key not in _SPLITS:
-            _SPLITS.clear()
-            _SPLITS[key] = load_data(cfg.data)
-        splits = _SPLITS[key]
-    result = train(cfg, overrides=overrides, run_name=name, parent_run_id=parent, tags=tags, splits=splits)
+    result = train(cfg, overrides=overrides, run_name=name, parent_run_id=parent, tags=tags)
     print_result(result)
     metrics = {k: float(v) for k, v in result.metrics.items()}
     return {"run_id": result.run_id, "metrics": metrics,
@@ -218,7 +208,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
                 tags.update(tracking.child_tags(parent, cfg.sweep.name or "multirun", role, strategy))
             job = dict(cfg=cfg, overrides=overrides, name=name, parent=parent, tags=tags)
             result.update(status="FINISHED", **(call_in_fresh_process(_train, **job) if fresh
-                                               else _train(**job, share_data=bool(trial))))
+                                               else _train(**job)))
     except Exception as error:  # noqa: BLE001 - a failing point must not stop the others
         result["reason"] = tracking.failure_reason(error)[:2000]
         print(f"fashion-lab: {label or 'point'} FAILED: {result['reason'].splitlines()[0]}", file=sys.stderr)

@@ -62,11 +62,6 @@ def run_hydra(task: Callable[[DictConfig], object], argv: list[str], prog: str,
     return 0
 
 
-def task_overrides() -> list[str]:
-    """The command-line overrides of this job (one sweep point's, in a multirun)."""
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-
-
 def _train_task(cfg: DictConfig):
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         from fashion_lab.campaign import run_job  # a grid point or a trial: a child run, failures reported at the end
@@ -75,7 +70,8 @@ def _train_task(cfg: DictConfig):
     from fashion_lab.train import print_result, train
 
     try:
-        result = train(cfg, overrides=task_overrides())  # validates first: no data, no run for a bad config
+        # train() validates first: no data, no run for a bad config
+        result = train(cfg, overrides=list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [])
     except ConfigError as error:  # inside a Hydra task an error would print a traceback
         fail(str(error))
     print_result(result)

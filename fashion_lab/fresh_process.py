@@ -47,13 +47,6 @@ def _child(conn, parent_pid: int, fn: Callable, args: tuple, kwargs: dict) -> No
         conn.close()
 
 
-def _reap(child) -> None:
-    child.join(_STOP_GRACE_S)
-    if child.is_alive():
-        child.kill()
-        child.join()
-
-
 def peak_child_rss_mb() -> float:
     """The largest peak RSS of any finished child process of this one, in MB."""
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -84,7 +77,10 @@ def call_in_fresh_process(fn: Callable, *args: Any, **kwargs: Any) -> Any:
         raise
     finally:
         receive.close()
-        _reap(child)
+        child.join(_STOP_GRACE_S)
+        if child.is_alive():
+            child.kill()
+            child.join()
     if kind == "error":
         raise value
     return value

@@ -302,7 +302,6 @@ def open_parent_run(tracking_cfg, *, name: str, role: str, strategy: str, sweep_
     """
     client = client_for(tracking_cfg)
     experiment_id = ensure_experiment(client, tracking_cfg)
-    reap_orphans(client, experiment_id)
     run = client.create_run(experiment_id, run_name=name, tags={
         TAG + "role": role,                      # "sweep" (Hydra grid) or "search" (KerasTuner)
         TAG + "strategy": strategy,
