@@ -76,6 +76,9 @@ def test_wheel_holds_every_config_file(installed):
         assert expected and expected <= names, sorted(expected - names)
     assert "fashion_lab/_conf/data/synthetic.yaml" in names  # a config group's subfolder
     assert not any(n.startswith(("conf/", "sweeps/")) for n in names)  # no stray top-level packages
+    # The KerasTuner sweeper, in Hydra's plugin namespace (no hydra_plugins/__init__.py: other plugins share it)
+    assert "hydra_plugins/fashion_lab_kerastuner/kerastuner_sweeper.py" in names
+    assert "hydra_plugins/__init__.py" not in names
 
 
 def test_installed_wheel_imports_itself_and_composes(installed):
@@ -105,3 +108,7 @@ def test_installed_cli_lists_sweeps_and_runs_hydra(installed):
                         "optimizer=adam").stdout
     assert "name: adam" in job and "learning_rate: 0.001" in job
     assert not any(installed["cwd"].iterdir())  # --cfg wrote nothing where it ran
+    # Hydra finds the KerasTuner sweeper that ships in the wheel.
+    hydra = run_installed(installed, str(installed["site"] / "bin" / "fashion-lab"), "train", "--cfg", "hydra",
+                          "hydra/sweeper=kerastuner").stdout
+    assert "_target_: hydra_plugins.fashion_lab_kerastuner.kerastuner_sweeper.KerasTunerSweeper" in hydra
