@@ -237,9 +237,7 @@ def plot_parallel(frame, keys) -> Optional[bytes]:
 
 def best_confusion_matrix(tracking_uri: str, run_id: str) -> Optional[bytes]:
     """The best run's confusion matrix: its PNG artifact, else drawn from its CSV."""
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    client = results.store_client(tracking_uri)
     with tempfile.TemporaryDirectory() as folder:
         for name in ("confusion_matrix.png", "confusion_matrix.csv"):
             try:
@@ -267,15 +265,13 @@ def _leaderboard(frame: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFr
 
 
 def _provenance(tracking_uri: str, frame: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
-    import mlflow
-
     lines = [f"store: {tracking_uri}"]
     for column, label in (("git_commit", "git commit"), ("data_digest", "data digest")):
         if column in frame:
             values = sorted(set(frame[column].dropna()))
             lines.append(f"{label}: {', '.join(values) or 'not recorded'}")
     if len(frame):  # versions are identical across a sweep's runs in practice; read them once
-        tags = mlflow.MlflowClient(tracking_uri=tracking_uri).get_run(frame["run_id"].iloc[0]).data.tags
+        tags = results.parent_run(tracking_uri, frame["run_id"].iloc[0]).data.tags  # any run: get_run
         versions = [f"{k[len(results.TAG + 'version.'):]} {v}" for k, v in sorted(tags.items())
                     if k.startswith(results.TAG + "version.")]
         lines.append("versions: " + (", ".join(versions) or "not recorded"))

@@ -76,19 +76,15 @@ def compare(original: dict, new: dict, tolerance: float) -> tuple[list[tuple], b
 
 
 def _reproduce_task(cfg: DictConfig, run_id: str, overrides: list[str]) -> int:
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
     from fashion_lab.config import ConfigError, validate
     from fashion_lab.data import DataError, load_data
-    from fashion_lab.results import TAG
+    from fashion_lab.tracking import TAG, NotInStore, get_run
 
     # Checks first, Keras later: a bad id or other data is refused in seconds.
-    client = mlflow.MlflowClient(tracking_uri=cfg.tracking.uri)
     try:
-        original = client.get_run(run_id)
-    except MlflowException:
-        fail(f"run {run_id!r} not found in {cfg.tracking.uri}; list runs with `fashion-lab report` or the UI")
+        client, original = get_run(cfg.tracking.uri, run_id)
+    except NotInStore as error:
+        fail(str(error))
     run_cfg = recorded_config(client, run_id, cfg)
     run_cfg.tracking = cfg.tracking  # record the new run where the user points, not where the old one was
     run_cfg.tracking.run_name = None

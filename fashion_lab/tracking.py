@@ -389,6 +389,17 @@ def experiment_ids(client, experiment: Optional[str]) -> list[str]:
 
 
 
+def get_run(uri: str, run_id: str):
+    """(client, run) for a run id; NotInStore when the store has no such run."""
+    from mlflow.exceptions import MlflowException
+
+    store = client(uri)
+    try:
+        return store, store.get_run(run_id)
+    except MlflowException:
+        raise NotInStore(f"run {run_id!r} not found in {uri}; list runs with `fashion-lab report` or the UI") from None
+
+
 def find_parent(tracking_cfg, campaign_key: str):
     """The newest parent run recorded for this sweep command (tag ``campaign_key``), or None."""
     client = client_for(tracking_cfg)
