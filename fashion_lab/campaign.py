@@ -140,13 +140,6 @@ def abort(reason: str, status: str = "KILLED") -> None:
 
 # --- one job: a grid point or a trial ------------------------------------------------------
 
-def _rss_mb() -> float:
-    try:
-        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError):
-        return float("nan")
-
-
 def _train(cfg, overrides: list[str], name: Optional[str], parent: Optional[str], tags: dict[str, str]) -> dict:
     """train() and what a sweeper needs of it (it crosses processes, so plain data only). Each job
     loads its data (from the verified array cache: a fraction of a second)."""
@@ -175,7 +168,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     from hydra.core.hydra_config import HydraConfig
 
     from fashion_lab import tracking
-    from fashion_lab.fresh_process import call_in_fresh_process, peak_child_rss_mb
+    from fashion_lab.fresh_process import call_in_fresh_process, memory_mb
 
     hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
     overrides = [o for o in (hydra_cfg.overrides.task if hydra_cfg else []) if not is_plumbing(override_key(o))]
@@ -218,7 +211,8 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         if trial and not fresh and "keras" in sys.modules:  # frees the model; TF keeps ~16 MB of graphs anyway
             sys.modules["keras"].backend.clear_session()
             gc.collect()
-    result.update(rss_mb=_rss_mb(), peak_child_rss_mb=peak_child_rss_mb() if fresh else math.nan)
+    rss, peak = memory_mb()
+    result.update(rss_mb=rss, peak_child_rss_mb=peak if fresh else math.nan)
     return result
 
 

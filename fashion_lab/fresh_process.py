@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import resource
 import signal
+from pathlib import Path
 from typing import Any, Callable
 
 _PR_SET_PDEATHSIG = 1
@@ -47,9 +48,10 @@ def _child(conn, parent_pid: int, fn: Callable, args: tuple, kwargs: dict) -> No
         conn.close()
 
 
-def peak_child_rss_mb() -> float:
-    """The largest peak RSS of any finished child process of this one, in MB."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+def memory_mb() -> tuple[float, float]:
+    """This process's RSS, and the largest peak RSS of its finished child processes, in MB (Linux)."""
+    rss = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return rss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 def call_in_fresh_process(fn: Callable, *args: Any, **kwargs: Any) -> Any:

@@ -237,7 +237,7 @@ def plot_parallel(frame, keys) -> Optional[bytes]:
 
 def best_confusion_matrix(tracking_uri: str, run_id: str) -> Optional[bytes]:
     """The best run's confusion matrix: its PNG artifact, else drawn from its CSV."""
-    client = results.store_client(tracking_uri)
+    client = results._client(tracking_uri)  # the record layer's client (only tracking imports mlflow)
     with tempfile.TemporaryDirectory() as folder:
         for name in ("confusion_matrix.png", "confusion_matrix.csv"):
             try:

@@ -17,8 +17,6 @@ import pandas as pd
 from fashion_lab.tracking import (TAG, NotInStore, client as _client, experiment_ids,  # noqa: F401 - re-exported
                                   role_filter, search_all, sweep_filter)
 
-store_client = _client  # the report's artifact downloads go through the record layer too
-
 # fashion_lab.* tags that become their own columns (tag suffix -> column).
 TAG_COLUMNS = ("role", "strategy", "sweep_name", "sweep_id", "seed", "config_id", "failure", "data_digest",
                "git_commit", "command", "overrides", "swept_keys", "trial_id", "reproduces")
