@@ -43,7 +43,8 @@ class SweepCallback(Callback):
         from hydra.core.global_hydra import GlobalHydra
 
         from fashion_lab.commands import fail
-        from fashion_lab.config import ConfigError, validate
+        from fashion_lab.config import ConfigError, check_overrides, validate
+        from fashion_lab.store import check_store
 
         name = config.sweep.name or "multirun"
         strategy = str(config.sweep.strategy)
@@ -54,6 +55,7 @@ class SweepCallback(Callback):
         task = list(config.hydra.overrides.task)
         params = {str(k): str(v) for k, v in (config.hydra.sweeper.get("params") or {}).items()}
         try:
+            check_overrides(f"{k}={v}" for k, v in params.items())  # the sweep file's keys, like the command line's
             dims = sweep.dimensions(params, task, loader)
             sweep.check_grid(dims, f"sweep {name!r}")
             self.points = sweep.points(dims)
@@ -74,6 +76,10 @@ class SweepCallback(Callback):
                 cause = f" ({str(error.__cause__).splitlines()[0]})" if error.__cause__ else ""
                 fail(f"point {label}: {str(error).strip()}{cause}")
 
+        try:
+            check_store(config.tracking)  # before any point loads data or a parent run exists
+        except ConfigError as error:
+            fail(str(error))
         self.sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         tracking = config.tracking

@@ -10,7 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from fashion_lab.config import CONF_DIR, ConfigError, register_configs, validate
+from fashion_lab.config import CONF_DIR, ConfigError, check_overrides, register_configs, validate
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -22,7 +22,11 @@ def fail(message: str, code: int = 2) -> None:
 def run_hydra(task: Callable[[DictConfig], object], argv: list[str], prog: str,
               config_name: str = "config") -> int:
     """Run ``task`` as a Hydra app on ``argv`` (overrides, -m, --help, ...)."""
-    register_configs()
+    try:
+        register_configs()
+        check_overrides(argv)  # unknown keys, with or without +, get a "did you mean", not Hydra's "use +"
+    except ConfigError as error:
+        fail(str(error))
     main = hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")(task)
     saved = sys.argv
     sys.argv = [prog, *argv]
@@ -45,6 +49,9 @@ def _train_task(cfg: DictConfig):
         return run_point(cfg)
     try:
         validate(cfg)
+        from fashion_lab.store import check_store
+
+        check_store(cfg.tracking)
     except ConfigError as error:
         fail(str(error))
     from fashion_lab.train import print_result, train

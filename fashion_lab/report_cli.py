@@ -17,13 +17,43 @@ from fashion_lab.commands import fail, run_hydra
 TIMING = ("train_seconds", "epoch_seconds")
 
 
+def _preflight(cfg: DictConfig, *, write: bool) -> None:
+    """The reading commands' checks: every setting, and a store that exists (never created here)."""
+    from fashion_lab.config import ConfigError, validate
+    from fashion_lab.store import check_store
+
+    try:
+        validate(cfg)
+        check_store(cfg.tracking, must_exist=True, write=write)
+    except ConfigError as error:
+        fail(str(error))
+
+
+def close_dead_runs(uri: str, experiments=None) -> None:
+    """Close runs a killed process left RUNNING (as KILLED), so reports and the UI never list them running."""
+    import mlflow
+
+    from fashion_lab.store import reap_dead_runs
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    try:
+        found = ([client.get_experiment_by_name(n) for n in experiments] if experiments
+                 else client.search_experiments(max_results=1000))
+        reap_dead_runs(client, [e.experiment_id for e in found if e is not None])
+    except Exception as error:  # noqa: BLE001 - a read-only store still gets its report
+        print(f"fashion-lab: could not close dead runs in {uri}: {type(error).__name__}: "
+              f"{str(error).splitlines()[0] if str(error) else ''}", file=sys.stderr)
+
+
 # --- report ---------------------------------------------------------------------------------
 
 def _report_task(cfg: DictConfig) -> None:
     from fashion_lab.report import build_report
     from fashion_lab.results import ResultsError
 
+    _preflight(cfg, write=False)
     r = cfg.report
+    close_dead_runs(cfg.tracking.uri, [r.experiment or cfg.tracking.experiment])
     try:
         folder = build_report(cfg.tracking.uri, r.out, experiment=r.experiment or cfg.tracking.experiment,
                               sweep=r.sweep, metric=r.metric)
@@ -84,11 +114,16 @@ def _reproduce_task(cfg: DictConfig, run_id: str, overrides: list[str]) -> int:
     from fashion_lab.results import TAG
 
     # Checks first, Keras later: a bad id or other data is refused in seconds.
+    _preflight(cfg, write=True)
     client = mlflow.MlflowClient(tracking_uri=cfg.tracking.uri)
     try:
         original = client.get_run(run_id)
     except MlflowException:
         fail(f"run {run_id!r} not found in {cfg.tracking.uri}; list runs with `fashion-lab report` or the UI")
+    close_dead_runs(cfg.tracking.uri, [client.get_experiment(original.info.experiment_id).name])
+    if not [m for m in original.data.metrics if not m.endswith(TIMING)]:
+        fail(f"run {run_id} (status {original.info.status}) recorded no final metrics: "
+             "nothing to compare a reproduction against")
     run_cfg = recorded_config(client, run_id, cfg)
     run_cfg.tracking = cfg.tracking  # record the new run where the user points, not where the old one was
     run_cfg.tracking.run_name = None
@@ -114,6 +149,10 @@ def _reproduce_task(cfg: DictConfig, run_id: str, overrides: list[str]) -> int:
                    tags={TAG + "reproduces": run_id, TAG + "command": f"fashion-lab reproduce {run_id}"},
                    splits=splits)
     rows, ok = compare(original.data.metrics, result.metrics, float(cfg.reproduce.tolerance))
+    if not rows:  # "metrics match" must mean something was compared
+        print(f"original run {run_id}, new run {result.run_id}: no metric in common, nothing compared",
+              file=sys.stderr)
+        return 1
     print(f"{'metric':<26} {'original':>12} {'reproduced':>12} {'difference':>12}")
     for name, a, b, diff, good in rows:
         print(f"{name:<26} {a:>12.6f} {b:>12.6f} {diff:>+12.2e}{'' if good else '  <- differs'}")
@@ -152,10 +191,8 @@ def ui_argv(cfg: DictConfig) -> list[str]:
 
 
 def _ui_task(cfg: DictConfig) -> int:
-    if cfg.tracking.uri.startswith("sqlite:///"):
-        db = Path(cfg.tracking.uri[len("sqlite:///"):])
-        if not db.exists():
-            fail(f"tracking.uri={cfg.tracking.uri}: no store there yet (train something first, or fix the path)")
+    _preflight(cfg, write=False)
+    close_dead_runs(cfg.tracking.uri)
     # Own process group: mlflow ui starts workers; stopping only the parent would leave them running.
     # The server's job runner only serves GenAI scorers; off unless asked, so the UI starts faster.
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}

@@ -102,6 +102,7 @@ def prepare(argv: list[str]) -> Search:
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise SpaceError(f"unexpected arguments {bad}: give [SWEEP] then key=value overrides")
+    config.check_overrides(overrides)
     base = [f"sweep={name}", *overrides]
     first = config.compose(base)
     # The file's strategy applies unless the command names a tuner; a grid file runs with the default tuner.
@@ -128,6 +129,10 @@ def prepare(argv: list[str]) -> Search:
                          f"{[d.key for d in dims if d.kind != 'choice']} are intervals: use tuner=random|bayesian|hyperband")
     plain = config.compose(base)
     validate(plain)  # the base config itself must be valid before anything starts
+    config.check_space(plain, dims)  # every entry's keys and bounds, before the first trial
+    from fashion_lab.store import check_store
+
+    check_store(plain.tracking)
     definition = OmegaConf.to_yaml({"sweep": name, "strategy": tuner.strategy, "params": params,
                                     "conditions": conditions, "space": describe(dims),
                                     "base_overrides": base})
