@@ -210,8 +210,10 @@ class Recorder:
             log_metrics(self.client, self.run_id, metrics, step)
 
     def artifacts(self, directory: Path) -> None:
-        if self.active:
-            self.client.log_artifacts(self.run_id, str(directory))
+        if self.active:  # each file renamed into place when complete: a full disk leaves no truncated file
+            from fashion_lab.store import write_artifacts
+
+            write_artifacts(self.client, self.run_id, directory)
 
     def dataset(self, name: str, digest: str, source: str, context: str = "training") -> None:
         """The data as an MLflow input, carrying our digest of the source files."""
