@@ -207,6 +207,31 @@ def sweep_files() -> dict[str, Path]:
     return {p.stem: p for folder in sweep_dirs() for p in sorted(Path(folder).glob("*.yaml"))}
 
 
+# A sweep file is code: Hydra instantiates any ``_target_`` it names (a hydra.callbacks entry runs
+# at start-up). Only fashion-lab's own classes may be named; a file that names others is refused.
+OWN_TARGETS = ("fashion_lab.",)
+REFUSED_SWEEPS: dict[str, str] = {}  # name -> why, filled by register_configs
+
+
+def sweep_code(node, prefix: str = "") -> Optional[str]:
+    """The first ``_target_`` in a sweep file that is not fashion-lab's own, as a message; else None."""
+    if isinstance(node, DictConfig):
+        items = [(str(k), node._get_node(k)) for k in node.keys()]
+    elif isinstance(node, ListConfig):
+        items = [(str(i), node._get_node(i)) for i in range(len(node))]
+    else:
+        return None
+    for key, child in items:
+        dotted = f"{prefix}{key}"
+        if key == "_target_" and not str(child._value()).startswith(OWN_TARGETS):
+            return (f"{dotted}={child._value()!r} is not allowed: a sweep file may name no code to run "
+                    f"(_target_, hydra.callbacks) apart from fashion-lab's own ({OWN_TARGETS[0]}*)")
+        problem = sweep_code(child, dotted + ".")
+        if problem:
+            return problem
+    return None
+
+
 def register_configs() -> None:
     """Register the schema, and every sweep file NAME.yaml as option NAME of the ``sweep`` group.
 
@@ -215,8 +240,13 @@ def register_configs() -> None:
     """
     cs = ConfigStore.instance()
     cs.store(name="fashion_lab_schema", node=Config)
+    REFUSED_SWEEPS.clear()
     for name, path in sweep_files().items():
         node = OmegaConf.load(path)
+        problem = sweep_code(node)
+        if problem:  # never registered: nothing can compose it
+            REFUSED_SWEEPS[name] = f"sweep={name}: {path} is refused: {problem}"
+            continue
         OmegaConf.update(node, "sweep.name", name, force_add=True)
         cs.store(group="sweep", name=name, node=node, package="_global_")
 
@@ -482,6 +512,10 @@ def check_overrides(overrides) -> None:
         if line.startswith("-") or "=" not in line:
             continue  # Hydra flags (-m, --cfg job, ...)
         key = line.split("=", 1)[0].lstrip("+~").split("@", 1)[0]
+        if key == "sweep":
+            for name in line.split("=", 1)[1].split(","):
+                if name.strip() in REFUSED_SWEEPS:
+                    raise ConfigError(REFUSED_SWEEPS[name.strip()])
         if key.startswith("hydra") or "/" in key:
             continue  # Hydra's own settings and nested groups (hydra/launcher=joblib)
         message = unknown_key_message(key)

@@ -102,7 +102,8 @@ def prepare(argv: list[str]) -> Search:
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise SpaceError(f"unexpected arguments {bad}: give [SWEEP] then key=value overrides")
-    config.check_overrides(overrides)
+    config.register_configs()
+    config.check_overrides([f"sweep={name}", *overrides])  # unknown keys; a sweep file naming code
     base = [f"sweep={name}", *overrides]
     first = config.compose(base)
     # The file's strategy applies unless the command names a tuner; a grid file runs with the default tuner.
