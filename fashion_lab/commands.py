@@ -62,6 +62,8 @@ def _train_task(cfg: DictConfig):
     except Terminated:
         print("fashion-lab: terminated; run recorded as KILLED", file=sys.stderr)
         raise SystemExit(143)
+    except OSError as error:  # a full disk, a store gone read-only: the run is already closed FAILED
+        fail(f"{error}; the run is recorded FAILED with this reason", code=1)
     print_result(result)
     return result.metrics["best_val_accuracy"]
 
