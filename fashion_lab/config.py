@@ -283,7 +283,6 @@ MAX_BATCH_SIZE = 65_536
 MAX_FILTERS = 4_096           # per conv layer
 MAX_CONVS_PER_STACK = 16
 MAX_DENSE_UNITS = 65_536
-MAX_LEARNING_RATE = 10.0
 MAX_THREADS = 1_024
 MAX_PARAMS = 100_000_000      # the tutorial network has 1.7 M
 MEMORY_SHARE = 0.5            # a run may plan to use at most this share of the machine's memory
@@ -447,8 +446,6 @@ def validate(cfg: DictConfig) -> None:
     _check(m.convs_per_stack <= MAX_CONVS_PER_STACK, "model.convs_per_stack", m.convs_per_stack,
            f"1 to {MAX_CONVS_PER_STACK}")
     _check(m.dense_units <= MAX_DENSE_UNITS, "model.dense_units", m.dense_units, f"1 to {MAX_DENSE_UNITS:,}")
-    _check(o.learning_rate <= MAX_LEARNING_RATE, "optimizer.learning_rate", o.learning_rate,
-           f"a number > 0 and <= {MAX_LEARNING_RATE:g}")
     _check(d.synthetic_train <= MAX_SYNTHETIC, "data.synthetic_train", d.synthetic_train,
            f"20 to {MAX_SYNTHETIC:,}")
     _check(d.synthetic_test <= MAX_SYNTHETIC, "data.synthetic_test", d.synthetic_test, f"10 to {MAX_SYNTHETIC:,}")

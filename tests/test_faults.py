@@ -311,6 +311,7 @@ def _stderr_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip() and not any(n in line for n in noise)]
 
 
+@pytest.mark.slow  # trains until the first epoch is logged
 def test_sigterm_during_training_closes_the_run_killed_in_one_line(tmp_path):
     db = tmp_path / "m.db"
     process = _start_train(tmp_path, f"tracking.uri=sqlite:///{db}")
@@ -344,6 +345,7 @@ def test_sigterm_before_any_run_exits_in_one_line(tmp_path):
 
 # --- disk full while artifacts are written -------------------------------------------------------
 
+@pytest.mark.slow  # two short trainings
 @pytest.mark.skipif(not IS_ROOT, reason="mounting a small tmpfs to fill needs root")
 def test_disk_full_closes_the_run_and_leaves_no_truncated_weights(run_cli, tmp_path):
     """The run's artifact folder is a 1 MiB tmpfs: the tutorial network's 6.7 MB weights do not fit."""

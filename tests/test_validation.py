@@ -41,7 +41,6 @@ CASES: dict[str, list[tuple[tuple[str, ...], str, str]]] = {
         (("trainer.batch_size=10000000",), "trainer.batch_size", "10000000"),
         (("model.dense_units=10000000",), "model.dense_units", "10000000"),
         (("model.convs_per_stack=1000",), "model.convs_per_stack", "1000"),
-        (("optimizer.learning_rate=1000",), "optimizer.learning_rate", "1000"),
         (("trainer.threads=100000",), "trainer.threads", "100000"),
         (("tuner.max_trials=100000000",), "tuner.max_trials", "100000000"),
     ],
