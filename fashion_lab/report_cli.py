@@ -17,14 +17,17 @@ from fashion_lab.commands import fail, run_hydra
 TIMING = ("train_seconds", "epoch_seconds")
 
 
-def _preflight(cfg: DictConfig, *, write: bool) -> None:
-    """The reading commands' checks: every setting, and a store that exists (never created here)."""
+def _preflight(cfg: DictConfig, *, write: bool, missing: str = "") -> None:
+    """The reading commands' checks: every setting, and a store that exists (never created here).
+    ``missing`` starts the message when there is no store (``run X not found: ``)."""
     from fashion_lab.config import ConfigError, validate
-    from fashion_lab.store import check_store
+    from fashion_lab.store import NoStoreError, check_store
 
     try:
         validate(cfg)
         check_store(cfg.tracking, must_exist=True, write=write)
+    except NoStoreError as error:
+        fail(f"{missing}{error}")
     except ConfigError as error:
         fail(str(error))
 
@@ -114,7 +117,7 @@ def _reproduce_task(cfg: DictConfig, run_id: str, overrides: list[str]) -> int:
     from fashion_lab.results import TAG
 
     # Checks first, Keras later: a bad id or other data is refused in seconds.
-    _preflight(cfg, write=True)
+    _preflight(cfg, write=True, missing=f"run {run_id!r} not found: ")
     client = mlflow.MlflowClient(tracking_uri=cfg.tracking.uri)
     try:
         original = client.get_run(run_id)

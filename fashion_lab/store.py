@@ -38,8 +38,12 @@ class StoreError(ConfigError):
     """The configured store cannot be used; the message names the key, the value and why."""
 
 
-def _refuse(key: str, value: Any, why: str) -> StoreError:
-    return StoreError(f"{key}={value!r} {why}")
+class NoStoreError(StoreError):
+    """A reading command was pointed at a store that does not exist (and must not create it)."""
+
+
+def _refuse(key: str, value: Any, why: str, kind: type = StoreError) -> StoreError:
+    return kind(f"{key}={value!r} {why}")
 
 
 def check_store(tracking_cfg, *, must_exist: bool = False, write: bool = True) -> None:
@@ -84,7 +88,8 @@ def _check_sqlite(uri: str, must_exist: bool, write: bool) -> None:
     if not db.exists():
         if must_exist:
             raise _refuse("tracking.uri", uri, f"has no store: {db} does not exist (nothing recorded there "
-                          "yet: train something first, or fix the path); reading commands never create one")
+                          "yet: train something first, or fix the path); reading commands never create one",
+                          NoStoreError)
         if write:
             parent = _existing_ancestor(db.parent)
             problem = _unwritable(parent)
@@ -170,7 +175,7 @@ def _check_file_store(uri: str, must_exist: bool, write: bool) -> None:
                       f"an embedded store file needs sqlite:///{directory}")
     if not directory.exists() and must_exist:
         raise _refuse("tracking.uri", uri, f"has no store: {directory} does not exist; reading commands "
-                      "never create one")
+                      "never create one", NoStoreError)
     if write:
         problem = _unwritable(_existing_ancestor(directory))
         if problem:
