@@ -347,13 +347,17 @@ def test_sigterm_before_any_run_exits_in_one_line(tmp_path):
 
 @pytest.mark.slow  # two short trainings
 @pytest.mark.skipif(not IS_ROOT, reason="mounting a small tmpfs to fill needs root")
-def test_disk_full_closes_the_run_and_leaves_no_truncated_weights(run_cli, tmp_path):
-    """The run's artifact folder is a 1 MiB tmpfs: the tutorial network's 6.7 MB weights do not fit."""
-    db = tmp_path / "m.db"
+@pytest.mark.parametrize("layout", ["artifacts on the full disk", "store and artifacts on the full disk"])
+def test_disk_full_closes_the_run_and_leaves_no_truncated_weights(run_cli, tmp_path, layout):
+    """A 4 MiB tmpfs: the store (about 1 MB) and the small files fit, the tutorial network's 6.7 MB
+    weights do not."""
     full = tmp_path / "full"
-    with mounted_tmpfs(full, "1m"):
-        result = run_cli(*TRAIN, f"tracking.uri=sqlite:///{db}", f"tracking.artifact_location={full.as_uri()}",
-                         "tracking.log_plots=false", timeout=300)
+    with mounted_tmpfs(full, "4m"):
+        if layout == "artifacts on the full disk":
+            db, where = tmp_path / "m.db", (f"tracking.artifact_location={full.as_uri()}",)
+        else:
+            db, where = full / "m.db", ()
+        result = run_cli(*TRAIN, f"tracking.uri=sqlite:///{db}", *where, timeout=300)
         output = result.stdout + result.stderr
         assert result.returncode == 1, output
         assert "Traceback" not in output
@@ -362,7 +366,7 @@ def test_disk_full_closes_the_run_and_leaves_no_truncated_weights(run_cli, tmp_p
         with sqlite3.connect(db) as connection:
             reason = connection.execute("SELECT value FROM tags WHERE key = 'fashion_lab.failure'").fetchone()[0]
         assert "No space left on device" in reason
-        left = sorted(p.name for p in full.rglob("*") if p.is_file())
+        left = sorted(p.name for p in full.rglob("*") if p.is_file() and p.suffix not in (".db", ".lock"))
         assert "model.weights.h5" not in left and not any("partial" in name for name in left), left
         assert "config.yaml" in left  # what fit was written whole
         # The next train into the same store works (its reaper and its run are fine).
