@@ -30,8 +30,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from fashion_lab import sweep
-from fashion_lab.config import (ConfigError, config_hash, is_plumbing, is_setting, override_key, point_name,
-                                short_key, sweep_files, validate)
+from fashion_lab.config import (ConfigError, check_overrides, config_hash, is_plumbing, is_setting, override_key,
+                                point_name, short_key, sweep_files, validate)
+from fashion_lab.store import check_store
 
 _OPEN: dict[str, Any] = {}  # parent run id -> tracking config, for abort()
 
@@ -245,6 +246,7 @@ class Campaign(Callback):
         loader = GlobalHydra.instance().config_loader()
         params = {str(k): str(v) for k, v in (config.hydra.sweeper.get("params") or {}).items()}
         try:
+            check_overrides(f"{k}={v}" for k, v in params.items())  # the sweep file's keys, like the command line's
             dims = sweep.dimensions(params, task, loader)
             sweep.check_grid(dims, f"sweep {self.name!r}")
             self.points = sweep.points(dims)
@@ -280,6 +282,7 @@ class Campaign(Callback):
             definition += f"# sweeps/{config.sweep.name}.yaml:\n" + "".join(f"#   {line}\n" for line in text)
         identity = ["grid", self.name, {k: sweep.value_text(o) for k, o in dims.items()},
                     sorted(o for o in task if not is_setting(override_key(o)))]  # this command's sweep
+        check_store(config.tracking)  # before any point loads data or a parent run exists
         self.parent = open_parent(
             config.tracking, key=hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16],
             restart=bool(config.sweep.restart),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 
 
@@ -41,6 +42,11 @@ def usage() -> str:
     return USAGE.format(commands="\n".join(lines))
 
 
+def _terminated(signum, frame):
+    print("fashion-lab: terminated", file=sys.stderr)
+    raise SystemExit(143)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter hides real output
@@ -55,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     module, function = COMMANDS[name][0].split(":")
+    # SIGTERM outside a run (imports, data loading) ends with one line too; inside a run,
+    # tracking.sigterm_raises takes over so the run is closed KILLED.
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         return int(getattr(importlib.import_module(module), function)(rest) or 0)
     except KeyboardInterrupt:

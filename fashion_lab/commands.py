@@ -16,7 +16,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from fashion_lab import sweep
-from fashion_lab.config import CONF_DIR, ConfigError, register_configs, sweep_files
+from fashion_lab.config import CONF_DIR, ConfigError, check_overrides, register_configs, sweep_files
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -32,7 +32,11 @@ def run_hydra(task: Callable[[DictConfig], object], argv: list[str], prog: str,
     from fashion_lab.space import SpaceError
     from fashion_lab.tracking import Terminated
 
-    register_configs()
+    try:
+        register_configs()
+        check_overrides(argv)  # unknown keys, with or without +, get a "did you mean", not Hydra's "use +"
+    except ConfigError as error:
+        fail(str(error))
     main = hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")(task)
     saved = sys.argv
     sys.argv = [prog, *argv]
@@ -67,13 +71,19 @@ def _train_task(cfg: DictConfig):
         from fashion_lab.campaign import run_job  # a grid point or a trial: a child run, failures reported at the end
 
         return run_job(cfg)
+    from fashion_lab.tracking import Terminated
     from fashion_lab.train import print_result, train
 
     try:
-        # train() validates first: no data, no run for a bad config
+        # train() validates first, then the store: no data, no run for a bad config or store
         result = train(cfg, overrides=list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [])
     except ConfigError as error:  # inside a Hydra task an error would print a traceback
         fail(str(error))
+    except Terminated:
+        print("fashion-lab: terminated; run recorded as KILLED", file=sys.stderr)
+        raise SystemExit(143)
+    except OSError as error:  # a full disk, a store gone read-only: the run is already closed FAILED
+        fail(f"{error}; the run is recorded FAILED with this reason", code=1)
     print_result(result)
     return result.metrics["best_val_accuracy"]
 

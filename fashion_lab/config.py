@@ -215,6 +215,31 @@ def sweep_files() -> dict[str, Path]:
     return {p.stem: p for folder in sweep_dirs() for p in sorted(Path(folder).glob("*.yaml"))}
 
 
+# A sweep file is code: Hydra instantiates any ``_target_`` it names (a hydra.callbacks entry runs
+# at start-up). Only fashion-lab's own classes may be named; a file that names others is refused.
+OWN_TARGETS = ("fashion_lab.",)
+REFUSED_SWEEPS: dict[str, str] = {}  # name -> why, filled by register_configs
+
+
+def sweep_code(node, prefix: str = "") -> Optional[str]:
+    """The first ``_target_`` in a sweep file that is not fashion-lab's own, as a message; else None."""
+    if isinstance(node, DictConfig):
+        items = [(str(k), node._get_node(k)) for k in node.keys()]
+    elif isinstance(node, ListConfig):
+        items = [(str(i), node._get_node(i)) for i in range(len(node))]
+    else:
+        return None
+    for key, child in items:
+        dotted = f"{prefix}{key}"
+        if key == "_target_" and not str(child._value()).startswith(OWN_TARGETS):
+            return (f"{dotted}={child._value()!r} is not allowed: a sweep file may name no code to run "
+                    f"(_target_, hydra.callbacks) apart from fashion-lab's own ({OWN_TARGETS[0]}*)")
+        problem = sweep_code(child, dotted + ".")
+        if problem:
+            return problem
+    return None
+
+
 def register_configs() -> None:
     """Register the schema, and every sweep file NAME.yaml as option NAME of the ``sweep`` group.
 
@@ -223,8 +248,13 @@ def register_configs() -> None:
     """
     cs = ConfigStore.instance()
     cs.store(name="fashion_lab_schema", node=Config)
+    REFUSED_SWEEPS.clear()
     for name, path in sweep_files().items():
         node = OmegaConf.load(path)
+        problem = sweep_code(node)
+        if problem:  # never registered: nothing can compose it
+            REFUSED_SWEEPS[name] = f"sweep={name}: {path} is refused: {problem}"
+            continue
         OmegaConf.update(node, "sweep.name", name, force_add=True)
         cs.store(group="sweep", name=name, node=node, package="_global_")
 
@@ -249,6 +279,126 @@ class ConfigError(ValueError):
 def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
     if not ok:
         raise ConfigError(f"{key}={value!r} is not allowed: {allowed}")
+
+
+# --- bounds beyond the types (README "Limits") ---------------------------------------------------
+# Upper bounds are far above anything useful for 28x28 images; they exist so a typo (an extra
+# zero, a pasted timestamp) is refused in one line instead of running for days or exhausting memory.
+
+SEED_MAX = 2**32 - 1          # numpy's seed range
+MAX_EPOCHS = 10_000
+MAX_BATCH_SIZE = 65_536
+MAX_FILTERS = 4_096           # per conv layer
+MAX_CONVS_PER_STACK = 16
+MAX_DENSE_UNITS = 65_536
+MAX_THREADS = 1_024
+MAX_PARAMS = 100_000_000      # the tutorial network has 1.7 M
+MEMORY_SHARE = 0.5            # a run may plan to use at most this share of the machine's memory
+MAX_SYNTHETIC = 200_000       # images generated per split for data=synthetic
+FASHION_MNIST_TRAIN = 60_000  # training images before the validation hold-out
+MIN_TRAIN_IMAGES = 10         # one per class at least
+MAX_TRIALS = 100_000
+MAX_EXECUTIONS = 100
+
+SWEEP_STRATEGIES = ("grid", "random", "bayesian", "hyperband")
+TUNER_STRATEGIES = ("random", "bayesian", "hyperband", "grid")
+# Every metric a run records (report.metric orders the leaderboard by one of them).
+METRICS = ("best_val_accuracy", "test_accuracy", "test_loss", "val_accuracy", "val_loss", "accuracy", "loss",
+           "best_epoch", "epochs_completed", "train_seconds", "param_count", "learning_rate", "epoch_seconds",
+           *(f"test_accuracy_class_{i}" for i in range(10)))
+
+
+def machine_memory() -> int:
+    """Bytes of memory this process may use: physical memory, or a lower cgroup limit."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total
+
+
+def estimate_size(model_cfg, batch_size: int, image: int = 28) -> tuple[int, int]:
+    """(parameters, bytes to train) of the configured CNN, from the config alone (no TensorFlow).
+
+    Mirrors model.build_model: same-padded convs, each stack ends in a 2x2 pooling. Training
+    memory counts float32 weights four times (weights, gradients, two optimizer slots) and each
+    activation twice per image in a batch (the forward value and its gradient).
+    """
+    bn = str(getattr(model_cfg.bn_placement, "value", model_cfg.bn_placement)) != "none"
+    side, channels, params, activations = image, 1, 0, 0
+    k = int(model_cfg.kernel_size)
+    for filters in model_cfg.filters:
+        for _ in range(int(model_cfg.convs_per_stack)):
+            params += k * k * channels * filters + filters + (4 * filters if bn else 0)
+            activations += side * side * filters * (3 if bn else 2)  # conv, relu, bn outputs
+            channels = filters
+        side = max(1, side // 2)
+        activations += side * side * channels
+    units = int(model_cfg.dense_units)
+    params += side * side * channels * units + units + (4 * units if bn else 0) + units * 10 + 10
+    activations += units * 3 + 20
+    return params, 4 * (4 * params + 2 * activations * int(batch_size))
+
+
+def _check_size(cfg) -> None:
+    m, t = cfg.model, cfg.trainer
+    params, needed = estimate_size(m, t.batch_size)
+    memory = machine_memory()
+    if params <= MAX_PARAMS and needed <= MEMORY_SHARE * memory:
+        return
+    gb = 1024 ** 3
+    raise ConfigError(
+        f"model.filters={list(m.filters)!r} (with model.convs_per_stack={m.convs_per_stack}, "
+        f"model.dense_units={m.dense_units}, trainer.batch_size={t.batch_size}) is not allowed: "
+        f"~{params:,} parameters, ~{needed / gb:,.1f} GB to train; the bound is {MAX_PARAMS:,} parameters "
+        f"and {MEMORY_SHARE:.0%} of this machine's {memory / gb:,.0f} GB")
+
+
+def _check_data_sizes(d) -> None:
+    """Sizes against the data a run will load: known from the config for every data set."""
+    name = str(getattr(d.name, "value", d.name))
+    if name == "synthetic":
+        pool, where = int(d.synthetic_train), f"data.synthetic_train={d.synthetic_train} synthetic training images"
+    else:
+        pool, where = FASHION_MNIST_TRAIN, f"{FASHION_MNIST_TRAIN} Fashion-MNIST training images"
+    _check(d.val_samples <= pool - MIN_TRAIN_IMAGES, "data.val_samples", d.val_samples,
+           f"at most {pool - MIN_TRAIN_IMAGES}: there are {where} and {MIN_TRAIN_IMAGES} must remain for training")
+    if d.train_samples is not None:
+        _check(d.val_samples + d.train_samples <= pool, "data.train_samples", d.train_samples,
+               f"at most {pool - d.val_samples}: {where} minus data.val_samples={d.val_samples}")
+    _check(name == "fashion_mnist" or not d.dir, "data.dir", d.dir,
+           "only with data.name=fashion_mnist; synthetic images are generated, no files are read (leave it null)")
+    if name == "fashion_mnist" and d.dir:
+        from fashion_lab.data import check_dir  # lazy: data imports this module
+
+        problem = check_dir(d.dir)
+        _check(problem is None, "data.dir", d.dir, f"{problem}; give a directory holding the four Fashion-MNIST "
+               f".gz files, or leave data.dir null to search $FASHION_MNIST_DIR, the Debian package and "
+               f"the Keras cache")
+
+
+def _check_commands(cfg) -> None:
+    """Settings of the other commands (tuner, report, reproduce, ui), refused even when unused."""
+    s, tu, r, rp, ui = cfg.sweep, cfg.tuner, cfg.report, cfg.reproduce, cfg.ui
+    _check(s.strategy in SWEEP_STRATEGIES, "sweep.strategy", s.strategy, "one of " + ", ".join(SWEEP_STRATEGIES))
+    _check(tu.strategy in TUNER_STRATEGIES, "tuner.strategy", tu.strategy, "one of " + ", ".join(TUNER_STRATEGIES))
+    _check(0 <= tu.seed <= SEED_MAX, "tuner.seed", tu.seed, f"an integer from 0 to {SEED_MAX}")
+    _check(1 <= tu.max_trials <= MAX_TRIALS, "tuner.max_trials", tu.max_trials, f"1 to {MAX_TRIALS:,}")
+    _check(1 <= tu.max_epochs <= MAX_EPOCHS, "tuner.max_epochs", tu.max_epochs, f"1 to {MAX_EPOCHS:,}")
+    _check(1 <= tu.executions_per_trial <= MAX_EXECUTIONS, "tuner.executions_per_trial",
+           tu.executions_per_trial, f"1 to {MAX_EXECUTIONS}")
+    _check(r.metric in METRICS, "report.metric", r.metric, "a recorded metric: " + ", ".join(METRICS[:13]) +
+           ", test_accuracy_class_0..9")
+    _check(rp.tolerance >= 0 and rp.tolerance == rp.tolerance, "reproduce.tolerance", rp.tolerance,
+           "a number >= 0 (0 = exact)")
+    _check(1 <= ui.port <= 65535, "ui.port", ui.port, "a TCP port from 1 to 65535")
+    _check(1 <= ui.workers <= 64, "ui.workers", ui.workers, "1 to 64")
+    _check(bool(str(cfg.tracking.experiment).strip()), "tracking.experiment", cfg.tracking.experiment,
+           "a non-empty experiment name")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -290,6 +440,108 @@ def validate(cfg: DictConfig) -> None:
            "null (all) or an integer >= 10 (one image per class at least)")
     _check(d.synthetic_train >= 20, "data.synthetic_train", d.synthetic_train, "an integer >= 20")
     _check(d.synthetic_test >= 10, "data.synthetic_test", d.synthetic_test, "an integer >= 10")
+
+    # Beyond the schema: seeds in numpy's range, sane upper bounds, sizes against the data and memory.
+    for key, seed in (("trainer.seed", t.seed), ("data.split_seed", d.split_seed)):
+        _check(0 <= seed <= SEED_MAX, key, seed, f"an integer from 0 to {SEED_MAX}")
+    _check(t.epochs <= MAX_EPOCHS, "trainer.epochs", t.epochs, f"1 to {MAX_EPOCHS:,}")
+    _check(t.batch_size <= MAX_BATCH_SIZE, "trainer.batch_size", t.batch_size, f"1 to {MAX_BATCH_SIZE:,}")
+    _check(t.threads is None or t.threads <= MAX_THREADS, "trainer.threads", t.threads, f"1 to {MAX_THREADS}")
+    _check(t.early_stopping_patience is None or t.early_stopping_patience <= MAX_EPOCHS,
+           "trainer.early_stopping_patience", t.early_stopping_patience, f"null or 1 to {MAX_EPOCHS:,}")
+    _check(all(f <= MAX_FILTERS for f in filters), "model.filters", filters,
+           f"at most {MAX_FILTERS:,} filters per layer")
+    _check(m.convs_per_stack <= MAX_CONVS_PER_STACK, "model.convs_per_stack", m.convs_per_stack,
+           f"1 to {MAX_CONVS_PER_STACK}")
+    _check(m.dense_units <= MAX_DENSE_UNITS, "model.dense_units", m.dense_units, f"1 to {MAX_DENSE_UNITS:,}")
+    _check(d.synthetic_train <= MAX_SYNTHETIC, "data.synthetic_train", d.synthetic_train,
+           f"20 to {MAX_SYNTHETIC:,}")
+    _check(d.synthetic_test <= MAX_SYNTHETIC, "data.synthetic_test", d.synthetic_test, f"10 to {MAX_SYNTHETIC:,}")
+    _check_data_sizes(d)
+    _check_size(cfg)
+    _check_commands(cfg)
+    check_known_keys(cfg)
+
+
+# --- unknown keys, however they were added ----------------------------------------------------
+
+def _schema() -> DictConfig:
+    return OmegaConf.structured(Config)
+
+
+def schema_keys(node=None, prefix: str = "") -> list[str]:
+    """Every dotted key of the schema (sections included)."""
+    node = _schema() if node is None else node
+    keys = []
+    for key in node.keys():
+        dotted = f"{prefix}{key}"
+        keys.append(dotted)
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and OmegaConf.get_type(child) not in (dict, None):
+            keys += schema_keys(child, dotted + ".")
+    return keys
+
+
+def group_names() -> list[str]:
+    """Config groups selectable as ``group=option`` (conf/ folders and the sweep group)."""
+    return sorted({p.name for p in CONF_DIR.iterdir() if p.is_dir()} | {"sweep"})
+
+
+def unknown_key_message(key: str) -> Optional[str]:
+    """None when ``key`` names a schema key or a config group; else a line with the closest key."""
+    import difflib
+
+    node: Any = _schema()
+    parts = key.split(".")
+    if len(parts) == 1 and key in group_names():
+        return None
+    for i, part in enumerate(parts):
+        if not isinstance(node, DictConfig):
+            break
+        if OmegaConf.get_type(node) is dict:  # a free-form mapping such as sweep.conditions
+            return None
+        if part not in node:
+            break
+        node = node._get_node(part)
+    else:
+        return None
+    known = schema_keys() + group_names()
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]}?" if close else "; `fashion-lab train --help` lists every key"
+    return f"unknown key {key!r}: not in the config schema (adding it with + does not make it known){hint}"
+
+
+def check_overrides(overrides) -> None:
+    """Refuse command-line overrides of unknown keys (with or without +/++/~) before Hydra composes."""
+    for line in overrides:
+        if line.startswith("-") or "=" not in line:
+            continue  # Hydra flags (-m, --cfg job, ...)
+        key = line.split("=", 1)[0].lstrip("+~").split("@", 1)[0]
+        if key == "sweep":
+            for name in line.split("=", 1)[1].split(","):
+                if name.strip() in REFUSED_SWEEPS:
+                    raise ConfigError(REFUSED_SWEEPS[name.strip()])
+        if key.startswith("hydra") or "/" in key:
+            continue  # Hydra's own settings and nested groups (hydra/launcher=joblib)
+        message = unknown_key_message(key)
+        if message:
+            raise ConfigError(f"{line}: {message}")
+
+
+def check_known_keys(cfg: DictConfig) -> None:
+    """Refuse keys the schema does not know in a composed config (added by +key or a config file)."""
+    def walk(node, prefix):
+        for key in node.keys():
+            dotted = f"{prefix}{key}"
+            if dotted == "hydra":  # present when composed with the Hydra config; Hydra checks it
+                continue
+            message = unknown_key_message(dotted)
+            if message:
+                raise ConfigError(f"{dotted}={OmegaConf.select(node, str(key))!r}: {message}")
+            child = node._get_node(key)
+            if isinstance(child, DictConfig):
+                walk(child, dotted + ".")
+    walk(cfg, "")
 
 
 def flatten(cfg: DictConfig | dict, prefix: str = "") -> dict[str, Any]:
@@ -354,3 +606,37 @@ def point_name(overrides, keys) -> str:
     """``bn_placement=before conv_dropout=0.25``: the overrides' values of ``keys``, short keys, in order."""
     values = {override_key(o): o.partition("=")[2] for o in overrides}
     return " ".join(f"{short_key(k)}={values[k]}" for k in keys if k in values)
+
+
+def check_space(cfg: DictConfig, dims) -> None:
+    """Every search-space entry names a known key or group, and each end of its range (each choice)
+    passes ``validate`` on ``cfg``: refused before the first trial, not by every trial."""
+    import copy
+
+    import yaml
+
+    for d in dims:
+        message = unknown_key_message(d.key)
+        if message:
+            raise ConfigError(f"search space entry {d.key}: {message}")
+        if d.key in group_names():
+            options = sorted(p.stem for p in (CONF_DIR / d.key).glob("*.yaml"))
+            bad = [c for c in d.choices if str(c) not in options]
+            if bad:
+                raise ConfigError(f"search space entry {d.key}={','.join(map(str, d.choices))}: {bad} "
+                                  f"not allowed: options of group {d.key} are {', '.join(options)}")
+            continue
+        shown = ",".join(map(str, d.choices)) if d.kind == "choice" else f"interval({d.low}, {d.high})"
+        for value in (d.choices if d.kind == "choice" else (d.low, d.high)):
+            trial = copy.deepcopy(cfg)
+            try:
+                OmegaConf.update(trial, d.key, yaml.safe_load(value) if isinstance(value, str) else value,
+                                 merge=False)
+                validate(trial)
+            except ConfigError as error:
+                if str(error).startswith(d.key + "="):  # only this entry's own range, not other rules
+                    raise ConfigError(f"search space entry {d.key}={shown} reaches a value that "
+                                      f"is not allowed: {error}") from None
+            except Exception as error:  # OmegaConf: a value of the wrong type
+                raise ConfigError(f"search space entry {d.key}={shown}: {value!r} is not allowed: "
+                                  f"{str(error).splitlines()[0]}") from None

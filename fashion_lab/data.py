@@ -140,24 +140,40 @@ def _describe(directory: Path) -> str:
     return "missing " + ", ".join(missing) if missing else "complete"
 
 
+def check_dir(directory: Any) -> Optional[str]:
+    """None when ``directory`` holds the four files; else what is wrong with it (for data.dir)."""
+    path = Path(str(directory)).expanduser()
+    state = _describe(path)
+    return None if state == "complete" else f"{path} {state}"
+
+
 def locate(data_cfg: Any) -> Path:
     """Return the first directory holding all four files.
 
-    Search order: data.dir, $FASHION_MNIST_DIR, the Debian package directory,
-    the Keras cache; then, only if data.download is true, download into the
-    Keras cache. A directory missing any file is skipped.
+    An explicit data.dir is used or refused, never silently replaced by another copy. Without
+    it the search order is $FASHION_MNIST_DIR, the Debian package directory, the Keras cache;
+    then, only if data.download is true, a download into the Keras cache. A directory missing
+    any file is skipped.
     """
     places = _candidates(data_cfg)
-    for _, directory in places:
-        if directory.is_dir() and not _missing_files(directory):
-            return directory
-    if data_cfg.download:
-        target = keras_cache_dir()
-        download(str(data_cfg.url), target)
-        return target
+    refused = ""
+    if data_cfg.dir:
+        problem = check_dir(data_cfg.dir)
+        if problem is None:
+            return places[0][1]
+        refused = (f"data.dir={str(data_cfg.dir)!r} is not allowed: {problem}; an explicit data.dir is used "
+                   f"as given, never replaced by another place (leave it null to search the others). ")
+    else:
+        for _, directory in places:
+            if directory.is_dir() and not _missing_files(directory):
+                return directory
+        if data_cfg.download:
+            target = keras_cache_dir()
+            download(str(data_cfg.url), target)
+            return target
     looked = "; ".join(f"{i}. {label} {d} ({_describe(d)})" for i, (label, d) in enumerate(places, 1))
     raise DataNotFoundError(
-        f"Fashion-MNIST not found. Looked in, in order: {looked}. "
+        f"{refused}Fashion-MNIST not found. Looked in, in order: {looked}. "
         f"Each place must hold all of {', '.join(FILES.values())}. "
         f"Install them with `{INSTALL_HINT}` (puts them in {DEBIAN_DIR}), "
         f"or point to a directory holding them with data.dir=/path/to/dir (or $FASHION_MNIST_DIR), "

@@ -17,13 +17,31 @@ from fashion_lab.commands import fail, run_hydra
 TIMING = ("train_seconds", "epoch_seconds")
 
 
+def _preflight(cfg: DictConfig, *, write: bool, missing: str = "") -> None:
+    """The reading commands' checks: every setting, and a store that exists (never created here).
+    ``missing`` starts the message when there is no store (``run X not found: ``)."""
+    from fashion_lab.config import ConfigError, validate
+    from fashion_lab.store import NoStoreError, check_store
+
+    try:
+        validate(cfg)
+        check_store(cfg.tracking, must_exist=True, write=write)
+    except NoStoreError as error:
+        fail(f"{missing}{error}")
+    except ConfigError as error:
+        fail(str(error))
+
+
 # --- report ---------------------------------------------------------------------------------
 
 def _report_task(cfg: DictConfig) -> None:
     from fashion_lab.report import build_report
     from fashion_lab.results import ResultsError
+    from fashion_lab.tracking import close_dead_runs
 
+    _preflight(cfg, write=False)
     r = cfg.report
+    close_dead_runs(cfg.tracking.uri, [r.experiment or cfg.tracking.experiment])
     try:
         folder = build_report(cfg.tracking.uri, r.out, experiment=r.experiment or cfg.tracking.experiment,
                               sweep=r.sweep, metric=r.metric)
@@ -78,13 +96,18 @@ def compare(original: dict, new: dict, tolerance: float) -> tuple[list[tuple], b
 def _reproduce_task(cfg: DictConfig, run_id: str, overrides: list[str]) -> int:
     from fashion_lab.config import ConfigError, validate
     from fashion_lab.data import DataError, load_data
-    from fashion_lab.tracking import TAG, NotInStore, get_run
+    from fashion_lab.tracking import TAG, NotInStore, close_dead_runs, get_run
 
     # Checks first, Keras later: a bad id or other data is refused in seconds.
+    _preflight(cfg, write=True, missing=f"run {run_id!r} not found: ")
     try:
         client, original = get_run(cfg.tracking.uri, run_id)
     except NotInStore as error:
         fail(str(error))
+    close_dead_runs(cfg.tracking.uri, [client.get_experiment(original.info.experiment_id).name])
+    if not [m for m in original.data.metrics if not m.endswith(TIMING)]:
+        fail(f"run {run_id} (status {original.info.status}) recorded no final metrics: "
+             "nothing to compare a reproduction against")
     run_cfg = recorded_config(client, run_id, cfg)
     run_cfg.tracking = cfg.tracking  # record the new run where the user points, not where the old one was
     run_cfg.tracking.run_name = None
@@ -110,6 +133,10 @@ def _reproduce_task(cfg: DictConfig, run_id: str, overrides: list[str]) -> int:
                    tags={TAG + "reproduces": run_id, TAG + "command": f"fashion-lab reproduce {run_id}"},
                    splits=splits)
     rows, ok = compare(original.data.metrics, result.metrics, float(cfg.reproduce.tolerance))
+    if not rows:  # "metrics match" must mean something was compared
+        print(f"original run {run_id}, new run {result.run_id}: no metric in common, nothing compared",
+              file=sys.stderr)
+        return 1
     print(f"{'metric':<26} {'original':>12} {'reproduced':>12} {'difference':>12}")
     for name, a, b, diff, good in rows:
         print(f"{name:<26} {a:>12.6f} {b:>12.6f} {diff:>+12.2e}{'' if good else '  <- differs'}")
@@ -148,10 +175,10 @@ def ui_argv(cfg: DictConfig) -> list[str]:
 
 
 def _ui_task(cfg: DictConfig) -> int:
-    if cfg.tracking.uri.startswith("sqlite:///"):
-        db = Path(cfg.tracking.uri[len("sqlite:///"):])
-        if not db.exists():
-            fail(f"tracking.uri={cfg.tracking.uri}: no store there yet (train something first, or fix the path)")
+    from fashion_lab.tracking import close_dead_runs
+
+    _preflight(cfg, write=False)
+    close_dead_runs(cfg.tracking.uri)
     # Own process group: mlflow ui starts workers; stopping only the parent would leave them running.
     # The server's job runner only serves GenAI scorers; off unless asked, so the UI starts faster.
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}

@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 from fashion_lab import campaign, config, sweep
 from fashion_lab.config import is_setting, override_key, validate
 from fashion_lab.space import SpaceError, describe, fingerprint, has_intervals, parse_space, pin, to_overrides
+from fashion_lab.store import check_store
 
 STRATEGIES = {"random": "RandomSearchOracle", "bayesian": "BayesianOptimizationOracle",  # tuner.strategy: oracle
               "hyperband": "HyperbandOracle", "grid": "GridSearchOracle"}
@@ -52,6 +53,8 @@ def command_overrides(argv: list[str]) -> list[str]:
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise SpaceError(f"unexpected arguments {bad}: give [SWEEP] then key=value overrides")
+    config.register_configs()
+    config.check_overrides([f"sweep={name}", *overrides])  # unknown keys; a sweep file naming code
     strategy = sweep.strategy(files[name])
     named = any(override_key(o) == "tuner" for o in overrides)
     return [f"sweep={name}", *([f"tuner={strategy}"] if not named and strategy in STRATEGIES and strategy != "grid" else []), *overrides]
@@ -98,6 +101,8 @@ def prepare(cfg, arguments: list[str]) -> Search:
                          f"{[d.key for d in dims if d.kind != 'choice']} are intervals: use tuner=random|bayesian|hyperband")
     plain = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     validate(plain)  # the base config itself must be valid before anything starts
+    config.check_space(plain, dims)  # every entry's keys and bounds, before the first trial
+    check_store(plain.tracking)
     name = cfg.sweep.name or "search"
     definition = OmegaConf.to_yaml({"sweep": name, "strategy": tuner.strategy, "params": params,
                                     "conditions": conditions, "space": describe(dims), "base_overrides": arguments})

@@ -155,11 +155,15 @@ def ensure_experiment(client, tracking_cfg) -> str:
     return found.experiment_id
 
 
-def reap_orphans(client, experiment_id: str) -> int:
-    """Close RUNNING runs whose owning process on this host is gone (e.g. SIGKILL) as KILLED."""
+def reap_orphans(client, experiment_id) -> int:
+    """Close RUNNING runs whose owning process on this host is gone (e.g. SIGKILL) as KILLED.
+    ``experiment_id`` may be one id or a list of them."""
+    ids = [experiment_id] if isinstance(experiment_id, str) else list(experiment_id)
+    if not ids:
+        return 0
     host = socket.gethostname()
     orphans = client.search_runs(
-        [experiment_id],
+        ids,
         filter_string=f"attributes.status = 'RUNNING' and tags.`{TAG}host` = '{host}'",
         max_results=1000)
     reaped = 0
@@ -218,8 +222,10 @@ class Recorder:
             log_metrics(self.client, self.run_id, metrics, step)
 
     def artifacts(self, directory: Path) -> None:
-        if self.active:
-            self.client.log_artifacts(self.run_id, str(directory))
+        if self.active:  # each file renamed into place when complete: a full disk leaves no truncated file
+            from fashion_lab.store import write_artifacts
+
+            write_artifacts(self.client, self.run_id, directory)
 
     def dataset(self, name: str, digest: str, source: str, context: str = "training") -> None:
         """The data as an MLflow input, carrying our digest of the source files."""
@@ -441,6 +447,19 @@ def min_metric(tracking_cfg, run_id: str, key: str) -> float:
     """The lowest value a metric took over the run's epochs (e.g. val_loss), NaN if never logged."""
     history = client_for(tracking_cfg).get_metric_history(run_id, key)
     return float(min((m.value for m in history), default=float("nan")))
+
+
+def close_dead_runs(uri: str, experiments=None) -> None:
+    """For the reading commands: close as KILLED the runs a killed process left RUNNING in the named
+    experiments (all when None), so no report or UI lists them as running. Never fails the command."""
+    store = client(uri)
+    try:
+        found = ([store.get_experiment_by_name(n) for n in experiments] if experiments
+                 else store.search_experiments(max_results=1000))
+        reap_orphans(store, [e.experiment_id for e in found if e is not None])
+    except Exception as error:  # noqa: BLE001 - a read-only store still gets its report
+        print(f"fashion-lab: could not close dead runs in {uri}: {type(error).__name__}: "
+              f"{str(error).splitlines()[0] if str(error) else ''}", file=sys.stderr)
 
 
 def reap(tracking_cfg) -> int:

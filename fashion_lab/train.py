@@ -20,6 +20,7 @@ from fashion_lab.data import Splits, load_data
 from fashion_lab.model import build_model
 from fashion_lab.optim import build_optimizer, current_learning_rate
 from fashion_lab.tracking import TAG, Recorder, TrainingDiverged, provenance_tags, tracked_run
+from fashion_lab.store import check_store
 
 
 @dataclass
@@ -116,6 +117,7 @@ def train(cfg, *, overrides: Sequence[str] = (), run_name: Optional[str] = None,
           splits: Optional[Splits] = None) -> RunResult:
     """Build data, model and optimizer from ``cfg``, fit, evaluate the test set once, record it all."""
     validate(cfg)
+    check_store(cfg.tracking)  # a store that cannot record is refused before data loads or a run exists
     runtime.configure(cfg.trainer)
     splits = splits or load_data(cfg.data)
     run_tags = {**provenance_tags(list(overrides), cfg.trainer.seed),

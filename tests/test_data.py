@@ -232,8 +232,12 @@ def test_search_order(tmp_path, monkeypatch, fake):
     assert data.locate(make_cfg()) == debian                       # Debian over Keras cache
     shutil.rmtree(debian)
     assert data.locate(make_cfg()) == keras_dir
-    (first / "train-images-idx3-ubyte.gz").unlink()                # incomplete dirs are skipped
-    assert data.locate(make_cfg(dir=str(first))) == keras_dir
+    (first / "train-images-idx3-ubyte.gz").unlink()                # incomplete dirs are skipped ...
+    assert data.locate(make_cfg()) == keras_dir
+    monkeypatch.setenv("FASHION_MNIST_DIR", str(first))
+    assert data.locate(make_cfg()) == keras_dir
+    with pytest.raises(data.DataNotFoundError, match="data.dir="):  # ... but an explicit data.dir is never replaced
+        data.locate(make_cfg(dir=str(first)))
 
 
 # --------------------------------------------------------------------------- array cache
