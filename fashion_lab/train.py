@@ -52,7 +52,7 @@ def default_run_name(cfg, overrides: Sequence[str]) -> str:
 
 
 def _compiled_model(cfg, splits: Splits):
-    model = build_model(cfg.model, splits.input_shape, splits.num_classes)
+    model = build_model(cfg.model, splits.input_shape, splits.num_classes, precision=cfg.trainer.precision)
     model.compile(optimizer=build_optimizer(cfg.optimizer), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"], jit_compile=cfg.trainer.jit_compile)
     return model
