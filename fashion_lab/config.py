@@ -118,6 +118,9 @@ class TrackingConfig:
     run_name: Optional[str] = None
     log_weights: bool = True
     log_plots: bool = True
+    tensorboard: bool = False              # TensorBoard logs of each run, as its tensorboard/ artifact
+    log_model: bool = False                # the run's model as an MLflow Keras model (model/); searches always
+                                           # log and register their best run's
 
 
 @dataclass

@@ -21,6 +21,7 @@ from fashion_lab.data import Splits, load_data
 from fashion_lab.model import build_model
 from fashion_lab.optim import build_optimizer
 from fashion_lab.sweep import point_name
+from fashion_lab.tensorboard_logs import tensorboard_logs
 from fashion_lab.tracking import TAG, EpochLogger, TrainingDiverged, provenance_tags, tracked_run
 
 # Keys that never change what a run computes; left out of the repeat-group id.
@@ -109,7 +110,8 @@ def train(cfg, *, overrides: Sequence[str] = (), run_name: Optional[str] = None,
     run_tags = {**provenance_tags(list(overrides), cfg.trainer.seed),
                 TAG + "data_digest": splits.digest, TAG + "config_id": config_id(cfg), **(tags or {})}
     name = run_name or default_run_name(cfg, overrides)
-    with tracked_run(cfg, run_name=name, tags=run_tags, parent_run_id=parent_run_id) as recorder:
+    with tracked_run(cfg, run_name=name, tags=run_tags, parent_run_id=parent_run_id) as recorder, \
+            tensorboard_logs(cfg.tracking.tensorboard and recorder.active, name) as board:
         recorder.dataset(splits.name, splits.digest, splits.source)
         model = _compiled_model(cfg, splits)
         logger = EpochLogger(recorder)
@@ -117,7 +119,7 @@ def train(cfg, *, overrides: Sequence[str] = (), run_name: Optional[str] = None,
         fitted = model.fit(
             splits.x_train, splits.y_train, validation_data=(splits.x_val, splits.y_val),
             epochs=cfg.trainer.epochs, batch_size=cfg.trainer.batch_size,
-            callbacks=_callbacks(cfg, logger), verbose=runtime.keras_verbosity(cfg.trainer.verbose))
+            callbacks=_callbacks(cfg, logger) + board.callbacks, verbose=runtime.keras_verbosity(cfg.trainer.verbose))
         train_seconds = time.perf_counter() - started
         history = pd.DataFrame(fitted.history)
         history["learning_rate"] = logger.learning_rates[:len(history)]
@@ -134,6 +136,7 @@ def train(cfg, *, overrides: Sequence[str] = (), run_name: Optional[str] = None,
         if recorder.active:
             with tempfile.TemporaryDirectory(prefix="fashion-lab-") as folder:
                 _write_artifacts(Path(folder), cfg, model, history, matrix, splits)
+                board.copy_into(Path(folder))
                 recorder.artifacts(Path(folder))
         return RunResult(recorder.run_id, metrics, history, model)
 
