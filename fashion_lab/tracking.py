@@ -350,3 +350,64 @@ def close_parent_run(tracking_cfg, run_id: str, *, status: str, summary: dict[st
     if texts:
         set_tags(client, run_id, texts)
     client.set_terminated(run_id, status=status)
+
+
+# --- MLflow models: the Keras flavor, loadable and servable by MLflow's own tools ------------
+
+MODEL_NAME = "model"  # the logged model's name in the run (the UI's Models tab)
+
+
+def _keras_signature(input_shape, num_classes: int):
+    """float32 images (N, 28, 28, 1) in, float32 class probabilities (N, 10) out."""
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    return ModelSignature(inputs=Schema([TensorSpec(np.dtype("float32"), (-1, *input_shape))]),
+                          outputs=Schema([TensorSpec(np.dtype("float32"), (-1, num_classes))]))
+
+
+def log_keras_model(tracking_cfg, run_id: str, model) -> str:
+    """Log ``model`` to the run with MLflow's Keras flavor; returns its ``models:/`` URI.
+
+    ``Model.log(flavor=mlflow.keras, run_id=...)`` is what ``mlflow.keras.log_model`` calls, minus
+    the need for an active fluent run (resuming the run would flip its status). The requirements
+    are given, not inferred: inference re-imports the model in a subprocess (about 10 s).
+    """
+    import mlflow
+    from mlflow.models import Model
+
+    client_for(tracking_cfg)  # points the fluent API at the configured store
+    versions = package_versions()
+    requirements = [f"{name}=={versions[name]}" for name in ("tensorflow", "keras", "mlflow") if name in versions]
+    info = Model.log(artifact_path=None, name=MODEL_NAME, flavor=mlflow.keras, model=model, run_id=run_id,
+                     signature=_keras_signature(model.input_shape[1:], model.output_shape[-1]),
+                     pip_requirements=requirements)
+    return info.model_uri
+
+
+def register_model(tracking_cfg, model_uri: str, name: str, *, tags: dict[str, str], description: str) -> str:
+    """A new version of registered model ``name`` pointing at a logged MLflow model; returns the version."""
+    import mlflow
+
+    client = client_for(tracking_cfg)
+    version = mlflow.register_model(model_uri, name, tags=tags)
+    client.update_model_version(name, version.version, description=description)
+    return version.version
+
+
+def log_run_model(tracking_cfg, run_id: str) -> str:
+    """Rebuild a recorded run's network from its ``config.yaml`` and ``model.weights.h5`` and log it
+    to that run as an MLflow Keras model (a search's best trial may have trained in another process)."""
+    import tempfile
+
+    from omegaconf import OmegaConf
+
+    from fashion_lab.model import build_model
+
+    client = client_for(tracking_cfg)
+    with tempfile.TemporaryDirectory(prefix="fashion-lab-model-") as folder:
+        cfg = OmegaConf.load(client.download_artifacts(run_id, "config.yaml", folder))
+        model = build_model(cfg.model, precision=cfg.trainer.get("precision", "float32"))
+        model.load_weights(client.download_artifacts(run_id, "model.weights.h5", folder))
+    return log_keras_model(tracking_cfg, run_id, model)

@@ -22,7 +22,8 @@ from fashion_lab.model import build_model
 from fashion_lab.optim import build_optimizer
 from fashion_lab.sweep import point_name
 from fashion_lab.tensorboard_logs import tensorboard_logs
-from fashion_lab.tracking import TAG, EpochLogger, TrainingDiverged, provenance_tags, tracked_run
+from fashion_lab.tracking import (TAG, EpochLogger, TrainingDiverged, log_keras_model, provenance_tags,
+                                  tracked_run)
 
 # Keys that never change what a run computes; left out of the repeat-group id.
 _NOT_CONFIG = ("trainer.seed", "trainer.verbose", "trainer.threads", "tracking.", "data.cache", "sweep.")
@@ -138,6 +139,8 @@ def train(cfg, *, overrides: Sequence[str] = (), run_name: Optional[str] = None,
                 _write_artifacts(Path(folder), cfg, model, history, matrix, splits)
                 board.copy_into(Path(folder))
                 recorder.artifacts(Path(folder))
+            if cfg.tracking.log_model:
+                log_keras_model(cfg.tracking, recorder.run_id, model)
         return RunResult(recorder.run_id, metrics, history, model)
 
 

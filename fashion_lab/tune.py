@@ -387,13 +387,9 @@ def _best_run(search: Search, trial_id: str):
 
 
 def register(search: Search, run) -> str:
-    """Register the best trial's recorded run (config.yaml + model.weights.h5) as a model version.
-
-    The version's source is the run's artifact folder: no model re-logging, no requirements
-    inference, works offline. Load it with build_model(config.model) + load_weights.
-    """
-    from mlflow.exceptions import MlflowException
-
+    """Register the best trial's recorded run as a model version: its network, rebuilt from the run's
+    config.yaml and model.weights.h5, logged to the run as an MLflow Keras model, so MLflow's own
+    tools load and serve it (``mlflow.pyfunc.load_model("models:/fashion-lab-cnn/latest")``)."""
     from fashion_lab import tracking
 
     client = tracking.client_for(search.cfg.tracking)
@@ -401,19 +397,14 @@ def register(search: Search, run) -> str:
     existing = client.search_model_versions(f"name = '{name}' and run_id = '{run.info.run_id}'")
     if existing:
         return existing[0].version
-    try:
-        client.create_registered_model(name, description="fashion-lab CNN: config.yaml + model.weights.h5")
-    except MlflowException:
-        pass  # already registered by an earlier search
-    version = client.create_model_version(
-        name, source=run.info.artifact_uri, run_id=run.info.run_id,
+    return tracking.register_model(
+        search.cfg.tracking, tracking.log_run_model(search.cfg.tracking, run.info.run_id), name,
         tags={tracking.TAG + "sweep_id": search.parent_run_id,
               tracking.TAG + "trial_id": run.data.tags.get(tracking.TAG + "trial_id", ""),
               tracking.TAG + "overrides": run.data.tags.get(tracking.TAG + "overrides", ""),
               tracking.TAG + "config_id": run.data.tags.get(tracking.TAG + "config_id", "")},
-        description=f"best of search {search.project} ({search.strategy}); config: config.yaml, "
-                    f"weights: model.weights.h5")
-    return version.version
+        description=f"best of search {search.project} ({search.strategy}); an MLflow Keras model "
+                    f"(float32 images (N, 28, 28, 1) in, class probabilities (N, 10) out)")
 
 
 def reproduce_overrides(search: Search, run_overrides: str) -> list[str]:

@@ -56,3 +56,101 @@ def test_tensorboard_logs_are_an_artifact_with_the_epoch_scalars(store, tmp_path
 
 def test_tensorboard_is_off_by_default(synthetic_cfg):
     assert synthetic_cfg.tracking.tensorboard is False
+
+
+# --- the registered model is an MLflow Keras model ------------------------------------------
+
+ZEROS = np.zeros((2, 28, 28, 1), "float32")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    """A real two-trial search through the CLI; (store, tmp folder). The acceptance command, made tiny."""
+    folder = tmp_path_factory.mktemp("search")
+    store = f"sqlite:///{folder / 'm.db'}"
+    result = subprocess.run(
+        [sys.executable, "-m", "fashion_lab.cli", "tune", *TINY, "tuner.max_trials=2", "tuner.fresh_process=false",
+         f"tracking.uri={store}"], cwd=folder, capture_output=True, text=True, timeout=600, env=cli_env(),
+        stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    assert "registered model fashion-lab-cnn version 1" in result.stdout
+    return store, folder
+
+
+def test_registered_version_loads_with_pyfunc_and_predicts_probabilities(searched, tmp_path):
+    import mlflow
+    from omegaconf import OmegaConf
+
+    from fashion_lab.model import build_model
+
+    store, _ = searched
+    mlflow.set_tracking_uri(store)
+    loaded = mlflow.pyfunc.load_model("models:/fashion-lab-cnn/latest")
+    probabilities = np.asarray(loaded.predict(ZEROS))
+    assert probabilities.shape == (2, 10) and np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    # the signature MLflow checks inputs against: float32 images
+    (spec,) = loaded.metadata.get_input_schema().inputs
+    assert spec.type == np.dtype("float32") and spec.shape == (-1, 28, 28, 1)
+    # it is the best trial's network: the run's config.yaml + model.weights.h5 predict the same
+    client = MlflowClient(store)
+    version = client.get_model_version("fashion-lab-cnn", "1")
+    cfg = OmegaConf.load(client.download_artifacts(version.run_id, "config.yaml", str(tmp_path)))
+    model = build_model(cfg.model)
+    model.load_weights(client.download_artifacts(version.run_id, "model.weights.h5", str(tmp_path)))
+    images = np.random.default_rng(0).random((4, 28, 28, 1), dtype="float32")
+    np.testing.assert_allclose(np.asarray(loaded.predict(images)), model.predict(images, verbose=0), atol=1e-5)
+    assert version.tags["fashion_lab.trial_id"] in {"0", "1"}
+
+
+def test_a_single_run_opts_in_with_log_model(store):
+    import mlflow
+
+    from fashion_lab.train import train
+
+    result = train(compose(TINY + ["tracking.log_model=true", f"tracking.uri={store}"]))
+    mlflow.set_tracking_uri(store)
+    (logged,) = mlflow.search_logged_models(filter_string=f"source_run_id = '{result.run_id}'", output_format="list")
+    loaded = mlflow.pyfunc.load_model(f"models:/{logged.model_id}")
+    np.testing.assert_allclose(np.asarray(loaded.predict(ZEROS)), result.model.predict(ZEROS, verbose=0), atol=1e-5)
+    assert MlflowClient(store).get_run(result.run_id).info.status == "FINISHED"
+
+
+@pytest.mark.slow  # starts a real model server
+def test_mlflow_models_serve_answers_invocations(searched):
+    import json
+
+    store, folder = searched
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/fashion-lab-cnn/1", "--env-manager",
+         "local", "-h", "127.0.0.1", "-p", str(port)], cwd=folder, env=cli_env(MLFLOW_TRACKING_URI=store),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)  # its own process group
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None, server.stdout.read().decode()
+                assert time.monotonic() < deadline, "the model server did not start"
+                time.sleep(1)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", data=json.dumps({"inputs": ZEROS.tolist()}).encode(),
+            headers={"Content-Type": "application/json"})
+        answer = json.loads(urllib.request.urlopen(request, timeout=60).read())
+        predictions = np.asarray(answer["predictions"])
+        assert predictions.shape == (2, 10) and np.allclose(predictions.sum(axis=1), 1.0, atol=1e-5)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # the server and its workers, nothing else
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
