@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from fashion_lab import results, stats  # noqa: E402
+from fashion_lab import importance, results, stats  # noqa: E402
 
 METRICS = {"test_accuracy": "test accuracy", "best_val_accuracy": "validation accuracy"}
 # Params that never define a factor: replication, bookkeeping, where things are stored.
@@ -339,8 +339,16 @@ def build_report(tracking_uri: str, out: Optional[str | Path] = None, *, experim
                 doc.p(f"Interaction: mean {m} for each {keys[0]} (rows) x {keys[1]} (columns)")
                 doc.table(table, index=True)
 
+    found = importance.parameter_importance(finished, keys, metric) if importance.applies(
+        parent["strategy"] if parent is not None else None, keys) else None
+    if found:
+        doc.h("Parameter importance (exploratory)")
+        doc.p(importance.summary(found))
+        doc.table(found.table)
+
     doc.h("Plots")
-    images = []
+    images = [("parameter_importance.png", importance.plot(found), "parameter importance (exploratory)")] \
+        if found else []
     run_ids = list(finished["run_id"])[:_HISTORY_LIMIT]
     history = results.history_frame(tracking_uri, run_ids, metrics=("val_accuracy",), progress=progress)
     for name, png, caption in (
