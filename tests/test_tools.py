@@ -154,3 +154,31 @@ def test_mlflow_models_serve_answers_invocations(searched):
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+# --- shell completion -------------------------------------------------------------------------
+
+def test_shell_completion_script_completes_commands_and_overrides(run_cli, tmp_path):
+    script = run_cli("train", "--shell-completion", "install=bash", check=True).stdout
+    assert "complete -o nospace -o default -F _fashion_lab_complete fashion-lab" in script
+    # a real bash sources it and completes through a `fashion-lab` on PATH (this checkout's code)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "fashion-lab").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m fashion_lab.cli "$@"\n')
+    (bin_dir / "fashion-lab").chmod(0o755)
+    (tmp_path / "completion.bash").write_text(script)
+    probe = ('source completion.bash\n'
+             't() { COMP_WORDS=("$@"); COMP_CWORD=$(( $# - 1 )); COMP_LINE="$*"; _fashion_lab_complete; '
+             'echo "${COMPREPLY[*]}"; }\n'
+             't fashion-lab tu\n'
+             't fashion-lab train data=synthetic model.conv_\n')
+    env = cli_env(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    out = subprocess.run(["bash", "-c", probe], cwd=tmp_path, capture_output=True, text=True, env=env,
+                         timeout=120).stdout.splitlines()
+    assert out[0] == "tune"
+    assert set(out[1].split()) == {"model.conv_dropout=", "model.conv_padding=", "model.conv_stride="}
+
+
+def test_shell_completion_refuses_an_unknown_shell(run_cli):
+    result = run_cli("train", "--shell-completion", "install=tcsh")
+    assert result.returncode == 2 and "tcsh" in result.stderr and "bash" in result.stderr
