@@ -95,3 +95,16 @@ def summary(found: Importance) -> str:
             f"forest of {found.runs} runs (scikit-learn); the forest's out-of-bag R² is {found.r2:.2f} "
             f"(near 0 or below: the keys explain little and the ranking is noise). Most important: "
             f"{top['key']}.")
+
+
+def add_to_report(doc, frame: pd.DataFrame, keys: list[str], strategy: Optional[str],
+                  objective: str) -> list[tuple[str, bytes, str]]:
+    """Write the section into ``doc`` (report.Document) when it applies; returns its plot (name, png,
+    caption) for the report's plots, or nothing."""
+    found = parameter_importance(frame, keys, objective) if applies(strategy, keys) else None
+    if found is None:
+        return []
+    doc.h("Parameter importance (exploratory)")
+    doc.p(summary(found))
+    doc.table(found.table)
+    return [("parameter_importance.png", plot(found), "parameter importance (exploratory)")]

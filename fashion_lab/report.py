@@ -339,16 +339,11 @@ def build_report(tracking_uri: str, out: Optional[str | Path] = None, *, experim
                 doc.p(f"Interaction: mean {m} for each {keys[0]} (rows) x {keys[1]} (columns)")
                 doc.table(table, index=True)
 
-    found = importance.parameter_importance(finished, keys, metric) if importance.applies(
-        parent["strategy"] if parent is not None else None, keys) else None
-    if found:
-        doc.h("Parameter importance (exploratory)")
-        doc.p(importance.summary(found))
-        doc.table(found.table)
+    importance_plots = importance.add_to_report(doc, finished, keys, parent["strategy"] if parent is not None
+                                                else None, metric)  # searches, and grids of 4+ factors
 
     doc.h("Plots")
-    images = [("parameter_importance.png", importance.plot(found), "parameter importance (exploratory)")] \
-        if found else []
+    images = list(importance_plots)
     run_ids = list(finished["run_id"])[:_HISTORY_LIMIT]
     history = results.history_frame(tracking_uri, run_ids, metrics=("val_accuracy",), progress=progress)
     for name, png, caption in (

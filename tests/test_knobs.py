@@ -162,3 +162,15 @@ def test_every_corner_of_the_geometry_search_fits_the_input():
     assert {"model.conv_padding", "model.pool_size", "model.pool_stride"} <= set(choices)
     for values in itertools.product(*choices.values()):
         validate(compose(["sweep=geometry_search"] + [f"{k}={v}" for k, v in zip(choices, values)]))
+
+
+def test_mixed_float16_compiles_with_loss_scaling():
+    """float16 gradients underflow without it; Keras wraps the optimizer for a mixed_float16 model."""
+    keras = pytest.importorskip("keras")
+    from fashion_lab.model import build_model
+    from fashion_lab.optim import build_optimizer
+
+    cfg = compose(["trainer.precision=mixed_float16", "model.filters=[4]"])
+    model = build_model(cfg.model, precision=cfg.trainer.precision)
+    model.compile(optimizer=build_optimizer(cfg.optimizer), loss="sparse_categorical_crossentropy")
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
