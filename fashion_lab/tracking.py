@@ -380,9 +380,12 @@ def log_keras_model(tracking_cfg, run_id: str, model) -> str:
     client_for(tracking_cfg)  # points the fluent API at the configured store
     versions = package_versions()
     requirements = [f"{name}=={versions[name]}" for name in ("tensorflow", "keras", "mlflow") if name in versions]
+    # A fashion-lab layer (L2 pooling) loads only where fashion_lab is imported; exported as a TF
+    # SavedModel, the network serves anywhere TensorFlow does.
+    custom = any(type(layer).__module__.startswith("fashion_lab") for layer in model.layers)
     info = Model.log(artifact_path=None, name=MODEL_NAME, flavor=mlflow.keras, model=model, run_id=run_id,
                      signature=_keras_signature(model.input_shape[1:], model.output_shape[-1]),
-                     pip_requirements=requirements)
+                     pip_requirements=requirements, save_exported_model=custom)
     return info.model_uri
 
 

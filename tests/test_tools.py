@@ -108,16 +108,27 @@ def test_registered_version_loads_with_pyfunc_and_predicts_probabilities(searche
     assert version.tags["fashion_lab.trial_id"] in {"0", "1"}
 
 
-def test_a_single_run_opts_in_with_log_model(store):
+@pytest.mark.parametrize("pooling", ["max", pytest.param("l2", marks=pytest.mark.slow)])
+def test_a_single_run_opts_in_with_log_model_loadable_without_fashion_lab(store, pooling):
+    """The logged model loads in a fresh process that never imports fashion_lab (L2 pooling included)."""
+    import json
+
     import mlflow
 
     from fashion_lab.train import train
 
-    result = train(compose(TINY + ["tracking.log_model=true", f"tracking.uri={store}"]))
+    result = train(compose(TINY + [f"model.pooling={pooling}", "tracking.log_model=true", f"tracking.uri={store}"]))
     mlflow.set_tracking_uri(store)
     (logged,) = mlflow.search_logged_models(filter_string=f"source_run_id = '{result.run_id}'", output_format="list")
-    loaded = mlflow.pyfunc.load_model(f"models:/{logged.model_id}")
-    np.testing.assert_allclose(np.asarray(loaded.predict(ZEROS)), result.model.predict(ZEROS, verbose=0), atol=1e-5)
+    probe = ("import json, mlflow, numpy as np, sys; "
+             f"m = mlflow.pyfunc.load_model('models:/{logged.model_id}'); "
+             "print(json.dumps(np.asarray(m.predict(np.zeros((2, 28, 28, 1), 'float32'))).tolist())); "
+             "assert not any(name.startswith('fashion_lab') for name in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
+                         env=cli_env(MLFLOW_TRACKING_URI=store))
+    assert out.returncode == 0, out.stderr[-2000:]
+    predicted = np.asarray(json.loads(out.stdout.strip().splitlines()[-1]))
+    np.testing.assert_allclose(predicted, result.model.predict(ZEROS, verbose=0), atol=1e-5)
     assert MlflowClient(store).get_run(result.run_id).info.status == "FINISHED"
 
 
