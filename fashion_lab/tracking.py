@@ -377,7 +377,9 @@ def log_keras_model(tracking_cfg, run_id: str, model) -> str:
     import mlflow
     from mlflow.models import Model
 
-    client_for(tracking_cfg)  # points the fluent API at the configured store
+    client = client_for(tracking_cfg)  # also points the fluent API at the configured store
+    # The logged model belongs to its run's experiment, which Model.log takes from the fluent API.
+    mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)
     versions = package_versions()
     requirements = [f"{name}=={versions[name]}" for name in ("tensorflow", "keras", "mlflow") if name in versions]
     # A fashion-lab layer (L2 pooling) loads only where fashion_lab is imported; exported as a TF
@@ -404,11 +406,19 @@ def log_run_model(tracking_cfg, run_id: str) -> str:
     to that run as an MLflow Keras model (a search's best trial may have trained in another process)."""
     import tempfile
 
+    import mlflow
     from omegaconf import OmegaConf
 
     from fashion_lab.model import build_model
 
     client = client_for(tracking_cfg)
+    logged = mlflow.search_logged_models(experiment_ids=[client.get_run(run_id).info.experiment_id],
+                                         filter_string=f"source_run_id = '{run_id}'", output_format="list")
+    if logged:  # the run logged its own (tracking.log_model=true)
+        return f"models:/{logged[0].model_id}"
+    if "model.weights.h5" not in {f.path for f in client.list_artifacts(run_id)}:
+        raise LookupError(f"run {run_id} has no model.weights.h5 to rebuild its model from "
+                          "(it ran with tracking.log_weights=false); use tracking.log_model=true")
     with tempfile.TemporaryDirectory(prefix="fashion-lab-model-") as folder:
         cfg = OmegaConf.load(client.download_artifacts(run_id, "config.yaml", folder))
         model = build_model(cfg.model, precision=cfg.trainer.get("precision", "float32"))

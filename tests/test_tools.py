@@ -106,6 +106,10 @@ def test_registered_version_loads_with_pyfunc_and_predicts_probabilities(searche
     images = np.random.default_rng(0).random((4, 28, 28, 1), dtype="float32")
     np.testing.assert_allclose(np.asarray(loaded.predict(images)), model.predict(images, verbose=0), atol=1e-5)
     assert version.tags["fashion_lab.trial_id"] in {"0", "1"}
+    # the logged model sits in its run's experiment, next to the run (not in MLflow's Default one)
+    (logged,) = mlflow.search_logged_models(experiment_ids=[client.get_run(version.run_id).info.experiment_id],
+                                            output_format="list")
+    assert logged.source_run_id == version.run_id
 
 
 @pytest.mark.parametrize("pooling", ["max", pytest.param("l2", marks=pytest.mark.slow)])
@@ -193,3 +197,20 @@ def test_shell_completion_script_completes_commands_and_overrides(run_cli, tmp_p
 def test_shell_completion_refuses_an_unknown_shell(run_cli):
     result = run_cli("train", "--shell-completion", "install=tcsh")
     assert result.returncode == 2 and "tcsh" in result.stderr and "bash" in result.stderr
+
+
+def test_registering_reuses_a_model_the_run_logged_itself(store):
+    """A trial that ran with tracking.log_model=true is registered with that model, not a second copy."""
+    import mlflow
+
+    from fashion_lab import tracking
+    from fashion_lab.train import train
+
+    cfg = compose(TINY + ["tracking.log_model=true", f"tracking.uri={store}"])
+    result = train(cfg)
+    uri = tracking.log_run_model(cfg.tracking, result.run_id)
+    experiment = MlflowClient(store).get_run(result.run_id).info.experiment_id
+    (logged,) = mlflow.search_logged_models(experiment_ids=[experiment], output_format="list")  # its run's
+    assert uri == f"models:/{logged.model_id}" and logged.source_run_id == result.run_id
+    version = tracking.register_model(cfg.tracking, uri, "fashion-lab-cnn", tags={}, description="test")
+    assert MlflowClient(store).get_model_version("fashion-lab-cnn", version).run_id == result.run_id
