@@ -409,6 +409,7 @@ def log_run_model(tracking_cfg, run_id: str) -> str:
     import mlflow
     from omegaconf import OmegaConf
 
+    from fashion_lab.config import Config
     from fashion_lab.model import build_model
 
     client = client_for(tracking_cfg)
@@ -420,7 +421,9 @@ def log_run_model(tracking_cfg, run_id: str) -> str:
         raise LookupError(f"run {run_id} has no model.weights.h5 to rebuild its model from "
                           "(it ran with tracking.log_weights=false); use tracking.log_model=true")
     with tempfile.TemporaryDirectory(prefix="fashion-lab-model-") as folder:
-        cfg = OmegaConf.load(client.download_artifacts(run_id, "config.yaml", folder))
-        model = build_model(cfg.model, precision=cfg.trainer.get("precision", "float32"))
+        # onto the schema, so a run logged before a key existed gets that key's default
+        cfg = OmegaConf.merge(OmegaConf.structured(Config),
+                              OmegaConf.load(client.download_artifacts(run_id, "config.yaml", folder)))
+        model = build_model(cfg.model, precision=cfg.trainer.precision)
         model.load_weights(client.download_artifacts(run_id, "model.weights.h5", folder))
     return log_keras_model(tracking_cfg, run_id, model)
