@@ -56,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0
     name, rest = argv[0], argv[1:]
+    from fashion_lab import completion  # light: no Hydra, TensorFlow or MLflow
+
+    if completion.wants_script(argv):  # `fashion-lab train --shell-completion install=bash`
+        return completion.print_script(argv, list(COMMANDS))
     if name not in COMMANDS:
         print(f"fashion-lab: error: unknown command {name!r}; choose from: {', '.join(COMMANDS)}",
               file=sys.stderr)

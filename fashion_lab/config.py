@@ -37,6 +37,17 @@ class Pooling(enum.Enum):
     l2 = "l2"
 
 
+class Padding(enum.Enum):
+    same = "same"    # the tutorial: zero-padded, a stride-1 conv keeps the map's size
+    valid = "valid"  # no padding: each conv trims kernel_size - 1 pixels
+
+
+class Precision(enum.Enum):
+    float32 = "float32"
+    mixed_bfloat16 = "mixed_bfloat16"  # CPUs with AMX / AVX512-BF16, TPUs, recent GPUs
+    mixed_float16 = "mixed_float16"    # GPUs (the loss is scaled to keep small gradients)
+
+
 class OptimizerName(enum.Enum):
     sgd = "sgd"
     adam = "adam"
@@ -66,7 +77,11 @@ class ModelConfig:
     kernel_size: int = 3
     bn_placement: BNPlacement = BNPlacement.after
     conv_dropout: float = 0.0
+    conv_stride: int = 1
+    conv_padding: Padding = Padding.same
     pooling: Pooling = Pooling.max
+    pool_size: int = 2
+    pool_stride: Optional[int] = None    # None = pool_size (no overlap); smaller = overlapping pooling
     dense_units: int = 512
     dense_dropout: float = 0.5
 
@@ -93,6 +108,7 @@ class TrainerConfig:
     verbose: str = "auto"                  # Keras: auto (bar on a terminal, a line per epoch otherwise), 0, 1, 2
     jit_compile: bool = False
     threads: Optional[int] = None          # TF intra-op threads; None = TensorFlow's default
+    precision: Precision = Precision.float32  # Keras dtype policy; the softmax output stays float32
 
 
 @dataclass
@@ -104,6 +120,9 @@ class TrackingConfig:
     run_name: Optional[str] = None
     log_weights: bool = True
     log_plots: bool = True
+    tensorboard: bool = False              # TensorBoard logs of each run, as its tensorboard/ artifact
+    log_model: bool = False                # the run's model as an MLflow Keras model (model/); searches always
+                                           # log and register their best run's
 
 
 @dataclass
@@ -412,8 +431,7 @@ def validate(cfg: DictConfig) -> None:
     _check(m.dense_units >= 1, "model.dense_units", m.dense_units, "an integer >= 1")
     for key in ("conv_dropout", "dense_dropout"):
         _check(0.0 <= m[key] < 1.0, f"model.{key}", m[key], "0 <= dropout < 1 (0 = off)")
-    # Each 2x2 pooling halves the image; 28 px allows at most 4 stacks.
-    _check(len(filters) <= 4, "model.filters", filters, "at most 4 stacks for 28x28 images")
+    check_geometry(m)
 
     _check(o.learning_rate > 0, "optimizer.learning_rate", o.learning_rate, "a number > 0")
     _check(o.decay >= 0, "optimizer.decay", o.decay, "a number >= 0 (0 = constant rate)")
@@ -542,6 +560,44 @@ def check_known_keys(cfg: DictConfig) -> None:
             if isinstance(child, DictConfig):
                 walk(child, dotted + ".")
     walk(cfg, "")
+
+
+# --- geometry: every conv and pooling layer against the map it receives ------------------------
+
+INPUT_SIZE = 28  # Fashion-MNIST and the synthetic data are 28x28; data.py checks the arrays it loads
+
+
+def _conv_out(size: int, kernel: int, stride: int, padding: str) -> int:
+    """Keras' output size of a conv (or pooling) window along one axis."""
+    return -(-size // stride) if padding == "same" else (size - kernel) // stride + 1
+
+
+def check_geometry(m, input_size: int = INPUT_SIZE) -> list[int]:
+    """Walk the feature maps from the input: no conv kernel or pooling window may be larger than
+    the map it slides over, so no map shrinks below 1x1. Returns the map size after each layer;
+    raises ConfigError naming the window's key, with the sizes that led there."""
+    for key in ("conv_stride", "pool_size"):
+        _check(m[key] >= 1, f"model.{key}", m[key], "an integer >= 1")
+    _check(m.pool_stride is None or m.pool_stride >= 1, "model.pool_stride", m.pool_stride,
+           "null (= model.pool_size) or an integer >= 1")
+    padding = getattr(m.conv_padding, "value", m.conv_padding)
+    pool_stride = m.pool_stride or m.pool_size
+    sizes = [input_size]
+
+    def fits(key: str, window: int, layer: str) -> None:
+        size = sizes[-1]
+        _check(window <= size, f"model.{key}", window,
+               f"{layer} gets a {size}x{size} map ({' -> '.join(f'{s}x{s}' for s in sizes)}); at most {size} "
+               f"there, or fewer stacks (model.filters), a smaller model.conv_stride or model.pool_size, "
+               f"or model.conv_padding=same")
+
+    for stack in range(1, len(m.filters) + 1):
+        for conv in range(1, m.convs_per_stack + 1):
+            fits("kernel_size", m.kernel_size, f"conv {conv} of stack {stack}")
+            sizes.append(_conv_out(sizes[-1], m.kernel_size, m.conv_stride, padding))
+        fits("pool_size", m.pool_size, f"the pooling of stack {stack}")
+        sizes.append(_conv_out(sizes[-1], m.pool_size, pool_stride, "valid"))  # Keras pooling pads nothing
+    return sizes
 
 
 def flatten(cfg: DictConfig | dict, prefix: str = "") -> dict[str, Any]:

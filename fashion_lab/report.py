@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from fashion_lab import results, stats  # noqa: E402
+from fashion_lab import importance, results, stats  # noqa: E402
 
 METRICS = {"test_accuracy": "test accuracy", "best_val_accuracy": "validation accuracy"}
 # Params that never define a factor: replication, bookkeeping, where things are stored.
@@ -335,8 +335,11 @@ def build_report(tracking_uri: str, out: Optional[str | Path] = None, *, experim
                 doc.p(f"Interaction: mean {m} for each {keys[0]} (rows) x {keys[1]} (columns)")
                 doc.table(table, index=True)
 
+    importance_plots = importance.add_to_report(doc, finished, keys, parent["strategy"] if parent is not None
+                                                else None, metric)  # searches, and grids of 4+ factors
+
     doc.h("Plots")
-    images = []
+    images = list(importance_plots)
     run_ids = list(finished["run_id"])[:_HISTORY_LIMIT]
     history = results.history_frame(tracking_uri, run_ids, metrics=("val_accuracy",), progress=progress)
     for name, png, caption in (

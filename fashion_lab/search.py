@@ -215,6 +215,27 @@ def best_run(search: Search, trial_id: str):
     return pick(runs, key=lambda run: _run_score(search, run)) if runs else None
 
 
+def _register(search: Search, run, name: str) -> Optional[str]:
+    """Register the best run's network as an MLflow Keras model (rebuilt from its config and weights
+    when the run did not log one), once per run; None, with the reason, when it has nothing to rebuild."""
+    from fashion_lab import tracking
+
+    existing = tracking.registered_version(search.cfg.tracking, name, run.info.run_id)
+    if existing:
+        return existing
+    try:
+        model_uri = tracking.log_run_model(search.cfg.tracking, run.info.run_id)
+    except LookupError as error:  # tracking.log_weights=false and no logged model
+        print(f"fashion-lab: no model registered: {error}", file=sys.stderr)
+        return None
+    return tracking.register_model(
+        search.cfg.tracking, model_uri, name,
+        tags={tracking.TAG + k: run.data.tags.get(tracking.TAG + k, "") for k in ("trial_id", "overrides", "config_id")}
+        | {tracking.TAG + "sweep_id": search.parent_run_id},
+        description=f"best of search {search.project} ({search.strategy}); an MLflow Keras model "
+                    f"(float32 images (N, 28, 28, 1) in, class probabilities (N, 10) out)")
+
+
 def reproduce_overrides(run_overrides: str) -> list[str]:
     """The best trial's overrides minus tuner settings: what ``fashion-lab train`` needs."""
     return [o for o in shlex.split(run_overrides) if not override_key(o).startswith("tuner")]
@@ -251,18 +272,14 @@ def finish(search: Search, oracle, aborted: Optional[str]) -> bool:
     if run is not None:
         overrides = reproduce_overrides(run.data.tags.get(tracking.TAG + "overrides", ""))
         m, name = run.data.metrics, search.cfg.tuner.model_name
-        version = tracking.register_model(
-            search.cfg.tracking, run, name,
-            tags={tracking.TAG + k: run.data.tags.get(tracking.TAG + k, "") for k in ("trial_id", "overrides", "config_id")}
-            | {tracking.TAG + "sweep_id": search.parent_run_id},
-            description=f"best of search {search.project} ({search.strategy}); config: config.yaml, "
-                        f"weights: model.weights.h5")
+        version = _register(search, run, name)
         summary.update(best_val_accuracy=m["best_val_accuracy"], test_accuracy=m["test_accuracy"],
                        test_loss=m["test_loss"], best_trial_id=best.trial_id, best_run_id=run.info.run_id,
-                       best_overrides=" ".join(overrides), registered_model=f"{name}/{version}")
+                       best_overrides=" ".join(overrides), **({"registered_model": f"{name}/{version}"} if version else {}))
         print(f"best run {run.info.run_id}: test_accuracy={m['test_accuracy']:.4f} "
               f"(test set evaluated once, never used for selection)")
-        print(f"registered model {name} version {version}")
+        if version:
+            print(f"registered model {name} version {version}")
     campaign.close_parent(search.cfg.tracking, search.parent_run_id, "FAILED" if aborted else "FINISHED", summary)
     print("reproduce: fashion-lab train " + " ".join(shlex.quote(o) for o in overrides))
     return not aborted

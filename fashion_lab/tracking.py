@@ -468,18 +468,84 @@ def reap(tracking_cfg) -> int:
     return reap_orphans(client, ensure_experiment(client, tracking_cfg))
 
 
-def register_model(tracking_cfg, run, name: str, *, tags: dict[str, str], description: str) -> str:
-    """Register a recorded run's artifact folder (config.yaml + model.weights.h5) as a model version,
-    once per run: no model re-logging, no requirements inference, works offline."""
-    from mlflow.exceptions import MlflowException
+def registered_version(tracking_cfg, name: str, run_id: str) -> Optional[str]:
+    """The version of registered model ``name`` already made from this run, if any."""
+    found = client_for(tracking_cfg).search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    return found[0].version if found else None
+
+
+# --- MLflow models: the Keras flavor, loadable and servable by MLflow's own tools ------------
+
+MODEL_NAME = "model"  # the logged model's name in the run (the UI's Models tab)
+
+
+def _keras_signature(input_shape, num_classes: int):
+    """float32 images (N, 28, 28, 1) in, float32 class probabilities (N, 10) out."""
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    return ModelSignature(inputs=Schema([TensorSpec(np.dtype("float32"), (-1, *input_shape))]),
+                          outputs=Schema([TensorSpec(np.dtype("float32"), (-1, num_classes))]))
+
+
+def log_keras_model(tracking_cfg, run_id: str, model) -> str:
+    """Log ``model`` to the run with MLflow's Keras flavor; returns its ``models:/`` URI.
+
+    ``Model.log(flavor=mlflow.keras, run_id=...)`` is what ``mlflow.keras.log_model`` calls, minus
+    the need for an active fluent run (resuming the run would flip its status). The requirements
+    are given, not inferred: inference re-imports the model in a subprocess (about 10 s).
+    """
+    import mlflow
+    from mlflow.models import Model
+
+    client = client_for(tracking_cfg)  # also points the fluent API at the configured store
+    # The logged model belongs to its run's experiment, which Model.log takes from the fluent API.
+    mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)
+    versions = package_versions()
+    requirements = [f"{name}=={versions[name]}" for name in ("tensorflow", "keras", "mlflow") if name in versions]
+    # A fashion-lab layer (L2 pooling) loads only where fashion_lab is imported; exported as a TF
+    # SavedModel, the network serves anywhere TensorFlow does.
+    custom = any(type(layer).__module__.startswith("fashion_lab") for layer in model.layers)
+    info = Model.log(artifact_path=None, name=MODEL_NAME, flavor=mlflow.keras, model=model, run_id=run_id,
+                     signature=_keras_signature(model.input_shape[1:], model.output_shape[-1]),
+                     pip_requirements=requirements, save_exported_model=custom)
+    return info.model_uri
+
+
+def register_model(tracking_cfg, model_uri: str, name: str, *, tags: dict[str, str], description: str) -> str:
+    """A new version of registered model ``name`` pointing at a logged MLflow model; returns the version."""
+    import mlflow
 
     client = client_for(tracking_cfg)
-    existing = client.search_model_versions(f"name = '{name}' and run_id = '{run.info.run_id}'")
-    if existing:
-        return existing[0].version
-    try:
-        client.create_registered_model(name, description="fashion-lab CNN: config.yaml + model.weights.h5")
-    except MlflowException:
-        pass  # already registered by an earlier search
-    return client.create_model_version(name, source=run.info.artifact_uri, run_id=run.info.run_id,
-                                       tags=tags, description=description).version
+    version = mlflow.register_model(model_uri, name, tags=tags)
+    client.update_model_version(name, version.version, description=description)
+    return version.version
+
+
+def log_run_model(tracking_cfg, run_id: str) -> str:
+    """Rebuild a recorded run's network from its ``config.yaml`` and ``model.weights.h5`` and log it
+    to that run as an MLflow Keras model (a search's best trial may have trained in another process)."""
+    import tempfile
+
+    import mlflow
+    from omegaconf import OmegaConf
+
+    from fashion_lab.config import Config
+    from fashion_lab.model import build_model
+
+    client = client_for(tracking_cfg)
+    logged = mlflow.search_logged_models(experiment_ids=[client.get_run(run_id).info.experiment_id],
+                                         filter_string=f"source_run_id = '{run_id}'", output_format="list")
+    if logged:  # the run logged its own (tracking.log_model=true)
+        return f"models:/{logged[0].model_id}"
+    if "model.weights.h5" not in {f.path for f in client.list_artifacts(run_id)}:
+        raise LookupError(f"run {run_id} has no model.weights.h5 to rebuild its model from "
+                          "(it ran with tracking.log_weights=false); use tracking.log_model=true")
+    with tempfile.TemporaryDirectory(prefix="fashion-lab-model-") as folder:
+        # onto the schema, so a run logged before a key existed gets that key's default
+        cfg = OmegaConf.merge(OmegaConf.structured(Config),
+                              OmegaConf.load(client.download_artifacts(run_id, "config.yaml", folder)))
+        model = build_model(cfg.model, precision=cfg.trainer.precision)
+        model.load_weights(client.download_artifacts(run_id, "model.weights.h5", folder))
+    return log_keras_model(tracking_cfg, run_id, model)

@@ -19,8 +19,9 @@ from fashion_lab.config import config_hash, is_setting, override_key, point_name
 from fashion_lab.data import Splits, load_data
 from fashion_lab.model import build_model
 from fashion_lab.optim import build_optimizer, current_learning_rate
-from fashion_lab.tracking import TAG, Recorder, TrainingDiverged, provenance_tags, tracked_run
 from fashion_lab.store import check_store
+from fashion_lab.tensorboard_logs import tensorboard_logs
+from fashion_lab.tracking import TAG, Recorder, TrainingDiverged, log_keras_model, provenance_tags, tracked_run
 
 
 @dataclass
@@ -67,7 +68,7 @@ class EpochLogger(keras.callbacks.Callback):
 
 
 def _compiled_model(cfg, splits: Splits):
-    model = build_model(cfg.model, splits.input_shape, splits.num_classes)
+    model = build_model(cfg.model, splits.input_shape, splits.num_classes, precision=cfg.trainer.precision)
     model.compile(optimizer=build_optimizer(cfg.optimizer), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"], jit_compile=cfg.trainer.jit_compile)
     return model
@@ -124,7 +125,8 @@ def train(cfg, *, overrides: Sequence[str] = (), run_name: Optional[str] = None,
                 TAG + "data_digest": splits.digest, TAG + "config_id": config_id(cfg),
                 TAG + "run_key": config_hash(cfg, with_seed=True), **(tags or {})}
     name = run_name or default_run_name(cfg, overrides)
-    with tracked_run(cfg, run_name=name, tags=run_tags, parent_run_id=parent_run_id) as recorder:
+    with tracked_run(cfg, run_name=name, tags=run_tags, parent_run_id=parent_run_id) as recorder, \
+            tensorboard_logs(cfg.tracking.tensorboard and recorder.active, name) as board:
         recorder.dataset(splits.name, splits.digest, splits.source)
         model = _compiled_model(cfg, splits)
         logger = EpochLogger(recorder)
@@ -132,7 +134,7 @@ def train(cfg, *, overrides: Sequence[str] = (), run_name: Optional[str] = None,
         fitted = model.fit(
             splits.x_train, splits.y_train, validation_data=(splits.x_val, splits.y_val),
             epochs=cfg.trainer.epochs, batch_size=cfg.trainer.batch_size,
-            callbacks=_callbacks(cfg, logger), verbose=runtime.keras_verbosity(cfg.trainer.verbose))
+            callbacks=_callbacks(cfg, logger) + board.callbacks, verbose=runtime.keras_verbosity(cfg.trainer.verbose))
         train_seconds = time.perf_counter() - started
         history = pd.DataFrame(fitted.history)
         history["learning_rate"] = logger.learning_rates[:len(history)]
@@ -149,7 +151,10 @@ def train(cfg, *, overrides: Sequence[str] = (), run_name: Optional[str] = None,
         if recorder.active:
             with tempfile.TemporaryDirectory(prefix="fashion-lab-") as folder:
                 _write_artifacts(Path(folder), cfg, model, history, matrix, splits)
+                board.copy_into(Path(folder))
                 recorder.artifacts(Path(folder))
+            if cfg.tracking.log_model:
+                log_keras_model(cfg.tracking, recorder.run_id, model)
         return RunResult(recorder.run_id, metrics, history, model)
 
 
