@@ -71,11 +71,18 @@ def _train_task(cfg: DictConfig):
         from fashion_lab.campaign import run_job  # a grid point or a trial: a child run, failures reported at the end
 
         return run_job(cfg)
+    from fashion_lab.config import validate
+    from fashion_lab.store import check_store
+
+    try:  # before TensorFlow is imported: a bad value is refused in a second, in one line
+        validate(cfg)
+        check_store(cfg.tracking)
+    except ConfigError as error:
+        fail(str(error))
     from fashion_lab.tracking import Terminated
     from fashion_lab.train import print_result, train
 
     try:
-        # train() validates first, then the store: no data, no run for a bad config or store
         result = train(cfg, overrides=list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [])
     except ConfigError as error:  # inside a Hydra task an error would print a traceback
         fail(str(error))
