@@ -101,6 +101,8 @@ class SweepCallback(Callback):
         path = self.sweep_dir / sweep.SWEEP_RECORD
         path.write_text(json.dumps(self.record, indent=1))
         os.environ[sweep.SWEEP_FILE_ENV] = str(path)  # inherited by joblib's worker processes
+        if parent:
+            sweep.hand_parent_to_jobs(config, parent)
 
     # --- end --------------------------------------------------------------------------------
 

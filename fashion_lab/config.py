@@ -110,6 +110,7 @@ class SweepConfig:
     name: Optional[str] = None            # the file's name, set when it is registered
     strategy: str = "grid"                # grid (Hydra multirun) | random | bayesian | hyperband (KerasTuner)
     conditions: Dict[str, str] = field(default_factory=dict)  # tuner: key -> "choice=value" it depends on
+    parent_run_id: Optional[str] = None   # set by a running sweep for its jobs (travels in their config)
 
 
 @dataclass

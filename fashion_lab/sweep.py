@@ -182,10 +182,32 @@ def point_name(overrides: Iterable[str], keys: Iterable[str]) -> str:
     return " ".join(f"{short_key(k)}={values[k]}" for k in keys if k in values)
 
 
-def sweep_record() -> dict[str, Any]:
-    """What the sweep's callback wrote for its points (empty outside a recorded sweep)."""
+def hand_parent_to_jobs(config, parent_run_id: str) -> None:
+    """Put the parent run id into every job's config (``sweep.parent_run_id``).
+
+    Launchers compose each job from the sweep's ``hydra.overrides.hydra`` plus the point's own
+    overrides, so an override added here reaches jobs on any node (SLURM, submitit) without
+    files or environment variables of this process; it stays out of the point's task overrides.
+    """
+    from omegaconf import read_write
+
+    with read_write(config.hydra.overrides.hydra):
+        config.hydra.overrides.hydra.append(f"sweep.parent_run_id={parent_run_id}")
+
+
+def sweep_record(cfg=None) -> dict[str, Any]:
+    """What the sweep's callback wrote for its points (empty outside a recorded sweep).
+
+    A job's own config names its parent (``sweep.parent_run_id``); the sweep's name and swept
+    keys then come from the parent's tags on the store, which every job shares.
+    """
     from hydra.core.hydra_config import HydraConfig
 
+    parent = OmegaConf.select(cfg, "sweep.parent_run_id", default=None) if cfg is not None else None
+    if parent and cfg.tracking.enabled:
+        from fashion_lab.tracking import parent_record
+
+        return parent_record(cfg.tracking, parent)
     candidates = [os.environ.get(SWEEP_FILE_ENV)]
     if HydraConfig.initialized():
         candidates.append(str(Path(HydraConfig.get().sweep.dir) / SWEEP_RECORD))
@@ -219,7 +241,7 @@ def run_point(cfg) -> dict[str, Any]:
 
     from fashion_lab.commands import task_overrides
 
-    record = sweep_record()
+    record = sweep_record(cfg)
     overrides = task_overrides()
     keys = record.get("swept_keys") or [o.split("=", 1)[0] for o in overrides if "=" in o]
     name = point_name(overrides, keys) or None

@@ -82,13 +82,25 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def where_tags() -> dict[str, str]:
+    """Where this run ran: the host, and the SLURM job when it runs as one."""
+    tags = {TAG + "host": socket.gethostname()}
+    env = os.environ
+    # An array task (submitit submits arrays) is named ARRAY_TASK, as sacct, scancel and submitit name it.
+    job = (f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+           if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID") else env.get("SLURM_JOB_ID"))
+    if job:
+        tags[TAG + "slurm_job_id"] = job
+    return tags
+
+
 def provenance_tags(overrides: list[str], seed: int) -> dict[str, str]:
     tags = {
         TAG + "overrides": " ".join(overrides),
         TAG + "command": " ".join(["fashion-lab", "train", *overrides]),
         TAG + "seed": str(seed),
-        TAG + "host": socket.gethostname(),
         TAG + "owner": process_id(),
+        **where_tags(),
     }
     tags.update({f"{TAG}version.{k}": v for k, v in package_versions().items()})
     commit = git_commit()
@@ -332,6 +344,14 @@ def open_parent_run(tracking_cfg, *, name: str, role: str, strategy: str, sweep_
     set_tags(client, run_id, {TAG + "sweep_id": run_id})
     client.log_text(run_id, definition, "sweep.yaml")
     return run_id
+
+
+def parent_record(tracking_cfg, run_id: str) -> dict[str, Any]:
+    """What a sweep's job needs from its parent run: its id, the sweep's name and swept keys."""
+    tags = client_for(tracking_cfg).get_run(run_id).data.tags
+    keys = tags.get(TAG + "swept_keys", "")
+    return {"parent_run_id": run_id, "sweep_name": tags.get(TAG + "sweep_name", ""),
+            "swept_keys": keys.split(",") if keys else []}
 
 
 def child_tags(parent_run_id: str, sweep_name: str, role: str, strategy: str) -> dict[str, str]:
