@@ -102,6 +102,7 @@ class TrackingConfig:
     run_name: Optional[str] = None
     log_weights: bool = True
     log_plots: bool = True
+    offline_dir: str = "fashion-lab-offline"  # runs the server could not take are kept here (fashion-lab upload)
 
 
 @dataclass

@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from importlib import metadata
@@ -184,10 +185,11 @@ def log_params(client, run_id: str, params: dict[str, Any]) -> None:
         client.log_batch(run_id, params=items[i:i + 100])
 
 
-def log_metrics(client, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+def log_metrics(client, run_id: str, metrics: dict[str, float], step: int = 0,
+                timestamp: Optional[int] = None) -> None:
     from mlflow.entities import Metric
 
-    now = int(time.time() * 1000)
+    now = timestamp or int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
 
 
@@ -197,47 +199,148 @@ def set_tags(client, run_id: str, tags: dict[str, Any]) -> None:
     client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
 
+def log_dataset(client, run_id: str, name: str, digest: str, source: str, context: str = "training") -> None:
+    """The data as an MLflow input, carrying our digest of the source files."""
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.data.http_dataset_source import HTTPDatasetSource
+    from mlflow.entities import DatasetInput, InputTag
+
+    meta = MetaDataset(source=HTTPDatasetSource(url=Path(source).absolute().as_uri()
+                                                if source.startswith("/") else source),
+                       name=name, digest=digest[:36])
+    client.log_inputs(run_id, datasets=[DatasetInput(
+        meta._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])])
+
+
+def terminate(client, run_id: str, status: str, end_time: Optional[int] = None) -> None:
+    client.set_terminated(run_id, status=status, end_time=end_time)
+
+
+# The calls a run makes, by name: the Recorder sends them, and replays the ones it had to keep.
+SENDERS = {
+    "params": log_params,
+    "metrics": log_metrics,
+    "tags": set_tags,
+    "artifacts": lambda client, run_id, directory: client.log_artifacts(run_id, str(directory)),
+    "dataset": log_dataset,
+    "terminate": terminate,
+}
+
+
+def send(client, run_id: str, op: str, kwargs: dict[str, Any]) -> None:
+    SENDERS[op](client, run_id, **kwargs)
+
+
+def restore_run(uri: str, identity: dict[str, Any]):
+    """The client and run a kept record goes into: its own run, or a new one if the store lacks it."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    try:
+        return client, client.get_run(identity["run_id"]).info.run_id
+    except MlflowException as error:
+        if getattr(error, "error_code", "") != "RESOURCE_DOES_NOT_EXIST":
+            raise
+    # Another store (or the run was lost with it): recreate the run from what the record holds.
+    found = client.get_experiment_by_name(identity["experiment"])
+    experiment_id = found.experiment_id if found else client.create_experiment(
+        identity["experiment"], tags=EXPERIMENT_KIND)
+    tags = {k: v for k, v in identity.get("tags", {}).items() if k != "mlflow.parentRunId"}
+    run = client.create_run(experiment_id, run_name=identity.get("run_name"), tags=tags)
+    log_params(client, run.info.run_id, identity.get("params", {}))
+    return client, run.info.run_id
+
+
+@contextlib.contextmanager
+def short_timeouts(uri: str) -> Iterator[None]:
+    """While a run trains, a call to a server fails within seconds instead of retrying for minutes
+    (MLflow's defaults: 7 retries with backoff, 120 s each); the Recorder keeps what failed.
+    Values the user set win."""
+    if not uri.startswith(("http://", "https://")):
+        yield
+        return
+    wanted = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+              "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+    added = {k: v for k, v in wanted.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
 # --- one run --------------------------------------------------------------------------------
 
 class Recorder:
-    """Writes one run. ``run_id`` is None when tracking is off and every call does nothing."""
+    """Writes one run. ``run_id`` is None when tracking is off and every call does nothing.
 
-    def __init__(self, client=None, run_id: Optional[str] = None):
+    A call the store cannot take (server unreachable) is kept in a local spool
+    (fashion_lab/offline.py) and retried later, so training never waits on the store.
+    """
+
+    def __init__(self, client=None, run_id: Optional[str] = None, identity: Optional[dict[str, Any]] = None,
+                 offline_dir: str = "fashion-lab-offline"):
         self.client, self.run_id = client, run_id
+        self.identity, self.offline_dir = identity or {}, offline_dir
+        self.spool = None
 
     @property
     def active(self) -> bool:
         return self.run_id is not None
 
-    def params(self, params: dict[str, Any]) -> None:
-        if self.active:
-            log_params(self.client, self.run_id, params)
-
-    def tags(self, tags: dict[str, Any]) -> None:
-        if self.active:
-            set_tags(self.client, self.run_id, tags)
-
-    def metrics(self, metrics: dict[str, float], step: int = 0) -> None:
-        if self.active:
-            log_metrics(self.client, self.run_id, metrics, step)
-
-    def artifacts(self, directory: Path) -> None:
-        if self.active:
-            self.client.log_artifacts(self.run_id, str(directory))
-
-    def dataset(self, name: str, digest: str, source: str, context: str = "training") -> None:
-        """The data as an MLflow input, carrying our digest of the source files."""
+    def _send(self, op: str, **kwargs: Any) -> None:
         if not self.active:
             return
-        from mlflow.data.meta_dataset import MetaDataset
-        from mlflow.data.http_dataset_source import HTTPDatasetSource
-        from mlflow.entities import DatasetInput, InputTag
+        if self.spool is not None and self.spool.calls:
+            if not (self.spool.due() and self.spool.flush(self._apply)):
+                self.spool.keep(op, kwargs)
+                return
+        try:
+            self._apply(op, kwargs)
+        except Exception as error:
+            from fashion_lab import offline
 
-        meta = MetaDataset(source=HTTPDatasetSource(url=Path(source).absolute().as_uri()
-                                                    if source.startswith("/") else source),
-                           name=name, digest=digest[:36])
-        self.client.log_inputs(self.run_id, datasets=[DatasetInput(
-            meta._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])])
+            if not offline.unreachable(error):
+                raise
+            if self.spool is None:
+                folder = offline.spool_folder(self.offline_dir, self.run_id)
+                self.spool = offline.Spool(folder, self.identity)
+                print(f"fashion-lab: warning: tracking server unreachable ({type(error).__name__}); training "
+                      f"goes on, what could not be sent is kept in {folder}", file=sys.stderr)
+            self.spool.keep(op, kwargs, error)
+
+    def _apply(self, op: str, kwargs: dict[str, Any]) -> None:
+        send(self.client, self.run_id, op, kwargs)
+
+    def params(self, params: dict[str, Any]) -> None:
+        self._send("params", params=params)
+
+    def tags(self, tags: dict[str, Any]) -> None:
+        self._send("tags", tags=tags)
+
+    def metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        self._send("metrics", metrics=metrics, step=step, timestamp=int(time.time() * 1000))
+
+    def artifacts(self, directory: Path) -> None:
+        self._send("artifacts", directory=directory)
+
+    def dataset(self, name: str, digest: str, source: str, context: str = "training") -> None:
+        self._send("dataset", name=name, digest=digest, source=source, context=context)
+
+    def terminate(self, status: str) -> None:
+        self._send("terminate", status=status, end_time=int(time.time() * 1000))
+
+    def finish(self) -> Optional[Path]:
+        """Last try to send what was kept; returns the record's folder if the store is still away."""
+        if self.spool is None or not self.spool.calls:
+            return None
+        if self.spool.flush(self._apply):
+            print("fashion-lab: tracking server back; everything kept was sent", file=sys.stderr)
+            return None
+        print(self.spool.message(), file=sys.stderr)
+        return self.spool.folder
 
 
 class EpochLogger(keras.callbacks.Callback):
@@ -300,11 +403,15 @@ def tracked_run(cfg, *, run_name: str, tags: dict[str, str],
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
     run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
-    recorder = Recorder(client, run.info.run_id)
+    params = run_params(cfg)
+    # What a kept record needs to be uploaded, even into a store that never saw this run.
+    identity = {"uri": cfg.tracking.uri, "experiment": cfg.tracking.experiment, "run_id": run.info.run_id,
+                "run_name": run_name, "tags": all_tags, "params": {k: str(v) for k, v in params.items()}}
+    recorder = Recorder(client, run.info.run_id, identity, cfg.tracking.offline_dir)
     status, reason = "FINISHED", None
     try:
-        with sigterm_raises():
-            recorder.params(run_params(cfg))
+        with sigterm_raises(), short_timeouts(cfg.tracking.uri):
+            recorder.params(params)
             yield recorder
     except (KeyboardInterrupt, Terminated) as error:
         status, reason = "KILLED", failure_reason(error) or "interrupted"
@@ -313,9 +420,11 @@ def tracked_run(cfg, *, run_name: str, tags: dict[str, str],
         status, reason = "FAILED", failure_reason(error)
         raise
     finally:
-        if reason:
-            recorder.tags({TAG + "failure": reason})
-        client.set_terminated(recorder.run_id, status=status)
+        with short_timeouts(cfg.tracking.uri):
+            if reason:
+                recorder.tags({TAG + "failure": reason})
+            recorder.terminate(status)
+            recorder.finish()
 
 
 # --- sweeps and searches: one parent run, its points/trials as children ---------------------
