@@ -142,9 +142,15 @@ def upload(folder: Path, uri: Optional[str] = None) -> str:
     spool = Spool.load(folder)
     identity = spool.identity
     uri = uri or identity["uri"]
-    client, run_id = tracking.restore_run(uri, identity)
-    if not spool.flush(lambda op, kwargs: tracking.send(client, run_id, op, kwargs)):
-        raise ConnectionError(f"the tracking server {uri} is still unreachable")
+    with tracking.short_timeouts(uri):  # a server still away is reported in seconds, not minutes
+        try:
+            client, run_id = tracking.restore_run(uri, identity)
+        except Exception as error:  # noqa: BLE001
+            if unreachable(error):
+                raise ConnectionError(f"the tracking server {uri} is still unreachable") from None
+            raise
+        if not spool.flush(lambda op, kwargs: tracking.send(client, run_id, op, kwargs)):
+            raise ConnectionError(f"the tracking server {uri} is still unreachable")
     done.write_text(json.dumps({"run_id": run_id, "uri": uri, "time": time.time()}))
     return run_id
 
