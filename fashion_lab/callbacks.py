@@ -74,6 +74,13 @@ class SweepCallback(Callback):
                 cause = f" ({str(error.__cause__).splitlines()[0]})" if error.__cause__ else ""
                 fail(f"point {label}: {str(error).strip()}{cause}")
 
+        if config.tracking.enabled:
+            from fashion_lab.server import check_credentials
+
+            try:
+                check_credentials(config.tracking)
+            except ConfigError as error:
+                fail(str(error))
         self.sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         tracking = config.tracking

@@ -45,6 +45,9 @@ def _train_task(cfg: DictConfig):
         return run_point(cfg)
     try:
         validate(cfg)
+        from fashion_lab.server import check_credentials
+
+        check_credentials(cfg.tracking)  # a login the server refuses: one line, before TensorFlow loads
     except ConfigError as error:
         fail(str(error))
     from fashion_lab.train import print_result, train
