@@ -160,6 +160,9 @@ def ensure_experiment(client, tracking_cfg) -> str:
     return found.experiment_id
 
 
+REAPED = "ended without closing the run"
+
+
 def reap_orphans(client, experiment_id: str) -> int:
     """Close RUNNING runs whose owning process on this host is gone (e.g. SIGKILL) as KILLED."""
     host = socket.gethostname()
@@ -171,7 +174,7 @@ def reap_orphans(client, experiment_id: str) -> int:
     for run in orphans:
         owner = run.data.tags.get(TAG + "owner")
         if owner and not _alive(owner):
-            client.set_tag(run.info.run_id, TAG + "failure", f"process {owner} ended without closing the run")
+            client.set_tag(run.info.run_id, TAG + "failure", f"process {owner} {REAPED}")
             client.set_terminated(run.info.run_id, status="KILLED")
             reaped += 1
     return reaped
@@ -238,7 +241,11 @@ def restore_run(uri: str, identity: dict[str, Any]):
 
     client = mlflow.MlflowClient(tracking_uri=uri)
     try:
-        return client, client.get_run(identity["run_id"]).info.run_id
+        run = client.get_run(identity["run_id"])
+        if run.data.tags.get(TAG + "failure", "").endswith(REAPED):
+            # Closed by reap_orphans while its record waited on disk; the record says how it ended.
+            client.delete_tag(run.info.run_id, TAG + "failure")
+        return client, run.info.run_id
     except MlflowException as error:
         if getattr(error, "error_code", "") != "RESOURCE_DOES_NOT_EXIST":
             raise
