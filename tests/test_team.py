@@ -159,7 +159,7 @@ def test_server_lost_mid_run_keeps_the_full_record_and_upload_puts_it_back(tmp_p
     import subprocess
     import sys
 
-    from conftest import REPO, cli_env
+    from conftest import cli_env
 
     with mlflow_server() as server:
         overrides = [*TINY, "data.synthetic_train=600", "trainer.epochs=12", f"tracking.uri={server.url}",
