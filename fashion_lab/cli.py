@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("fashion_lab.report_cli:report_command", "write runs.csv, report.md, report.html for a sweep/search"),
     "reproduce": ("fashion_lab.report_cli:reproduce_command", "re-run a recorded run (RUN_ID) and compare metrics"),
     "ui": ("fashion_lab.report_cli:ui_command", "start the MLflow UI on the configured store (localhost)"),
+    "upload": ("fashion_lab.commands:upload_command", "upload run records kept on disk while the server was away"),
 }
 
 USAGE = """usage: fashion-lab COMMAND [hydra overrides...]

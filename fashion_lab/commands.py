@@ -160,3 +160,49 @@ def tune_command(argv: list[str]) -> int:
     except (HydraException, OmegaConfBaseException) as error:  # the reason (not a valid bool) is in the cause
         fail(str(error).strip().splitlines()[0] + (f": {str(error.__cause__).splitlines()[0]}" if error.__cause__ else ""))
     return train_command(["-m", "hydra/sweeper=kerastuner", *hydra_args, *overrides])
+
+
+# --- upload -------------------------------------------------------------------------------------
+
+UPLOAD_USAGE = """usage: fashion-lab upload PATH... [tracking.uri=URI]
+
+Upload run records that were kept on local disk because the tracking server could not be
+reached (fashion-lab prints the PATH when that happens). PATH is one record or a folder of them
+(tracking.offline_dir, default ./fashion-lab-offline). Each goes to the store it was meant for,
+or to tracking.uri when given; MLFLOW_TRACKING_USERNAME/PASSWORD are used as usual."""
+
+
+def upload_command(argv: list[str]) -> int:
+    from pathlib import Path
+
+    from fashion_lab.offline import RUN_FILE, records
+    from fashion_lab.tracking import upload_record
+
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(UPLOAD_USAGE)
+        return 0 if argv else 2
+    uri = None
+    paths = []
+    for arg in argv:
+        if arg.startswith("tracking.uri="):
+            uri = arg.split("=", 1)[1]
+        elif "=" in arg and not Path(arg).exists():
+            fail(f"upload takes record folders and tracking.uri=URI, not {arg!r}")
+        else:
+            paths.append(Path(arg))
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        fail(f"no such record: {', '.join(missing)}")
+    found = records(paths)
+    if not found:
+        fail(f"no run records (folders with {RUN_FILE}) in {', '.join(map(str, paths))}")
+    failed = 0
+    for folder in found:
+        try:
+            run_id = upload_record(folder, uri)
+            print(f"uploaded {folder} -> run {run_id}")
+        except Exception as error:  # noqa: BLE001 - one line per record, the rest still tried
+            failed += 1
+            print(f"fashion-lab: error: could not upload {folder}: {type(error).__name__}: "
+                  f"{str(error).splitlines()[0] if str(error) else ''}", file=sys.stderr)
+    return 1 if failed else 0

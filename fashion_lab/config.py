@@ -123,6 +123,7 @@ class TrackingConfig:
     tensorboard: bool = False              # TensorBoard logs of each run, as its tensorboard/ artifact
     log_model: bool = False                # the run's model as an MLflow Keras model (model/); searches always
                                            # log and register their best run's
+    offline_dir: str = "fashion-lab-offline"  # runs the server could not take are kept here (fashion-lab upload)
 
 
 @dataclass
@@ -392,8 +393,6 @@ def _check_data_sizes(d) -> None:
     _check(name == "fashion_mnist" or not d.dir, "data.dir", d.dir,
            "only with data.name=fashion_mnist; synthetic images are generated, no files are read (leave it null)")
     if name == "fashion_mnist" and d.dir:
-        from fashion_lab.data import check_dir  # lazy: data imports this module
-
         problem = check_dir(d.dir)
         _check(problem is None, "data.dir", d.dir, f"{problem}; give a directory holding the four Fashion-MNIST "
                f".gz files, or leave data.dir null to search $FASHION_MNIST_DIR, the Debian package and "
@@ -418,6 +417,33 @@ def _check_commands(cfg) -> None:
     _check(1 <= ui.workers <= 64, "ui.workers", ui.workers, "1 to 64")
     _check(bool(str(cfg.tracking.experiment).strip()), "tracking.experiment", cfg.tracking.experiment,
            "a non-empty experiment name")
+
+
+# The four Fashion-MNIST files: data.dir is checked here, before TensorFlow or any run.
+FILES = {
+    "train_images": "train-images-idx3-ubyte.gz",
+    "train_labels": "train-labels-idx1-ubyte.gz",
+    "test_images": "t10k-images-idx3-ubyte.gz",
+    "test_labels": "t10k-labels-idx1-ubyte.gz",
+}
+
+
+def _missing_files(directory: Path) -> list[str]:
+    return [name for name in FILES.values() if not (directory / name).is_file()]
+
+
+def _describe(directory: Path) -> str:
+    if not directory.is_dir():
+        return "does not exist"
+    missing = _missing_files(directory)
+    return "missing " + ", ".join(missing) if missing else "complete"
+
+
+def check_dir(directory: Any) -> Optional[str]:
+    """None when ``directory`` holds the four files; else what is wrong with it (for data.dir)."""
+    path = Path(str(directory)).expanduser()
+    state = _describe(path)
+    return None if state == "complete" else f"{path} {state}"
 
 
 def validate(cfg: DictConfig) -> None:

@@ -27,7 +27,7 @@ from typing import Any, Iterator, NamedTuple, Optional
 
 import numpy as np
 
-from fashion_lab.config import DataName
+from fashion_lab.config import FILES, DataName, _describe, _missing_files, check_dir
 
 CLASS_NAMES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -36,12 +36,6 @@ CLASS_NAMES = [
 NUM_CLASSES = len(CLASS_NAMES)
 IMAGE_SHAPE = (28, 28)
 
-FILES = {
-    "train_images": "train-images-idx3-ubyte.gz",
-    "train_labels": "train-labels-idx1-ubyte.gz",
-    "test_images": "t10k-images-idx3-ubyte.gz",
-    "test_labels": "t10k-labels-idx1-ubyte.gz",
-}
 
 
 class FileSpec(NamedTuple):
@@ -127,24 +121,6 @@ def _candidates(data_cfg: Any) -> list[tuple[str, Path]]:
     places.append(("Debian package", DEBIAN_DIR))
     places.append(("Keras cache", keras_cache_dir()))
     return places
-
-
-def _missing_files(directory: Path) -> list[str]:
-    return [name for name in FILES.values() if not (directory / name).is_file()]
-
-
-def _describe(directory: Path) -> str:
-    if not directory.is_dir():
-        return "does not exist"
-    missing = _missing_files(directory)
-    return "missing " + ", ".join(missing) if missing else "complete"
-
-
-def check_dir(directory: Any) -> Optional[str]:
-    """None when ``directory`` holds the four files; else what is wrong with it (for data.dir)."""
-    path = Path(str(directory)).expanduser()
-    state = _describe(path)
-    return None if state == "complete" else f"{path} {state}"
 
 
 def locate(data_cfg: Any) -> Path:

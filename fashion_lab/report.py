@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from fashion_lab import importance, results, stats  # noqa: E402
+from fashion_lab.untrusted import path_component  # noqa: E402
 
 METRICS = {"test_accuracy": "test accuracy", "best_val_accuracy": "validation accuracy"}
 # Params that never define a factor: replication, bookkeeping, where things are stored.
@@ -293,7 +294,8 @@ def build_report(tracking_uri: str, out: Optional[str | Path] = None, *, experim
     if parent is None:
         frame = frame[frame["role"].isin(["sweep", "search"]) == False]  # noqa: E712 - plain runs only
     title_name = (parent["sweep_name"] or parent["run_name"]) if parent is not None else (experiment or "all runs")
-    folder = Path(out or Path("reports") / str(title_name))
+    # The name comes from the store, which anyone on a team can write: one plain file name, always.
+    folder = Path(out or Path("reports") / path_component(str(title_name)))
     folder.mkdir(parents=True, exist_ok=True)
     frame.to_csv(folder / "runs.csv", index=False)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from fashion_lab.commands import fail, run_hydra
+from fashion_lab.untrusted import UntrustedValue, plain_config
 
 # Metrics that measure the machine, not the model: never compared by reproduce.
 TIMING = ("train_seconds", "epoch_seconds")
@@ -74,7 +75,10 @@ def recorded_config(client, run_id: str, schema_cfg: DictConfig) -> DictConfig:
             path = client.download_artifacts(run_id, "config.yaml", folder)
         except Exception as error:  # noqa: BLE001 - any store error means the same to the user
             fail(f"run {run_id} has no config.yaml artifact to reproduce from ({type(error).__name__})")
-        logged = OmegaConf.load(path)
+        try:  # plain values only: a planted ${oc.env:...} must never read this machine
+            logged = OmegaConf.create(plain_config(Path(path).read_text(), f"run {run_id}'s config.yaml"))
+        except (UntrustedValue, ValueError) as error:
+            fail(str(error).splitlines()[0])
     cfg = OmegaConf.merge(schema_cfg, logged)
     return cfg
 

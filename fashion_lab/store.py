@@ -12,6 +12,7 @@ disk leaves no half-written file that looks complete.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import socket
@@ -65,6 +66,7 @@ def check_store(tracking_cfg, *, must_exist: bool = False, write: bool = True) -
         _check_sqlite(uri, must_exist, write)
     elif scheme in ("http", "https"):
         _probe_http(uri)
+        _check_login(uri)
     elif scheme.split("+")[0] in DATABASE_PORTS:
         _probe_database(uri)
     elif scheme == "file" or scheme == "":
@@ -210,6 +212,30 @@ def _probe_http(uri: str) -> None:
                       "the URI") from None
 
 
+def _check_login(uri: str, timeout: float = 10.0) -> None:
+    """Refuse, in one line, a server that refuses this client (HTTP 401/403): one authenticated request
+    with the credentials MLflow's client would send (MLFLOW_TRACKING_USERNAME / _PASSWORD or _TOKEN)."""
+    request = urllib.request.Request(uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1")
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if user and password:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    elif os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        request.add_header("Authorization", f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}")
+    try:
+        urllib.request.urlopen(request, timeout=timeout).close()
+    except urllib.error.HTTPError as error:
+        if error.code == 401:
+            given = f"user {user!r} was refused" if user and password else "no credentials were given"
+            raise StoreError(f"tracking.uri={uri}: the server requires a login (HTTP 401) and {given}; set "
+                             f"MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD") from None
+        if error.code == 403:
+            raise StoreError(f"tracking.uri={uri}: user {user!r} may not use this server (HTTP 403); ask its "
+                             f"admin for access") from None
+    except (urllib.error.URLError, OSError):
+        return  # unreachable: _probe_http reports that
+
+
 def _probe_database(uri: str) -> None:
     parts = urllib.parse.urlsplit(uri)
     try:
@@ -237,16 +263,16 @@ def local_artifact_dir(artifact_uri: str) -> Optional[Path]:
     return None
 
 
-def write_artifacts(client, run_id: str, folder: Path) -> None:
-    """Copy every file of ``folder`` into the run's artifacts, each under a temporary name renamed
+def write_artifacts(client, run_id: str, directory: Path) -> None:
+    """Copy every file of ``directory`` into the run's artifacts, each under a temporary name renamed
     into place only when complete. A failed copy (a full disk) removes its partial file and
     re-raises, so nothing truncated is left looking complete. Remote stores go through the client."""
     target = local_artifact_dir(client.get_run(run_id).info.artifact_uri)
     if target is None:
-        client.log_artifacts(run_id, str(folder))
+        client.log_artifacts(run_id, str(directory))
         return
-    for source in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
-        dest = target / source.relative_to(folder)
+    for source in sorted(p for p in Path(directory).rglob("*") if p.is_file()):
+        dest = target / source.relative_to(directory)
         dest.parent.mkdir(parents=True, exist_ok=True)
         partial = dest.with_name(f".{dest.name}.partial")
         try:
@@ -254,6 +280,3 @@ def write_artifacts(client, run_id: str, folder: Path) -> None:
             os.replace(partial, dest)
         finally:
             partial.unlink(missing_ok=True)
-
-
-# --- dead runs ----------------------------------------------------------------------------------

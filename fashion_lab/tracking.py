@@ -10,6 +10,7 @@ imports Keras or TensorFlow (the report reads through it).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from fashion_lab.config import run_params
+from fashion_lab.store import write_artifacts
 
 TAG = "fashion_lab."  # prefix of every tag fashion-lab writes
 PACKAGES = ("fashion-lab", "tensorflow", "keras", "keras-tuner", "mlflow", "hydra-core", "numpy")
@@ -83,13 +85,25 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def where_tags() -> dict[str, str]:
+    """Where this run ran: the host, and the SLURM job when it runs as one."""
+    tags = {TAG + "host": socket.gethostname()}
+    env = os.environ
+    # An array task (submitit submits arrays) is named ARRAY_TASK, as sacct, scancel and submitit name it.
+    job = (f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+           if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID") else env.get("SLURM_JOB_ID"))
+    if job:
+        tags[TAG + "slurm_job_id"] = job
+    return tags
+
+
 def provenance_tags(overrides: list[str], seed: int) -> dict[str, str]:
     tags = {
         TAG + "overrides": " ".join(overrides),
         TAG + "command": " ".join(["fashion-lab", "train", *overrides]),
         TAG + "seed": str(seed),
-        TAG + "host": socket.gethostname(),
         TAG + "owner": process_id(),
+        **where_tags(),
     }
     tags.update({f"{TAG}version.{k}": v for k, v in package_versions().items()})
     commit = git_commit()
@@ -155,6 +169,9 @@ def ensure_experiment(client, tracking_cfg) -> str:
     return found.experiment_id
 
 
+REAPED = "ended without closing the run"
+
+
 def reap_orphans(client, experiment_id) -> int:
     """Close RUNNING runs whose owning process on this host is gone (e.g. SIGKILL) as KILLED.
     ``experiment_id`` may be one id or a list of them."""
@@ -170,7 +187,7 @@ def reap_orphans(client, experiment_id) -> int:
     for run in orphans:
         owner = run.data.tags.get(TAG + "owner")
         if owner and not _alive(owner):
-            client.set_tag(run.info.run_id, TAG + "failure", f"process {owner} ended without closing the run")
+            client.set_tag(run.info.run_id, TAG + "failure", f"process {owner} {REAPED}")
             client.set_terminated(run.info.run_id, status="KILLED")
             reaped += 1
     return reaped
@@ -184,10 +201,11 @@ def log_params(client, run_id: str, params: dict[str, Any]) -> None:
         client.log_batch(run_id, params=items[i:i + 100])
 
 
-def log_metrics(client, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+def log_metrics(client, run_id: str, metrics: dict[str, float], step: int = 0,
+                timestamp: Optional[int] = None) -> None:
     from mlflow.entities import Metric
 
-    now = int(time.time() * 1000)
+    now = timestamp or int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
 
 
@@ -197,49 +215,175 @@ def set_tags(client, run_id: str, tags: dict[str, Any]) -> None:
     client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
 
+def log_dataset(client, run_id: str, name: str, digest: str, source: str, context: str = "training") -> None:
+    """The data as an MLflow input, carrying our digest of the source files."""
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.data.http_dataset_source import HTTPDatasetSource
+    from mlflow.entities import DatasetInput, InputTag
+
+    meta = MetaDataset(source=HTTPDatasetSource(url=Path(source).absolute().as_uri()
+                                                if source.startswith("/") else source),
+                       name=name, digest=digest[:36])
+    client.log_inputs(run_id, datasets=[DatasetInput(
+        meta._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])])
+
+
+def terminate(client, run_id: str, status: str, end_time: Optional[int] = None) -> None:
+    client.set_terminated(run_id, status=status, end_time=end_time)
+
+
+# The calls a run makes, by name: the Recorder sends them, and replays the ones it had to keep.
+SENDERS = {
+    "params": log_params,
+    "metrics": log_metrics,
+    "tags": set_tags,
+    "artifacts": write_artifacts,  # each file renamed into place when complete: no truncated file
+    "dataset": log_dataset,
+    "terminate": terminate,
+}
+
+
+def send(client, run_id: str, op: str, kwargs: dict[str, Any]) -> None:
+    SENDERS[op](client, run_id, **kwargs)
+
+
+def restore_run(uri: str, identity: dict[str, Any]):
+    """The client and run a kept record goes into: its own run, or a new one if the store lacks it."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    try:
+        run = client.get_run(identity["run_id"])
+        if run.data.tags.get(TAG + "failure", "").endswith(REAPED):
+            # Closed by reap_orphans while its record waited on disk; the record says how it ended.
+            client.delete_tag(run.info.run_id, TAG + "failure")
+        return client, run.info.run_id
+    except MlflowException as error:
+        if getattr(error, "error_code", "") != "RESOURCE_DOES_NOT_EXIST":
+            raise
+    # Another store (or the run was lost with it): recreate the run from what the record holds.
+    found = client.get_experiment_by_name(identity["experiment"])
+    experiment_id = found.experiment_id if found else client.create_experiment(
+        identity["experiment"], tags=EXPERIMENT_KIND)
+    tags = {k: v for k, v in identity.get("tags", {}).items() if k != "mlflow.parentRunId"}
+    run = client.create_run(experiment_id, run_name=identity.get("run_name"), tags=tags)
+    log_params(client, run.info.run_id, identity.get("params", {}))
+    return client, run.info.run_id
+
+
+@contextlib.contextmanager
+def short_timeouts(uri: str) -> Iterator[None]:
+    """While a run trains, a call to a server fails within seconds instead of retrying for minutes
+    (MLflow's defaults: 7 retries with backoff, 120 s each); the Recorder keeps what failed.
+    Values the user set win."""
+    if not uri.startswith(("http://", "https://")):
+        yield
+        return
+    wanted = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+              "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+    added = {k: v for k, v in wanted.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
+def upload_record(folder: Path, uri: Optional[str] = None) -> str:
+    """Put one record kept by ``offline.Spool`` into its store; returns the run id. Safe to repeat."""
+    from fashion_lab import offline
+
+    done = folder / offline.UPLOADED_FILE
+    if done.exists():
+        return json.loads(done.read_text())["run_id"]
+    spool = offline.Spool.load(folder)
+    identity = spool.identity
+    uri = uri or identity["uri"]
+    with short_timeouts(uri):  # a server still away is reported in seconds, not minutes
+        try:
+            client, run_id = restore_run(uri, identity)
+        except Exception as error:  # noqa: BLE001
+            if offline.unreachable(error):
+                raise ConnectionError(f"the tracking server {uri} is still unreachable") from None
+            raise
+        if not spool.flush(lambda op, kwargs: send(client, run_id, op, kwargs)):
+            raise ConnectionError(f"the tracking server {uri} is still unreachable")
+    done.write_text(json.dumps({"run_id": run_id, "uri": uri, "time": time.time()}))
+    return run_id
+
+
 # --- one run --------------------------------------------------------------------------------
 
 class Recorder:
-    """Writes one run. ``run_id`` is None when tracking is off and every call does nothing."""
+    """Writes one run. ``run_id`` is None when tracking is off and every call does nothing.
 
-    def __init__(self, client=None, run_id: Optional[str] = None):
+    A call the store cannot take (server unreachable) is kept in a local spool
+    (fashion_lab/offline.py) and retried later, so training never waits on the store.
+    """
+
+    def __init__(self, client=None, run_id: Optional[str] = None, identity: Optional[dict[str, Any]] = None,
+                 offline_dir: str = "fashion-lab-offline"):
         self.client, self.run_id = client, run_id
+        self.identity, self.offline_dir = identity or {}, offline_dir
+        self.spool = None
 
     @property
     def active(self) -> bool:
         return self.run_id is not None
 
-    def params(self, params: dict[str, Any]) -> None:
-        if self.active:
-            log_params(self.client, self.run_id, params)
-
-    def tags(self, tags: dict[str, Any]) -> None:
-        if self.active:
-            set_tags(self.client, self.run_id, tags)
-
-    def metrics(self, metrics: dict[str, float], step: int = 0) -> None:
-        if self.active:
-            log_metrics(self.client, self.run_id, metrics, step)
-
-    def artifacts(self, directory: Path) -> None:
-        if self.active:  # each file renamed into place when complete: a full disk leaves no truncated file
-            from fashion_lab.store import write_artifacts
-
-            write_artifacts(self.client, self.run_id, directory)
-
-    def dataset(self, name: str, digest: str, source: str, context: str = "training") -> None:
-        """The data as an MLflow input, carrying our digest of the source files."""
+    def _send(self, op: str, **kwargs: Any) -> None:
         if not self.active:
             return
-        from mlflow.data.meta_dataset import MetaDataset
-        from mlflow.data.http_dataset_source import HTTPDatasetSource
-        from mlflow.entities import DatasetInput, InputTag
+        if self.spool is not None and self.spool.calls:
+            if not (self.spool.due() and self.spool.flush(self._apply)):
+                self.spool.keep(op, kwargs)
+                return
+        try:
+            self._apply(op, kwargs)
+        except Exception as error:
+            from fashion_lab import offline
 
-        meta = MetaDataset(source=HTTPDatasetSource(url=Path(source).absolute().as_uri()
-                                                    if source.startswith("/") else source),
-                           name=name, digest=digest[:36])
-        self.client.log_inputs(self.run_id, datasets=[DatasetInput(
-            meta._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])])
+            if not offline.unreachable(error):
+                raise
+            if self.spool is None:
+                folder = offline.spool_folder(self.offline_dir, self.run_id)
+                self.spool = offline.Spool(folder, self.identity)
+                print(f"fashion-lab: warning: tracking server unreachable ({type(error).__name__}); training "
+                      f"goes on, what could not be sent is kept in {folder}", file=sys.stderr)
+            self.spool.keep(op, kwargs, error)
+
+    def _apply(self, op: str, kwargs: dict[str, Any]) -> None:
+        send(self.client, self.run_id, op, kwargs)
+
+    def params(self, params: dict[str, Any]) -> None:
+        self._send("params", params=params)
+
+    def tags(self, tags: dict[str, Any]) -> None:
+        self._send("tags", tags=tags)
+
+    def metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        self._send("metrics", metrics=metrics, step=step, timestamp=int(time.time() * 1000))
+
+    def artifacts(self, directory: Path) -> None:
+        self._send("artifacts", directory=directory)
+
+    def dataset(self, name: str, digest: str, source: str, context: str = "training") -> None:
+        self._send("dataset", name=name, digest=digest, source=source, context=context)
+
+    def terminate(self, status: str) -> None:
+        self._send("terminate", status=status, end_time=int(time.time() * 1000))
+
+    def finish(self) -> Optional[Path]:
+        """Last try to send what was kept; returns the record's folder if the store is still away."""
+        if self.spool is None or not self.spool.calls:
+            return None
+        if self.spool.flush(self._apply):
+            print("fashion-lab: tracking server back; everything kept was sent", file=sys.stderr)
+            return None
+        print(self.spool.message(), file=sys.stderr)
+        return self.spool.folder
 
 
 def raise_terminated(signum, frame):
@@ -279,11 +423,15 @@ def tracked_run(cfg, *, run_name: str, tags: dict[str, str],
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
     run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
-    recorder = Recorder(client, run.info.run_id)
+    params = run_params(cfg)
+    # What a kept record needs to be uploaded, even into a store that never saw this run.
+    identity = {"uri": cfg.tracking.uri, "experiment": cfg.tracking.experiment, "run_id": run.info.run_id,
+                "run_name": run_name, "tags": all_tags, "params": {k: str(v) for k, v in params.items()}}
+    recorder = Recorder(client, run.info.run_id, identity, cfg.tracking.offline_dir)
     status, reason = "FINISHED", None
     try:
-        with sigterm_raises():
-            recorder.params(run_params(cfg))
+        with sigterm_raises(), short_timeouts(cfg.tracking.uri):
+            recorder.params(params)
             yield recorder
     except (KeyboardInterrupt, Terminated) as error:
         status, reason = "KILLED", failure_reason(error) or "interrupted"
@@ -292,9 +440,11 @@ def tracked_run(cfg, *, run_name: str, tags: dict[str, str],
         status, reason = "FAILED", failure_reason(error)
         raise
     finally:
-        if reason:
-            recorder.tags({TAG + "failure": reason})
-        client.set_terminated(recorder.run_id, status=status)
+        with short_timeouts(cfg.tracking.uri):
+            if reason:
+                recorder.tags({TAG + "failure": reason})
+            recorder.terminate(status)
+            recorder.finish()
 
 
 # --- sweeps and searches: one parent run, its points/trials as children ---------------------

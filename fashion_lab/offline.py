@@ -1,0 +1,125 @@
+"""Keep what the tracking server could not take, and upload it later.
+
+While a run trains, the ``Recorder`` (tracking.py) sends each call to the store. When the
+store is unreachable, the call goes into a ``Spool`` instead: a folder on local disk with the
+run's identity (``run.json``: store, experiment, run id, name, tags and the whole config as
+params), the calls in order (``calls.jsonl``) and copies of the artifact folders (weights,
+history, config.yaml). Training goes on; later calls retry the store now and then. If the
+store is still away when the run ends, the folder is the run's full record and
+``fashion-lab upload PATH`` puts it into the store once it is back.
+
+No MLflow here: the calls are replayed through functions of tracking.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+RUN_FILE = "run.json"
+CALLS_FILE = "calls.jsonl"
+UPLOADED_FILE = "uploaded.json"
+RETRY_SECONDS = 30.0   # while away, try the store again at most this often (each try may wait a timeout)
+
+
+_UNREACHABLE = re.compile(r"failed with exception|failed with error code 5\d\d|Max retries exceeded|"
+                          r"Connection (refused|reset|aborted)|timed? ?out", re.IGNORECASE)
+
+
+def unreachable(error: BaseException) -> bool:
+    """True when ``error`` says the store could not be reached (not that it refused the call)."""
+    if isinstance(error, (OSError, TimeoutError)):
+        return True
+    if type(error).__module__.startswith(("requests", "urllib3")):
+        return True
+    return bool(_UNREACHABLE.search(str(error)[:2000]))
+
+
+class Spool:
+    """The calls one run could not send, kept in ``folder`` in order, replayed by ``flush``."""
+
+    def __init__(self, folder: Path, identity: dict[str, Any]):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / RUN_FILE).write_text(json.dumps(identity, indent=1, default=str))
+        self.calls: list[dict[str, Any]] = []
+        self.last_try = time.monotonic()
+        self.reason = ""
+
+    @classmethod
+    def load(cls, folder: Path) -> "Spool":
+        spool = cls.__new__(cls)
+        spool.folder, spool.reason, spool.last_try = Path(folder), "", 0.0
+        path = spool.folder / CALLS_FILE
+        spool.calls = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] \
+            if path.exists() else []
+        return spool
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        return json.loads((self.folder / RUN_FILE).read_text())
+
+    def keep(self, op: str, kwargs: dict[str, Any], error: Optional[BaseException] = None) -> None:
+        """Add one call; an artifact folder is copied now (the caller's folder is temporary)."""
+        if error is not None and not self.reason:
+            self.reason = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+        if op == "artifacts":
+            target = self.folder / f"artifacts-{len(list(self.folder.glob('artifacts-*')))}"
+            shutil.copytree(kwargs["directory"], target)
+            kwargs = {"directory": target.name}  # relative: the record can be moved before upload
+        call = {"op": op, "kwargs": kwargs, "time": time.time()}
+        self.calls.append(call)
+        with open(self.folder / CALLS_FILE, "a") as out:  # written through: a later crash loses nothing
+            out.write(json.dumps(call, default=str) + "\n")
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last_try >= RETRY_SECONDS
+
+    def flush(self, send: Callable[[str, dict[str, Any]], None]) -> bool:
+        """Send the kept calls in order; stop at the first that fails. True when none are left."""
+        self.last_try = time.monotonic()
+        sent = 0
+        try:
+            for call in self.calls:
+                kwargs = dict(call["kwargs"])
+                if call["op"] == "artifacts":
+                    kwargs["directory"] = self.folder / kwargs["directory"]
+                send(call["op"], kwargs)
+                sent += 1
+        except Exception as error:  # noqa: BLE001 - kept for the next try
+            if not unreachable(error):
+                raise
+            return False
+        finally:
+            if sent:
+                self.calls = self.calls[sent:]
+                (self.folder / CALLS_FILE).write_text("".join(json.dumps(c, default=str) + "\n"
+                                                              for c in self.calls))
+        return True
+
+    def message(self) -> str:
+        return (f"fashion-lab: the tracking server {self.identity.get('uri')} could not be reached "
+                f"({self.reason or 'unreachable'}); the run's record (config, history, metrics, weights, "
+                f"status) is kept in {self.folder}; once the server is back, upload it with: "
+                f"fashion-lab upload {self.folder}")
+
+
+def spool_folder(offline_dir: str, run_id: str) -> Path:
+    return Path(offline_dir).expanduser().absolute() / run_id
+
+
+# --- fashion-lab upload ------------------------------------------------------------------------
+
+def records(paths: list[Path]) -> list[Path]:
+    """Every record folder under ``paths`` (a record itself, or a folder of them)."""
+    found = []
+    for path in paths:
+        if (path / RUN_FILE).is_file():
+            found.append(path)
+        elif path.is_dir():
+            found += sorted(p.parent for p in path.glob(f"*/{RUN_FILE}"))
+    return found
