@@ -20,16 +20,16 @@ TIMING = ("train_seconds", "epoch_seconds")
 # --- report ---------------------------------------------------------------------------------
 
 def _report_task(cfg: DictConfig) -> None:
-    from fashion_lab.report import build_report
+    from fashion_lab.report import NothingToReport, build_report
     from fashion_lab.results import ResultsError
 
     r = cfg.report
     try:
         folder = build_report(cfg.tracking.uri, r.out, experiment=r.experiment or cfg.tracking.experiment,
                               sweep=r.sweep, metric=r.metric)
-    except ResultsError as error:
-        fail(str(error))
-    print(f"report written to {folder}/ (report.html, report.md, runs.csv)")
+    except (ResultsError, NothingToReport) as error:
+        fail(str(error), code=1 if isinstance(error, NothingToReport) else 2)
+    print(f"report written to {folder}/ (report.html, report.md, runs.csv, effects.csv)")
 
 
 def report_command(argv: list[str]) -> int:
