@@ -62,6 +62,9 @@ class SweepCallback(Callback):
         except Exception as error:
             fail(f"sweep {name!r}: {error}")
         keys = sweep.swept_keys(dims)
+        if int(config.sweep.seeds) > 1 and "trainer.seed" not in keys:  # `fashion-lab sweep` turns it into seeds
+            fail(f"sweep.seeds={config.sweep.seeds} is applied by `fashion-lab sweep {name}`; with train -m "
+                 f"give the seeds as trainer.seed=0,1,2")
         # Every point composes and validates before the first one trains (BasicSweeper checks
         # composition batch by batch only, and never our ranges).
         for point in self.points:
@@ -165,7 +168,8 @@ class SweepCallback(Callback):
             summary.update(best_point=row["_name"], best_run_id=row["_run_id"],
                            best_val_accuracy=float(row["val_accuracy"]),
                            best_test_accuracy=float(row["test_accuracy"]))
-            print(f"best point: {row['_name']} (val_accuracy {row['val_accuracy']:.4f})")
+        print("\n".join(answer(config, children, keys, self.record.get("parent_run_id"),
+                                (row["_name"], float(row["val_accuracy"])) if len(best) else None)))
         if len(failed_rows):
             summary["failed_points"] = "; ".join(str(n) for n in failed_rows["_name"])
         parent = self.record.get("parent_run_id")
@@ -177,3 +181,17 @@ class SweepCallback(Callback):
             status = "FINISHED" if summary["points_failed"] == 0 else "FAILED"
             close_parent_run(config.tracking, parent, status=status, summary=summary)
         return summary["points_failed"]
+
+
+def answer(config: DictConfig, children: list, keys: list, parent: Optional[str], best) -> list[str]:
+    """The sweep's answer with its budget (fashion_lab.report), or a line saying why there is none."""
+    try:
+        from fashion_lab.config import flatten
+        from fashion_lab.report import sweep_end_lines
+
+        defaults = flatten(OmegaConf.masked_copy(config, [k for k in config if k != "hydra"]))
+        command = (f"fashion-lab report report.sweep={parent} tracking.uri={config.tracking.uri}"
+                   if parent else None)
+        return sweep_end_lines(children, keys, defaults, best, command)
+    except Exception as error:  # noqa: BLE001 - the sweep is recorded; the answer is a bonus
+        return [f"(no answer: {type(error).__name__}: {error}; run fashion-lab report)"]

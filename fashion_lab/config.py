@@ -110,6 +110,7 @@ class SweepConfig:
     name: Optional[str] = None            # the file's name, set when it is registered
     strategy: str = "grid"                # grid (Hydra multirun) | random | bayesian | hyperband (KerasTuner)
     conditions: Dict[str, str] = field(default_factory=dict)  # tuner: key -> "choice=value" it depends on
+    seeds: int = 1                        # grid: repeat every point over seeds trainer.seed .. trainer.seed+seeds-1
 
 
 @dataclass

@@ -156,7 +156,7 @@ def tutorial_defaults() -> dict:
 def base_level(frame: pd.DataFrame, key: str, defaults: dict):
     """The tutorial's value of ``key`` if the sweep has it, else the first level."""
     levels = sorted(frame[key].dropna().unique(), key=str)
-    default = defaults.get(key)
+    default = defaults.get(key, defaults.get(f"{key}.name"))  # a group choice (optimizer) is its .name
     for level in levels:
         if default is not None and str(level) == str(results.typed(str(default))):
             return level
@@ -371,7 +371,7 @@ def _span(values) -> str:
 def budget_sentence(b: dict) -> str:
     seeds = f"{b['seeds'][0]}" if b["seeds"][0] == b["seeds"][1] else f"{b['seeds'][0]} to {b['seeds'][1]}"
     return (f"Budget: {b['runs']} finished runs, {b['cells']} cells, {seeds} seed(s) per cell, "
-            f"{_span(b['epochs'])} epochs, {_span(b['train_images'])} training images, "
+            f"{_span(b["epochs"])} epoch(s), {_span(b['train_images'])} training images, "
             f"{_span(b['test_images'])} test images.")
 
 
@@ -404,20 +404,46 @@ def analyse(finished: pd.DataFrame, keys: list[str], strategy: str, defaults: di
             "sentences": sentences, "sensitivity": sensitivity}
 
 
-def sweep_answer(tracking_uri: str, experiment: Optional[str], parent_run_id: str) -> list[str]:
-    """The lines a sweep prints at its end: budget, the answers on test accuracy, the caveat."""
-    frame = results.runs_frame(tracking_uri, experiment=experiment, sweep=parent_run_id, progress=None)
-    finished = frame[frame["status"] == "FINISHED"] if len(frame) else frame
+def answer_lines(finished: pd.DataFrame, keys: list[str], strategy: str, defaults: dict) -> list[str]:
+    """Budget, the answers on test accuracy, what the design could detect, and the caveat."""
+    keys = [k for k in keys if not k.startswith(_NOT_FACTORS)]
     if finished.empty:
-        return ["No point finished: nothing to answer."]
-    tags = results.parent_run(tracking_uri, parent_run_id).data.tags
-    keys = swept_keys(finished, tags)
+        return ["No run finished: nothing to answer."]
     b = budget(finished, keys)
-    found = analyse(finished, keys, tags.get(results.TAG + "strategy", "grid"), tutorial_defaults())
+    found = analyse(finished, keys, strategy, defaults)
     lines = [budget_sentence(b)]
     lines += [s for s in found["sentences"] if "test accuracy" in s] or ["Nothing was swept: no effect to state."]
     lines += found["sensitivity"]
     lines += [caveat(b)] if caveat(b) else []
+    return lines
+
+
+def children_frame(children: list[dict], keys: list[str]) -> pd.DataFrame:
+    """A sweep's finished points as a runs table (swept values, seed, final metrics), from the sweep's own record."""
+    rows = []
+    for child in children:
+        if child.get("status") != "FINISHED":
+            continue
+        values = child["overrides"] if isinstance(child["overrides"], dict) else dict(
+            o.split("=", 1) for o in child["overrides"] if "=" in o)
+        values = {k.lstrip("+~"): v for k, v in values.items()}
+        row = {k: results.typed(values.get(k)) for k in keys}
+        row["seed"] = results.typed(values.get("trainer.seed"))
+        row.update(child.get("metrics") or {})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def sweep_end_lines(children: list[dict], keys: list[str], defaults: dict, best: Optional[tuple[str, float]],
+                    report_command: Optional[str]) -> list[str]:
+    """What a grid sweep prints last: the answer, how sure the top point is, where the full report is."""
+    finished = children_frame(children, keys)
+    lines = ["", "Answer:"] + [f"  {line}" for line in answer_lines(finished, keys, "grid", defaults)]
+    if best is not None:
+        lines.append(f"Highest val_accuracy: {best[0]} ({best[1]:.4f}). That ranks single runs; only the matched "
+                     f"comparisons above say how sure a difference is.")
+    if report_command:
+        lines.append(f"Full report (effects.csv, plots): {report_command}")
     return lines
 
 

@@ -30,7 +30,7 @@ USAGE = """usage: fashion-lab sweep NAME [overrides...]   run sweeps/NAME.yaml (
 
   fashion-lab sweep quickstart
   fashion-lab sweep bn_placement trainer.epochs=5 data=fashion_mnist
-  fashion-lab sweep conv_dropout trainer.seed=0,1,2            # repeat every point over 3 seeds
+  fashion-lab sweep conv_dropout sweep.seeds=3                 # repeat every point over seeds 0, 1, 2
   fashion-lab sweep optimizer hydra/launcher=joblib hydra.launcher.n_jobs=2   # 2 points at a time
   fashion-lab train -m model.bn_placement=before,after model.conv_dropout=0,0.25   # ad-hoc grid
 
@@ -111,7 +111,7 @@ def size(path: Path) -> str:
             if not override.is_discrete_sweep():
                 return "search"
             total *= len(list(override.sweep_string_iterator()))
-    return f"{total} points"
+    return f"{total * int(OmegaConf.select(node, 'sweep.seeds', default=1))} points"
 
 
 def list_sweeps(stream=sys.stdout) -> None:
@@ -124,13 +124,39 @@ def list_sweeps(stream=sys.stdout) -> None:
 
 # --- the command ------------------------------------------------------------------------------
 
-def _strategy(path: Path, overrides: list[str]) -> str:
-    strategy = str(OmegaConf.select(OmegaConf.load(path), "sweep.strategy", default="grid"))
+def _setting(path: Path, overrides: list[str], key: str, default) -> str:
+    """A plain setting as the sweep will see it: the file's value, or the command line's."""
+    value = str(OmegaConf.select(OmegaConf.load(path), key, default=default))
     for line in overrides:
-        key, _, value = line.partition("=")
-        if key.lstrip("+") == "sweep.strategy":
-            strategy = value
-    return strategy
+        name, _, text = line.partition("=")
+        if name.lstrip("+") == key:
+            value = text
+    return value
+
+
+def _strategy(path: Path, overrides: list[str]) -> str:
+    return _setting(path, overrides, "sweep.strategy", "grid")
+
+
+def with_seeds(path: Path, overrides: list[str]) -> list[str]:
+    """``sweep.seeds=N``: the overrides plus ``trainer.seed=s,...,s+N-1`` (s = the run's trainer.seed)."""
+    text = _setting(path, overrides, "sweep.seeds", 1)
+    try:
+        seeds = int(text)
+    except ValueError:
+        seeds = 0
+    if seeds < 1:
+        raise ConfigError(f"sweep.seeds={text}: give an integer >= 1 (seeds per point)")
+    if seeds == 1:
+        return overrides
+    swept = dimensions(_params(OmegaConf.load(path)), overrides).get("trainer.seed")
+    if swept is not None and swept.is_sweep_override():
+        raise ConfigError(f"sweep.seeds={seeds} and trainer.seed={value_text(swept)} both choose the seeds: "
+                          f"give one of them")
+    first = int(swept.value()) if swept is not None else int(
+        OmegaConf.select(OmegaConf.load(path), "trainer.seed", default=0))
+    rest = [o for o in overrides if o.partition("=")[0].lstrip("+") != "trainer.seed"]
+    return rest + ["trainer.seed=" + ",".join(str(first + i) for i in range(seeds))]
 
 
 def sweep_command(argv: list[str]) -> int:
@@ -148,6 +174,9 @@ def sweep_command(argv: list[str]) -> int:
         fail(f"unknown sweep {name!r}; available: {', '.join(files) or '(none in sweeps/)'} "
              f"(fashion-lab sweep --list describes them)")
     strategy = _strategy(files[name], overrides)
+    if strategy != "grid" and _setting(files[name], overrides, "sweep.seeds", 1) != "1":
+        fail(f"sweep.seeds is for grids; sweep {name!r} is a {strategy} search: repeat each trial with "
+             f"tuner.executions_per_trial=N instead")
     if strategy != "grid":
         try:
             tune = importlib.import_module("fashion_lab.tune")
@@ -159,6 +188,7 @@ def sweep_command(argv: list[str]) -> int:
                  f"dimension is a list of choices")
         return int(tune.tune_command([name, *overrides]) or 0)
     try:
+        overrides = with_seeds(files[name], overrides)
         check_grid(dimensions(_params(OmegaConf.load(files[name])), overrides), f"sweep {name!r}")
     except ConfigError as error:
         fail(str(error))
