@@ -371,7 +371,7 @@ def _span(values) -> str:
 def budget_sentence(b: dict) -> str:
     seeds = f"{b['seeds'][0]}" if b["seeds"][0] == b["seeds"][1] else f"{b['seeds'][0]} to {b['seeds'][1]}"
     return (f"Budget: {b['runs']} finished runs, {b['cells']} cells, {seeds} seed(s) per cell, "
-            f"{_span(b["epochs"])} epoch(s), {_span(b['train_images'])} training images, "
+            f"{_span(b['epochs'])} epoch(s), {_span(b['train_images'])} training images, "
             f"{_span(b['test_images'])} test images.")
 
 
