@@ -201,6 +201,7 @@ def plot_metric_vs_param(frame, keys) -> Optional[bytes]:
             if metric not in frame or frame[metric].isna().all():
                 continue
             levels = stats.levels_of(frame, key)
+            shown = list(frame[metric].dropna())
             for i, level in enumerate(levels):
                 values = frame.loc[frame[key] == level, metric].dropna().to_numpy(dtype=float)
                 ax.scatter(i + rng.uniform(-0.08, 0.08, len(values)), values, alpha=0.5, s=16, color="tab:blue")
@@ -208,13 +209,14 @@ def plot_metric_vs_param(frame, keys) -> Optional[bytes]:
                 if n >= 2:
                     ax.errorbar(i + 0.2, mean, yerr=[[mean - low], [high - mean]], fmt="o", color="tab:red",
                                 capsize=4)
+                    shown += [low, high]
                 elif n == 1:
                     ax.plot(i + 0.2, mean, "o", color="tab:red", mfc="none")
             ax.set_xticks(range(len(levels)), [_label(lvl) for lvl in levels])
-            values = frame[metric].dropna()
-            middle = (values.min() + values.max()) / 2
-            span = max(0.10, (values.max() - values.min()) * 1.3)  # a 2-pt spread must not look like a cliff
-            ax.set_ylim(max(0.0, middle - span / 2), min(1.0, max(middle + span / 2, span)))
+            low, high = min(shown), max(shown)
+            middle, span = (low + high) / 2, max(0.10, (high - low) * 1.1)  # a 2-pt spread is no cliff
+            bottom = min(max(0.0, middle - span / 2), 1.0 - span)
+            ax.set_ylim(max(0.0, bottom), min(1.0, max(0.0, bottom) + span))
             ax.grid(alpha=0.3)
     fig.suptitle("each run (dots); level mean with 95 % CI pooled over the other factors (red)", fontsize=9)
     return _png(fig)
