@@ -192,6 +192,13 @@ def answer(config: DictConfig, children: list, keys: list, parent: Optional[str]
         defaults = flatten(OmegaConf.masked_copy(config, [k for k in config if k != "hydra"]))
         command = (f"fashion-lab report report.sweep={parent} tracking.uri={config.tracking.uri}"
                    if parent else None)
-        return sweep_end_lines(children, keys, defaults, best, command)
+        lines = sweep_end_lines(children, keys, defaults, best, command)
+        if parent:  # the runs table with the swept params and key metrics as columns (tracking.sweep_view)
+            from fashion_lab.tracking import client_for
+
+            experiment = client_for(config.tracking).get_run(parent).info.experiment_id
+            lines.append(f"In the MLflow UI (fashion-lab ui): http://{config.ui.host}:{config.ui.port}/#/experiments/"
+                         f"{experiment}/runs?viewStateShareKey={parent}")
+        return lines
     except Exception as error:  # noqa: BLE001 - the sweep is recorded; the answer is a bonus
         return [f"(no answer: {type(error).__name__}: {error}; run fashion-lab report)"]
