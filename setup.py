@@ -23,7 +23,8 @@ def data_packages(package: str, folder: str) -> list[str]:
 DATA = [name for package, folder in DATA_PACKAGES.items() for name in data_packages(package, folder)]
 
 setup(
-    packages=find_packages(include=["fashion_lab", "fashion_lab.*"]) + DATA,
+    packages=find_packages(include=["fashion_lab", "fashion_lab.*"]) + DATA
+    + find_namespace_packages(include=["hydra_plugins.*"]),  # the until_sure sweeper, found by Hydra
     package_dir=DATA_PACKAGES,
     package_data={name: ["*.yaml"] for name in DATA},
 )

@@ -62,7 +62,9 @@ class SweepCallback(Callback):
         except Exception as error:
             fail(f"sweep {name!r}: {error}")
         keys = sweep.swept_keys(dims)
-        if int(config.sweep.seeds) > 1 and "trainer.seed" not in keys:  # `fashion-lab sweep` turns it into seeds
+        if config.sweep.until_sure and "trainer.seed" not in keys:  # its sweeper adds the seeds round by round
+            keys.append("trainer.seed")
+        if int(config.sweep.seeds) > 1 and "trainer.seed" not in keys and not config.sweep.until_sure:  # `fashion-lab sweep` turns it into seeds
             fail(f"sweep.seeds={config.sweep.seeds} is applied by `fashion-lab sweep {name}`; with train -m "
                  f"give the seeds as trainer.seed=0,1,2")
         # Every point composes and validates before the first one trains (BasicSweeper checks
@@ -152,16 +154,17 @@ class SweepCallback(Callback):
         table = sweep.summary_table(children, keys)
         finished = int((table["status"] == "FINISHED").sum()) if len(table) else 0
         failed_rows = table[table["status"] != "FINISHED"] if len(table) else table
+        total = max(len(self.points), len(table))  # sweep.until_sure adds points as it goes
         lost = max(0, len(self.points) - len(table))
         name = self.record.get("sweep_name")
         text = sweep.format_table(table) if len(table) else "(no points recorded)"
-        print(f"\nsweep {name}: {finished} of {len(self.points)} points finished"
+        print(f"\nsweep {name}: {finished} of {total} points finished"
               + (f", {len(failed_rows)} failed" if len(failed_rows) else "")
               + (f", {lost} lost" if lost else "") + "\n" + text)
         for _, row in failed_rows.iterrows():
             print(f"FAILED point {row['_name']}: {row['_reason'] or 'no reason recorded'}", file=sys.stderr)
         best = table[table["status"] == "FINISHED"].head(1) if len(table) else table
-        summary: dict[str, Any] = {"points": len(self.points), "points_finished": finished,
+        summary: dict[str, Any] = {"points": total, "points_finished": finished,
                                    "points_failed": len(failed_rows) + lost}
         if len(best):
             row = best.iloc[0]

@@ -111,6 +111,8 @@ class SweepConfig:
     strategy: str = "grid"                # grid (Hydra multirun) | random | bayesian | hyperband (KerasTuner)
     conditions: Dict[str, str] = field(default_factory=dict)  # tuner: key -> "choice=value" it depends on
     seeds: int = 1                        # grid: repeat every point over seeds trainer.seed .. trainer.seed+seeds-1
+    until_sure: bool = False              # grid: add seeds to undecided comparisons (hydra/sweeper=until_sure)
+    max_seeds: int = 10                   # until_sure: seeds per cell at most
 
 
 @dataclass

@@ -188,7 +188,10 @@ def sweep_command(argv: list[str]) -> int:
                  f"dimension is a list of choices")
         return int(tune.tune_command([name, *overrides]) or 0)
     try:
-        overrides = with_seeds(files[name], overrides)
+        if _setting(files[name], overrides, "sweep.until_sure", False).lower() == "true":
+            overrides = [*overrides, "hydra/sweeper=until_sure"]  # it chooses the seeds round by round
+        else:
+            overrides = with_seeds(files[name], overrides)
         check_grid(dimensions(_params(OmegaConf.load(files[name])), overrides), f"sweep {name!r}")
     except ConfigError as error:
         fail(str(error))

@@ -95,3 +95,37 @@ def test_ground_truth_grid_finds_the_real_effect_and_not_the_null_one(run_cli, s
     width = decay["ci_high"] - decay["ci_low"]
     assert width < 0.1 and width * 4 < pooled.high - pooled.low, (width, pooled)
     assert not math.isnan(lr["diff"])
+
+
+UNTIL_SURE = """# until_sure: a rate that barely trains (decided at once) and one next to the tutorial's (undecided)
+hydra:
+  sweeper:
+    params:
+      optimizer.learning_rate: 0.01,0.00001,0.0099
+sweep:
+  seeds: 2
+  max_seeds: 3
+"""
+
+
+@pytest.mark.slow
+def test_until_sure_adds_seeds_only_to_undecided_comparisons(run_cli, store, tmp_path):
+    (tmp_path / "sweeps").mkdir()
+    (tmp_path / "sweeps" / "sure.yaml").write_text(UNTIL_SURE)
+    env = {"FASHION_LAB_SWEEPS_DIR": str(tmp_path / "sweeps")}
+    result = run_cli("sweep", "sure", "sweep.until_sure=true", "data=synthetic", "trainer.epochs=2",
+                     "trainer.verbose=0", "trainer.deterministic=true", f"tracking.uri={store}", env=env,
+                     timeout=900, check=True)
+    parents, children = runs_in(store)
+    assert len(parents) == 1  # one sweep, however many rounds
+    seeds: dict[float, list[int]] = {}
+    for child in children:
+        seeds.setdefault(float(child.data.params["optimizer.learning_rate"]), []).append(
+            int(child.data.params["trainer.seed"]))
+    assert sorted(seeds[0.00001]) == [0, 1]  # decided after the first round: no more seeds
+    assert sorted(seeds[0.01]) == sorted(seeds[0.0099]) and sorted(seeds[0.01]) in ([0, 1], [0, 1, 2])
+    assert ("every comparison with the reference excludes 0" in result.stderr) or (
+        "ran sweep.max_seeds=3 seeds: stopping" in result.stderr and len(seeds[0.01]) == 3)
+    names = [c.info.run_name for c in children]
+    assert len(set(names)) == len(names)  # the seed is part of every child's name
+    assert f"sweep sure: {len(children)} of {len(children)} points finished" in result.stdout
