@@ -372,9 +372,12 @@ def _span(values) -> str:
 
 def budget_sentence(b: dict) -> str:
     seeds = f"{b['seeds'][0]}" if b["seeds"][0] == b["seeds"][1] else f"{b['seeds'][0]} to {b['seeds'][1]}"
+    def count(values, unit):
+        return f"{_span(values)} {unit}" if values else f"{unit} not recorded"
+
     return (f"Budget: {b['runs']} finished runs, {b['cells']} cells, {seeds} seed(s) per cell, "
-            f"{_span(b['epochs'])} epoch(s), {_span(b['train_images'])} training images, "
-            f"{_span(b['test_images'])} test images.")
+            f"{count(b['epochs'], 'epoch(s)')}, {count(b['train_images'], 'training images')}, "
+            f"{count(b['test_images'], 'test images')}.")
 
 
 def caveat(b: dict) -> str:
@@ -395,8 +398,12 @@ def analyse(finished: pd.DataFrame, keys: list[str], strategy: str, defaults: di
     """Effects, interactions and the sentences for ``finished`` runs (the report's and the sweep's answer)."""
     references = {key: base_level(finished, key, defaults) for key in keys}
     found = stats.effects(finished, keys, references, list(METRICS), strategy=strategy)
-    sentences = [stats.sentence(e, METRICS[e.metric]) for e in found if e.metric == "test_accuracy"]
-    sentences += [stats.sentence(e, METRICS[e.metric]) for e in found if e.metric != "test_accuracy"]
+    confounded = {e.factor: e for e in found if e.confounded and e.metric == "test_accuracy"}
+    sentences = [f"{stats.short(f)}: confounded, no estimate: {e.reason}." for f, e in confounded.items()]
+    sentences += [stats.sentence(e, METRICS[e.metric]) for e in found if e.metric == "test_accuracy"
+                  and e.factor not in confounded]
+    sentences += [stats.sentence(e, METRICS[e.metric]) for e in found if e.metric != "test_accuracy"
+                  and e.factor not in confounded]
     found_interactions = [] if strategy != "grid" else [
         i for m in METRICS for i in stats.interactions(finished, keys, references, m)]
     sentences += [stats.interaction_sentence(i, METRICS[i.metric]) for i in found_interactions if i.detected]
@@ -501,8 +508,10 @@ def build_report(tracking_uri: str, out: Optional[str | Path] = None, *, experim
     doc.h("Answers")
     doc.bullets(found["sentences"] or ["Nothing was swept, so there is no effect to state."])
     doc.h("What this design could detect")
-    doc.bullets(found["sensitivity"] or ["No comparison has two or more matched pairs with a spread: "
-                                         "repeat the sweep over seeds (sweep.seeds=3) to measure one."])
+    doc.bullets(found["sensitivity"] or [
+        "A search estimates no effects: run the factors it points to as a grid with sweep.seeds=3."
+        if strategy != "grid" else "No comparison has two or more matched pairs with a spread: repeat the sweep "
+                                   "over seeds (sweep.seeds=3) to measure one."])
     doc.h("Effects (effects.csv; differences in percentage points, 95 % CI on matched pairs)")
     doc.table(_effects_table(found["effects"]))
     confounded = sorted({f"{e.factor}: {e.reason}" for e in found["effects"] if e.confounded})

@@ -67,14 +67,14 @@ def test_unknown_sweep_fails_with_the_known_names(sweep_store, run_cli):
 # --- constructed stores: known metric values, no training ---------------------------------
 
 def _constructed_store(uri: str, points: list[dict], swept: list[str], failed: str | None = None,
-                       name: str = "known", role: str = "sweep") -> str:
+                       name: str = "known", role: str = "sweep", strategy: str = "grid") -> str:
     """A parent ``name`` with one child per point: params and test/val accuracy as given."""
     from fashion_lab import tracking
 
     cfg = compose([f"tracking.uri={uri}"])
     client = tracking.client_for(cfg.tracking)
     exp = tracking.ensure_experiment(client, cfg.tracking)
-    pid = tracking.open_parent_run(cfg.tracking, name=name, role=role, strategy="grid", sweep_name=name,
+    pid = tracking.open_parent_run(cfg.tracking, name=name, role=role, strategy=strategy, sweep_name=name,
                                    swept_keys=swept, definition="")
     for i, point in enumerate(points):
         run = client.create_run(exp, run_name=f"p{i}", tags={
@@ -159,3 +159,18 @@ def test_latest_sweep_by_default_and_selection_by_name_or_id(store):
     assert by_name["model.dense_units"].tolist() == [128, 512]
     assert len(results.runs_frame(store, sweep=first, progress=None)) == 2
     assert len(results.runs_frame(store, all_runs=True, progress=None)) == 5  # 3 children + 2 parents
+
+
+def test_search_factors_are_confounded_and_close_values_stay_distinct(store, tmp_path):
+    points = [{"optimizer.learning_rate": lr, "model.dense_units": units, "seed": 0, "acc": acc}
+              for lr, units, acc in ((0.000154, 64, 0.84), (0.000238, 128, 0.86), (0.01, 64, 0.88),
+                                     (0.000154, 128, 0.85))]
+    _constructed_store(store, points, ["optimizer.learning_rate", "model.dense_units"], role="search",
+                       strategy="random")
+    folder = build_report(store, tmp_path / "rep", progress=None)
+    effects = pd.read_csv(folder / "effects.csv")
+    assert len(effects) == 2 * 3 and set(effects["verdict"]) == {"confounded"} and effects["diff"].isna().all()
+    md = (folder / "report.md").read_text()
+    assert "learning rate: confounded, no estimate: the levels were chosen by a random search" in md
+    assert "| 0.000154 |" in md and "| 0.000238 |" in md  # not both "0.0002"
+    assert "A search estimates no effects" in md
