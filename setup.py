@@ -24,7 +24,7 @@ DATA = [name for package, folder in DATA_PACKAGES.items() for name in data_packa
 
 setup(
     packages=find_packages(include=["fashion_lab", "fashion_lab.*"]) + DATA
-    + find_namespace_packages(include=["hydra_plugins.*"]),  # the until_sure sweeper, found by Hydra
+    + find_namespace_packages(include=["hydra_plugins.*"], exclude=["*__pycache__*"]),  # until_sure sweeper
     package_dir=DATA_PACKAGES,
     package_data={name: ["*.yaml"] for name in DATA},
 )
