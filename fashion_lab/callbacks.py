@@ -64,7 +64,8 @@ class SweepCallback(Callback):
         keys = sweep.swept_keys(dims)
         if config.sweep.until_sure and "trainer.seed" not in keys:  # its sweeper adds the seeds round by round
             keys.append("trainer.seed")
-        if int(config.sweep.seeds) > 1 and "trainer.seed" not in keys and not config.sweep.until_sure:  # `fashion-lab sweep` turns it into seeds
+        # `fashion-lab sweep` turns sweep.seeds into a trainer.seed dimension; a bare multirun cannot.
+        if int(config.sweep.seeds) > 1 and "trainer.seed" not in keys and not config.sweep.until_sure:
             fail(f"sweep.seeds={config.sweep.seeds} is applied by `fashion-lab sweep {name}`; with train -m "
                  f"give the seeds as trainer.seed=0,1,2")
         # Every point composes and validates before the first one trains (BasicSweeper checks

@@ -446,6 +446,9 @@ def finish(search: Search, tuner, aborted: Optional[str]) -> int:
     summary[f"best_trial_{search.cfg.tuner.objective}"] = float(best.score)  # mean over its executions
     print(f"search {search.project}: {len(completed)} completed, {len(failed)} failed trials")
     print(f"best trial {best.trial_id}: {search.cfg.tuner.objective}={best.score:.4f}")
+    from fashion_lab.stats import search_caveat
+
+    print(search_caveat(len(completed), int(search.cfg.tuner.executions_per_trial)))
     overrides = merge(search.base, to_overrides(search.dims, best.hyperparameters))
     if search.parent_run_id:
         run = _best_run(search, best.trial_id)

@@ -123,3 +123,9 @@ def test_effects_frame_has_the_tidy_columns():
                                    "verdict"]
     assert table["metric"].tolist() == ["test_accuracy", "best_val_accuracy"]
     assert table["diff"].tolist() == pytest.approx([0.025, 0.0]) and table["n"].tolist() == [2, 2]
+
+
+def test_a_search_best_trial_comes_with_how_sure():
+    text = stats.search_caveat(12, 1)
+    assert "highest of 12 trials, each one run" in text and "sweep.seeds=3" in text
+    assert "the mean of 3 runs" in stats.search_caveat(4, 3)
