@@ -46,6 +46,10 @@ def test_sweep_seeds_is_checked_before_anything_runs(run_cli, store):
     assert len(result.stderr.strip().splitlines()) == 1
     both = run_cli("sweep", "quickstart", *TINY, "trainer.seed=3,4", f"tracking.uri={store}")
     assert both.returncode == 2 and "give one of them" in both.stderr
+    bare = run_cli("train", "-m", *TINY, "optimizer=sgd,adam", "sweep.seeds=2", f"tracking.uri={store}")
+    assert bare.returncode == 2 and "is applied by `fashion-lab sweep" in bare.stderr
+    search = run_cli("sweep", "search", *TINY, "sweep.seeds=2", f"tracking.uri={store}")
+    assert search.returncode == 2 and "tuner.executions_per_trial" in search.stderr
     assert runs_in(store) == ([], [])
 
 
