@@ -23,7 +23,7 @@ def data_packages(package: str, folder: str) -> list[str]:
 DATA = [name for package, folder in DATA_PACKAGES.items() for name in data_packages(package, folder)]
 
 setup(
-    # hydra_plugins is Hydra's namespace package (no __init__.py): our sweeper ships in it.
+    # hydra_plugins is Hydra's namespace package (no __init__.py): our sweepers ship in it.
     packages=find_packages(include=["fashion_lab", "fashion_lab.*"])
     + find_namespace_packages(include=["hydra_plugins.*"], exclude=["*__pycache__*"]) + DATA,
     package_dir=DATA_PACKAGES,

@@ -253,6 +253,12 @@ class Campaign(Callback):
         except Exception as error:  # Hydra's grammar errors name the bad override
             raise error if isinstance(error, ConfigError) else SweepError(f"sweep {self.name!r}: {error}") from None
         self.keys = sweep.swept_keys(dims)
+        if config.sweep.until_sure and "trainer.seed" not in self.keys:  # its sweeper adds seeds round by round
+            self.keys.append("trainer.seed")
+        # `fashion-lab sweep` turns sweep.seeds into a trainer.seed dimension; a bare multirun cannot.
+        if int(config.sweep.seeds) > 1 and "trainer.seed" not in self.keys and not config.sweep.until_sure:
+            raise ConfigError(f"sweep.seeds={config.sweep.seeds} is applied by `fashion-lab sweep {self.name}`; "
+                              f"with train -m give the seeds as trainer.seed=0,1,2")
         for point in self.points:
             label = point_name(point, self.keys) or " ".join(point)
             try:
@@ -328,24 +334,27 @@ class Campaign(Callback):
         if not self.parent:  # tracking=none: the points printed their results, nothing was recorded
             print(f"\nsweep {self.name}: {len(self.points)} points run, not recorded (tracking.enabled=false)")
             return 0
-        table = summary_table(self._children(config), self.keys)
+        children = self._children(config)
+        table = summary_table(children, self.keys)
         finished = int((table["status"] == "FINISHED").sum()) if len(table) else 0
         failed_rows = table[table["status"] != "FINISHED"] if len(table) else table
+        total = max(len(self.points), len(table))  # sweep.until_sure adds points as it goes
         lost = max(0, len(self.points) - len(table))
         text = format_table(table) if len(table) else "(no points recorded)"
-        print(f"\nsweep {self.name}: {finished} of {len(self.points)} points finished"
+        print(f"\nsweep {self.name}: {finished} of {total} points finished"
               + (f", {len(failed_rows)} failed" if len(failed_rows) else "")
               + (f", {lost} lost" if lost else "") + "\n" + text)
         for _, row in failed_rows.iterrows():
             print(f"FAILED point {row['_name']}: {row['_reason'] or 'no reason recorded'}", file=sys.stderr)
-        summary: dict[str, Any] = {"points": len(self.points), "points_finished": finished,
+        summary: dict[str, Any] = {"points": total, "points_finished": finished,
                                    "points_failed": len(failed_rows) + lost}
         best = table[table["status"] == "FINISHED"].head(1) if len(table) else table
         if len(best):
             row = best.iloc[0]
             summary.update(best_point=row["_name"], best_run_id=row["_run_id"],
                            best_val_accuracy=float(row["val_accuracy"]), best_test_accuracy=float(row["test_accuracy"]))
-            print(f"best point: {row['_name']} (val_accuracy {row['val_accuracy']:.4f})")
+        print("\n".join(answer(config, children, self.keys, self.parent,
+                                (row["_name"], float(row["val_accuracy"])) if len(best) else None)))
         if len(failed_rows):
             summary["failed_points"] = "; ".join(str(n) for n in failed_rows["_name"])
         from fashion_lab import tracking
@@ -353,6 +362,25 @@ class Campaign(Callback):
         tracking.client_for(config.tracking).log_text(self.parent, text + "\n", "summary.txt")
         close_parent(config.tracking, self.parent, "FINISHED" if summary["points_failed"] == 0 else "FAILED", summary)
         return summary["points_failed"]
+
+
+def answer(config: DictConfig, children: list, keys: list, parent: Optional[str], best) -> list[str]:
+    """The sweep's answer with its budget (fashion_lab.report), or a line saying why there is none."""
+    try:
+        from fashion_lab.config import flatten
+        from fashion_lab.report import sweep_end_lines
+        from fashion_lab.tracking import client_for
+
+        defaults = flatten(OmegaConf.masked_copy(config, [k for k in config if k != "hydra"]))
+        command = f"fashion-lab report report.sweep={parent} tracking.uri={config.tracking.uri}"
+        lines = sweep_end_lines(children, keys, defaults, best, command)
+        # the runs table with the swept params and key metrics as columns (tracking.sweep_view)
+        experiment = client_for(config.tracking).get_run(parent).info.experiment_id
+        lines.append(f"In the MLflow UI (fashion-lab ui): http://{config.ui.host}:{config.ui.port}/#/experiments/"
+                     f"{experiment}/runs?viewStateShareKey={parent}")
+        return lines
+    except Exception as error:  # noqa: BLE001 - the sweep is recorded; the answer is a bonus
+        return [f"(no answer: {type(error).__name__}: {error}; run fashion-lab report)"]
 
 
 # --- the end-of-sweep table ------------------------------------------------------------------

@@ -113,9 +113,17 @@ def sweep_command(argv: list[str]) -> int:
     if name not in files:
         fail(f"unknown sweep {name!r}; available: {', '.join(files) or '(none in sweeps/)'} "
              f"(fashion-lab sweep --list describes them)")
-    if sweep.strategy(files[name], overrides) != "grid":
+    strategy = sweep.strategy(files[name], overrides)
+    if strategy != "grid" and sweep.setting(files[name], overrides, "sweep.seeds", 1) != "1":
+        fail(f"sweep.seeds is for grids; sweep {name!r} is a {strategy} search: repeat each trial with "
+             f"tuner.executions_per_trial=N instead")
+    if strategy != "grid":
         return tune_command([name, *overrides])
     try:
+        if sweep.setting(files[name], overrides, "sweep.until_sure", False).lower() == "true":
+            overrides = [*overrides, "hydra/sweeper=until_sure"]  # it chooses the seeds round by round
+        else:
+            overrides = sweep.with_seeds(files[name], overrides)
         sweep.check_grid(sweep.dimensions(sweep._params(OmegaConf.load(files[name])), overrides), f"sweep {name!r}")
     except ConfigError as error:
         fail(str(error))

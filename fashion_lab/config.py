@@ -132,6 +132,9 @@ class SweepConfig:
     name: Optional[str] = None            # the file's name, set when it is registered
     strategy: str = "grid"                # grid (Hydra multirun) | random | bayesian | hyperband (KerasTuner)
     conditions: Dict[str, str] = field(default_factory=dict)  # tuner: key -> "choice=value" it depends on
+    seeds: int = 1                        # grid: repeat every point over seeds trainer.seed .. trainer.seed+seeds-1
+    until_sure: bool = False              # grid: add seeds to undecided comparisons (hydra/sweeper=until_sure)
+    max_seeds: int = 10                   # until_sure: seeds per cell at most
     restart: bool = False                 # true: a new parent run instead of continuing this command's sweep
     # Set by the campaign on each job's command line (so a job on any launcher, or another machine, has them):
     parent_run_id: Optional[str] = None   # the sweep's parent run

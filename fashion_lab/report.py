@@ -63,7 +63,10 @@ class Document:
         if isinstance(value, float):
             if math.isnan(value):
                 return ""
-            return f"{value:g}" if value.is_integer() else f"{value:.4f}"
+            if value.is_integer():
+                return f"{value:g}"
+            # 4 decimals for accuracies; small values (learning rates) keep 3 significant digits
+            return f"{value:.4f}" if abs(value) >= 0.01 else f"{value:.3g}"
         return "" if value is None or value is pd.NaT else str(value)
 
     def markdown(self, image_dir: str) -> str:
@@ -119,7 +122,7 @@ class Document:
 def _png(fig) -> bytes:
     buffer = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=90)
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")  # never clip long labels
     plt.close(fig)
     return buffer.getvalue()
 
@@ -137,7 +140,7 @@ def _column(frame: pd.DataFrame, key: str) -> Optional[str]:
 def swept_keys(frame: pd.DataFrame, parent_tags: dict) -> list[str]:
     """The parent's fashion_lab.swept_keys, else the params that vary across runs."""
     tagged = [k.strip() for k in (parent_tags.get(results.TAG + "swept_keys") or "").split(",") if k.strip()]
-    keys = [c for c in (_column(frame, k) for k in tagged) if c]
+    keys = [c for c in (_column(frame, k) for k in tagged) if c and not c.startswith(_NOT_FACTORS)]
     if keys:
         return list(dict.fromkeys(keys))
     params = [c for c in frame.columns if "." in c and not c.startswith(_NOT_FACTORS)]
@@ -154,7 +157,7 @@ def tutorial_defaults() -> dict:
 def base_level(frame: pd.DataFrame, key: str, defaults: dict):
     """The tutorial's value of ``key`` if the sweep has it, else the first level."""
     levels = sorted(frame[key].dropna().unique(), key=str)
-    default = defaults.get(key)
+    default = defaults.get(key, defaults.get(f"{key}.name"))  # a group choice (optimizer) is its .name
     for level in levels:
         if default is not None and str(level) == str(results.typed(str(default))):
             return level
@@ -186,23 +189,42 @@ def plot_learning_curves(frame, history, keys) -> Optional[bytes]:
 
 
 def plot_metric_vs_param(frame, keys) -> Optional[bytes]:
-    if not keys:
+    """Each run as a dot, each level's mean with its 95 % CI; the y axis spans at least 10 pt."""
+    keys = [k for k in keys if frame[k].notna().any()]
+    if not keys or frame.empty:
         return None
     fig, axes = plt.subplots(len(METRICS), len(keys), figsize=(5 * len(keys), 3.6 * len(METRICS)), squeeze=False)
+    rng = np.random.default_rng(0)
     for row, metric in enumerate(METRICS):
         for col, key in enumerate(keys):
             ax = axes[row][col]
-            levels = sorted(frame[key].dropna().unique(), key=str)
-            positions = {lvl: i for i, lvl in enumerate(levels)}
-            x = frame[key].map(positions)
-            jitter = np.random.default_rng(0).uniform(-0.08, 0.08, len(frame))
-            ax.scatter(x + jitter, frame.get(metric), alpha=0.6, s=18)
-            means = frame.groupby(key)[metric].mean() if metric in frame else pd.Series(dtype=float)
-            ax.plot([positions[lvl] for lvl in means.index], means.values, "r_-", markersize=20, alpha=0.8)
-            ax.set_xticks(range(len(levels)), [str(lvl) for lvl in levels])
             ax.set(xlabel=key, ylabel=metric)
+            if metric not in frame or frame[metric].isna().all():
+                continue
+            levels = stats.levels_of(frame, key)
+            shown = list(frame[metric].dropna())
+            for i, level in enumerate(levels):
+                values = frame.loc[frame[key] == level, metric].dropna().to_numpy(dtype=float)
+                ax.scatter(i + rng.uniform(-0.08, 0.08, len(values)), values, alpha=0.5, s=16, color="tab:blue")
+                mean, _, low, high, n = stats.mean_ci(values)
+                if n >= 2:
+                    ax.errorbar(i + 0.2, mean, yerr=[[mean - low], [high - mean]], fmt="o", color="tab:red",
+                                capsize=4)
+                    shown += [low, high]
+                elif n == 1:
+                    ax.plot(i + 0.2, mean, "o", color="tab:red", mfc="none")
+            ax.set_xticks(range(len(levels)), [_label(lvl) for lvl in levels])
+            low, high = min(shown), max(shown)
+            middle, span = (low + high) / 2, max(0.10, (high - low) * 1.1)  # a 2-pt spread is no cliff
+            bottom = min(max(0.0, middle - span / 2), 1.0 - span)
+            ax.set_ylim(max(0.0, bottom), min(1.0, max(0.0, bottom) + span))
             ax.grid(alpha=0.3)
+    fig.suptitle("each run (dots); level mean with 95 % CI pooled over the other factors (red)", fontsize=9)
     return _png(fig)
+
+
+def _label(value) -> str:
+    return Document._fmt(value) if isinstance(value, float) else str(value)
 
 
 def plot_parallel(frame, keys) -> Optional[bytes]:
@@ -214,22 +236,31 @@ def plot_parallel(frame, keys) -> Optional[bytes]:
     ticks = {}
     for c in columns:
         values = frame[c]
-        if not pd.api.types.is_numeric_dtype(values):
-            levels = sorted(values.astype(str).unique())
+        if not pd.api.types.is_numeric_dtype(values) or c in keys:  # a swept value is a level: evenly spaced
+            levels = [str(v) for v in stats.levels_of(frame, c)] if c in keys else sorted(values.astype(str).unique())
+            levels = list(dict.fromkeys(levels + sorted(set(values.astype(str)) - set(levels))))
             ticks[c] = levels
             values = values.astype(str).map({lvl: i for i, lvl in enumerate(levels)})
         lo, hi = float(values.min()), float(values.max())
         scaled[c] = (values - lo) / (hi - lo) if hi > lo else 0.5
     colour = frame["test_accuracy"] if "test_accuracy" in frame else pd.Series(0.0, index=frame.index)
     norm = plt.Normalize(float(colour.min()), float(colour.max()) if colour.max() > colour.min() else colour.min() + 1)
-    fig, ax = plt.subplots(figsize=(max(6, 2.2 * len(columns)), 4))
+    fig, ax = plt.subplots(figsize=(max(6, 2.6 * len(columns)), 4.5))
     for i, row in scaled.iterrows():
         ax.plot(range(len(columns)), row.values, color=plt.cm.viridis(norm(colour[i])), alpha=0.7)
-    ax.set_xticks(range(len(columns)), columns, rotation=15)
-    for j, c in enumerate(columns):
-        label = " / ".join(ticks[c]) if c in ticks else f"{frame[c].min():.4g} .. {frame[c].max():.4g}"
-        ax.text(j, -0.12, label, ha="center", fontsize=7)
-    ax.set_ylim(-0.2, 1.05)
+    ax.set_xticks(range(len(columns)), [c.replace(".", ".\n", 1) for c in columns], fontsize=8)
+    for j, c in enumerate(columns):  # each axis labelled at its own levels / range
+        if c in ticks:
+            n = len(ticks[c])
+            for k, level in enumerate(ticks[c]):
+                ax.text(j + 0.03, k / (n - 1) if n > 1 else 0.5, _label(results.typed(level)), fontsize=7,
+                        va="center", ha="left", bbox=dict(fc="white", ec="none", alpha=0.7, pad=1))
+        else:
+            for y, v in ((0.0, frame[c].min()), (1.0, frame[c].max())):
+                ax.text(j + 0.03, y, f"{v:.4g}", fontsize=7, va="center", ha="left")
+        ax.axvline(j, color="grey", lw=0.8)
+    ax.set_xlim(-0.2, len(columns) - 0.6)
+    ax.set_ylim(-0.08, 1.08)
     ax.set_yticks([])
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, label="test_accuracy")
     ax.set_title("parallel coordinates (scaled per axis)")
@@ -284,58 +315,227 @@ def _provenance(tracking_uri: str, frame: pd.DataFrame) -> tuple[list[str], pd.D
     return lines, commands
 
 
+class NothingToReport(LookupError):
+    """The sweep has no finished run: there is nothing to estimate yet."""
+
+
+def budget(finished: pd.DataFrame, keys: list[str]) -> dict:
+    """What the evidence is: seeds per cell, epochs, and images, read from the runs."""
+    seed = stats.seed_column(finished)
+    if keys and seed:
+        per_cell = finished.groupby([finished[k].astype(str) for k in keys])[seed].nunique()
+        seeds = (int(per_cell.min()), int(per_cell.max()))
+    else:
+        seeds = (int(finished[seed].nunique()),) * 2 if seed else (1, 1)
+
+    def values(column):
+        return sorted({int(v) for v in finished[column].dropna()}) if column in finished else []
+
+    return {"runs": len(finished), "cells": int(finished[keys].astype(str).drop_duplicates().shape[0]) if keys else 1,
+            "seeds": seeds, "epochs": values("epochs_completed") or values("trainer.epochs"),
+            "train_images": values("train_images") or _images(finished, "train"),
+            "test_images": values("test_images") or _images(finished, "test")}
+
+
+def _images(finished: pd.DataFrame, split: str) -> list[int]:
+    """Image counts from the data params, for runs recorded before train_images/test_images were metrics."""
+    def number(value):
+        return None if value is None or value != value else int(value)
+
+    counts = set()
+    for _, row in finished.iterrows():
+        name = row.get("data.name")
+        if name not in ("synthetic", "fashion_mnist"):
+            continue
+        synthetic = name == "synthetic"
+        if split == "test":
+            n = number(row.get("data.synthetic_test")) if synthetic else 10000
+        else:
+            n = number(row.get("data.train_samples"))
+            pool, val = number(row.get("data.synthetic_train")) if synthetic else 60000, number(row.get("data.val_samples"))
+            if n is None and pool is not None and val is not None:
+                n = pool - val
+        if n is not None:
+            counts.add(n)
+    return sorted(counts)
+
+
+def _span(values) -> str:
+    values = list(values)
+    if not values:
+        return "not recorded"
+    return f"{values[0]:,}" if len(set(values)) == 1 else f"{min(values):,} to {max(values):,}"
+
+
+def budget_sentence(b: dict) -> str:
+    seeds = f"{b['seeds'][0]}" if b["seeds"][0] == b["seeds"][1] else f"{b['seeds'][0]} to {b['seeds'][1]}"
+    def count(values, unit):
+        return f"{_span(values)} {unit}" if values else f"{unit} not recorded"
+
+    return (f"Budget: {b['runs']} finished runs, {b['cells']} cells, {seeds} seed(s) per cell, "
+            f"{count(b['epochs'], 'epoch(s)')}, {count(b['train_images'], 'training images')}, "
+            f"{count(b['test_images'], 'test images')}.")
+
+
+def caveat(b: dict) -> str:
+    """What the budget means for the answer."""
+    words = []
+    if b["seeds"][0] < 2:
+        words.append("cells with a single seed give no confidence")
+    if b["epochs"] and max(b["epochs"]) < 10:
+        words.append(f"{max(b['epochs'])} epochs is short of convergence: effects on the fully trained network "
+                     f"can differ")
+    if b["train_images"] and max(b["train_images"]) < 55000:
+        words.append("a subset of the training data, not all 55,000 images")
+    return ("Caveat: " + "; ".join(words) + ".") if words else ""
+
+
+def analyse(finished: pd.DataFrame, keys: list[str], strategy: str, defaults: dict,
+            target: float = 0.005) -> dict:
+    """Effects, interactions and the sentences for ``finished`` runs (the report's and the sweep's answer)."""
+    references = {key: base_level(finished, key, defaults) for key in keys}
+    found = stats.effects(finished, keys, references, list(METRICS), strategy=strategy)
+    confounded = {e.factor: e for e in found if e.confounded and e.metric == "test_accuracy"}
+    sentences = [f"{stats.short(f)}: confounded, no estimate: {e.reason}." for f, e in confounded.items()]
+    sentences += [stats.sentence(e, METRICS[e.metric]) for e in found if e.metric == "test_accuracy"
+                  and e.factor not in confounded]
+    sentences += [stats.sentence(e, METRICS[e.metric]) for e in found if e.metric != "test_accuracy"
+                  and e.factor not in confounded]
+    found_interactions = [] if strategy != "grid" else [
+        i for m in METRICS for i in stats.interactions(finished, keys, references, m)]
+    sentences += [stats.interaction_sentence(i, METRICS[i.metric]) for i in found_interactions if i.detected]
+    sensitivity = [text for e in found if e.metric == "test_accuracy"
+                   for text in [stats.sensitivity(e, target)] if text]
+    return {"references": references, "effects": found, "interactions": found_interactions,
+            "sentences": sentences, "sensitivity": sensitivity}
+
+
+def answer_lines(finished: pd.DataFrame, keys: list[str], strategy: str, defaults: dict) -> list[str]:
+    """Budget, the answers on test accuracy, what the design could detect, and the caveat."""
+    keys = [k for k in keys if not k.startswith(_NOT_FACTORS)]
+    if finished.empty:
+        return ["No run finished: nothing to answer."]
+    b = budget(finished, keys)
+    found = analyse(finished, keys, strategy, defaults)
+    lines = [budget_sentence(b)]
+    lines += [s for s in found["sentences"] if "test accuracy" in s] or ["Nothing was swept: no effect to state."]
+    lines += found["sensitivity"]
+    lines += [caveat(b)] if caveat(b) else []
+    return lines
+
+
+def children_frame(children: list[dict], keys: list[str]) -> pd.DataFrame:
+    """A sweep's finished points as a runs table (swept values, seed, final metrics), from the sweep's own record."""
+    rows = []
+    for child in children:
+        if child.get("status") != "FINISHED":
+            continue
+        values = child["overrides"] if isinstance(child["overrides"], dict) else dict(
+            o.split("=", 1) for o in child["overrides"] if "=" in o)
+        values = {k.lstrip("+~"): v for k, v in values.items()}
+        row = {k: results.typed(values.get(k)) for k in keys}
+        row["seed"] = results.typed(values.get("trainer.seed"))
+        row.update(child.get("metrics") or {})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def sweep_end_lines(children: list[dict], keys: list[str], defaults: dict, best: Optional[tuple[str, float]],
+                    report_command: Optional[str]) -> list[str]:
+    """What a grid sweep prints last: the answer, how sure the top point is, where the full report is."""
+    finished = children_frame(children, keys)
+    lines = ["", "Answer:"] + [f"  {line}" for line in answer_lines(finished, keys, "grid", defaults)]
+    if best is not None:
+        lines.append(f"Highest val_accuracy: {best[0]} ({best[1]:.4f}). That ranks single runs; only the matched "
+                     f"comparisons above say how sure a difference is.")
+    if report_command:
+        lines.append(f"Full report (effects.csv, plots): {report_command}")
+    return lines
+
+
+def _effects_table(found: list) -> pd.DataFrame:
+    frame = stats.effects_frame(found)
+    for column in ("diff", "ci_low", "ci_high"):
+        frame[column] = frame[column].map(lambda v: "" if v != v else stats.pt(v))
+    frame = frame.rename(columns={"diff": "diff (pt)", "ci_low": "CI low (pt)", "ci_high": "CI high (pt)",
+                                  "n": "pairs"})
+    return frame
+
+
 def build_report(tracking_uri: str, out: Optional[str | Path] = None, *, experiment: Optional[str] = "fashion-lab",
-                 sweep: Optional[str] = None, metric: str = "best_val_accuracy", progress=sys.stderr) -> Path:
-    """Write runs.csv, report.md, report.html (and plots/) for a sweep or search; returns the folder."""
+                 sweep: Optional[str] = None, metric: str = "best_val_accuracy", progress=sys.stderr,
+                 target: float = 0.005) -> Path:
+    """Write runs.csv, effects.csv, report.md, report.html (and plots/) for a sweep or search; returns the folder.
+
+    Raises NothingToReport when no run finished (nothing is written then)."""
     parent = results.resolve_sweep(tracking_uri, experiment, sweep)
     frame = results.runs_frame(tracking_uri, experiment=experiment,
                                sweep=None if parent is None else parent["run_id"], all_runs=parent is None,
                                progress=progress)
-    if parent is None:
+    if parent is None and len(frame):
         frame = frame[frame["role"].isin(["sweep", "search"]) == False]  # noqa: E712 - plain runs only
     title_name = (parent["sweep_name"] or parent["run_name"]) if parent is not None else (experiment or "all runs")
+    finished = frame[frame["status"] == "FINISHED"] if len(frame) else frame
+    if finished.empty:
+        states = ", ".join(f"{n} {s}" for s, n in frame["status"].value_counts().items()) if len(frame) else "no runs"
+        raise NothingToReport(f"{title_name!s}: no finished run to report on yet ({states}); "
+                              f"finish or resume it first")
     # The name comes from the store, which anyone on a team can write: one plain file name, always.
     folder = Path(out or Path("reports") / path_component(str(title_name)))
     folder.mkdir(parents=True, exist_ok=True)
     frame.to_csv(folder / "runs.csv", index=False)
 
     parent_tags = results.parent_run(tracking_uri, parent["run_id"]).data.tags if parent is not None else {}
-    finished = frame[frame["status"] == "FINISHED"]
-    keys = swept_keys(finished if len(finished) else frame, parent_tags)
+    strategy = parent_tags.get(results.TAG + "strategy") or "grid"
+    keys = swept_keys(finished, parent_tags)
     defaults = tutorial_defaults()
+    b = budget(finished, keys)
+    found = analyse(finished, keys, strategy, defaults, target)
+    stats.effects_frame(found["effects"]).to_csv(folder / "effects.csv", index=False)
 
     doc = Document(f"fashion-lab report: {title_name}")
+    doc.p(budget_sentence(b) + (" " + caveat(b) if caveat(b) else ""))
     if parent is not None:
         doc.p(f"{parent['role']} '{title_name}' (strategy {parent['strategy']}, parent run {parent['run_id']}, "
               f"status {parent['status']}): {len(frame)} runs, {len(finished)} finished, "
               f"{len(frame) - len(finished)} not finished. Swept: {', '.join(keys) or 'nothing'}.")
     else:
         doc.p(f"No sweep or search in the store: all {len(frame)} runs of experiment {experiment}.")
+    doc.p(stats.METHOD)
 
-    doc.h(f"Leaderboard (best first by {metric})")
-    doc.table(_leaderboard(frame, keys, metric).head(50))
-
-    all_sentences: list[str] = []
-    effect_blocks = []
-    for key in keys:
-        base = base_level(finished, key, defaults)
-        levels = stats.level_table(finished, key, list(METRICS))
-        diffs, sentences = stats.effects(finished, key, base, METRICS)
-        all_sentences += sentences
-        effect_blocks.append((key, base, levels, diffs))
     doc.h("Answers")
-    doc.bullets(all_sentences or ["Nothing was swept, so there is no effect to state."])
-    doc.h("Factor effects (95 % CI: t distribution across runs; differences: Welch t interval)")
-    for key, base, levels, diffs in effect_blocks:
-        doc.p(f"{key} (reference level: {base}, the tutorial's value if swept, else the first level)")
-        doc.table(levels)
-        doc.table(diffs)
+    doc.bullets(found["sentences"] or ["Nothing was swept, so there is no effect to state."])
+    doc.h("What this design could detect")
+    doc.bullets(found["sensitivity"] or [
+        "A search estimates no effects: run the factors it points to as a grid with sweep.seeds=3."
+        if strategy != "grid" else "No comparison has two or more matched pairs with a spread: repeat the sweep "
+                                   "over seeds (sweep.seeds=3) to measure one."])
+    doc.h("Effects (effects.csv; differences in percentage points, 95 % CI on matched pairs)")
+    doc.table(_effects_table(found["effects"]))
+    confounded = sorted({f"{e.factor}: {e.reason}" for e in found["effects"] if e.confounded})
+    doc.bullets(confounded)
+    if found["interactions"]:
+        doc.h("Interactions (ab - a - b + reference, within each seed)")
+        doc.table(pd.DataFrame([{"factors": " x ".join(i.factors), "levels": " x ".join(map(str, i.levels)),
+                                 "reference": " x ".join(map(str, i.references)), "metric": i.metric,
+                                 "contrast (pt)": stats.pt(i.diff) if i.n else "",
+                                 "CI low (pt)": stats.pt(i.low) if i.low == i.low else "",
+                                 "CI high (pt)": stats.pt(i.high) if i.high == i.high else "",
+                                 "seeds": i.n} for i in found["interactions"]]))
+    doc.h("Levels (each level pooled over the other factors; descriptive, 95 % t interval within [0, 1])")
+    for key in keys:
+        doc.p(f"{key} (reference level: {found['references'][key]}, the tutorial's value if swept, "
+              f"else the first level)")
+        doc.table(stats.level_table(finished, key, list(METRICS)))
     if len(keys) == 2:
         for m in METRICS:
-            table = stats.interaction(finished, keys, m)
+            table = stats.interaction_table(finished, keys, m)
             if table is not None:
-                doc.p(f"Interaction: mean {m} for each {keys[0]} (rows) x {keys[1]} (columns)")
-                doc.table(table, index=True)
+                doc.p(f"Cells: mean {m} ± std (n) for each {keys[0]} (rows) x {keys[1]} (columns)")
+                doc.table(table)
+
+    doc.h(f"Leaderboard (single runs, best first by {metric}: a ranking, not an effect)")
+    doc.table(_leaderboard(frame, keys, metric).head(50))
 
     importance_plots = importance.add_to_report(doc, finished, keys, parent["strategy"] if parent is not None
                                                 else None, metric)  # searches, and grids of 4+ factors
@@ -346,8 +546,9 @@ def build_report(tracking_uri: str, out: Optional[str | Path] = None, *, experim
     history = results.history_frame(tracking_uri, run_ids, metrics=("val_accuracy",), progress=progress)
     for name, png, caption in (
             ("learning_curves.png", plot_learning_curves(finished, history, keys),
-             "validation accuracy per epoch, mean ± std per level"),
-            ("metric_vs_param.png", plot_metric_vs_param(finished, keys), "metric vs each swept parameter"),
+             "validation accuracy per epoch (from 1), mean ± std per level"),
+            ("metric_vs_param.png", plot_metric_vs_param(finished, keys),
+             "metric vs each swept parameter: runs and level means with 95 % CI"),
             ("parallel_coordinates.png", plot_parallel(finished, keys), "parallel coordinates of the sweep")):
         if png:
             images.append((name, png, caption))
@@ -365,7 +566,7 @@ def build_report(tracking_uri: str, out: Optional[str | Path] = None, *, experim
     doc.h("Failed or interrupted runs")
     failed = frame[frame["status"] != "FINISHED"]
     if len(failed):
-        doc.table(failed[["run_name", "status", "failure", "run_id"]])
+        doc.table(failed[[c for c in ("run_name", "status", "failure", "run_id") if c in failed]])
     else:
         doc.p("None: every run finished.")
 

@@ -36,7 +36,7 @@ def _preflight(cfg: DictConfig, *, write: bool, missing: str = "") -> None:
 # --- report ---------------------------------------------------------------------------------
 
 def _report_task(cfg: DictConfig) -> None:
-    from fashion_lab.report import build_report
+    from fashion_lab.report import NothingToReport, build_report
     from fashion_lab.results import ResultsError
     from fashion_lab.tracking import close_dead_runs
 
@@ -46,9 +46,9 @@ def _report_task(cfg: DictConfig) -> None:
     try:
         folder = build_report(cfg.tracking.uri, r.out, experiment=r.experiment or cfg.tracking.experiment,
                               sweep=r.sweep, metric=r.metric)
-    except ResultsError as error:
-        fail(str(error))
-    print(f"report written to {folder}/ (report.html, report.md, runs.csv)")
+    except (ResultsError, NothingToReport) as error:
+        fail(str(error), code=1 if isinstance(error, NothingToReport) else 2)
+    print(f"report written to {folder}/ (report.html, report.md, runs.csv, effects.csv)")
 
 
 def report_command(argv: list[str]) -> int:

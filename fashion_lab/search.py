@@ -266,6 +266,9 @@ def finish(search: Search, oracle, aborted: Optional[str]) -> bool:
     summary[f"best_trial_{objective}"] = float(best.score)  # mean over its executions
     print(f"search {search.project}: {len(completed)} completed, {len(failed)} failed trials")
     print(f"best trial {best.trial_id}: {objective}={best.score:.4f}")
+    from fashion_lab.stats import search_caveat
+
+    print(search_caveat(len(completed), int(search.cfg.tuner.executions_per_trial)))
     overrides = [o for o in merge(search.base, to_overrides(search.dims, best.hyperparameters))
                  if not override_key(o).startswith("tuner")]
     run = best_run(search, best.trial_id) if search.parent_run_id else None

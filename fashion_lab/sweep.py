@@ -21,7 +21,7 @@ USAGE = """usage: fashion-lab sweep NAME [overrides...]   run sweeps/NAME.yaml (
 
   fashion-lab sweep quickstart
   fashion-lab sweep bn_placement trainer.epochs=5 data=fashion_mnist
-  fashion-lab sweep conv_dropout trainer.seed=0,1,2            # repeat every point over 3 seeds
+  fashion-lab sweep conv_dropout sweep.seeds=3                 # repeat every point over seeds 0, 1, 2
   fashion-lab sweep optimizer hydra/launcher=joblib hydra.launcher.n_jobs=2   # 2 points at a time
   fashion-lab train -m model.bn_placement=before,after model.conv_dropout=0,0.25   # ad-hoc grid
 
@@ -40,10 +40,16 @@ def description(path: Path) -> str:
     return ""
 
 
+def setting(path: Path, overrides: Iterable[str], key: str, default) -> str:
+    """A plain setting as the sweep will see it: the file's value, unless an override sets it."""
+    found = str(OmegaConf.select(OmegaConf.load(path), key, default=default))
+    return next((o.split("=", 1)[1] for o in reversed(list(overrides)) if o.lstrip("+").startswith(key + "=")),
+                found)
+
+
 def strategy(path: Path, overrides: Iterable[str] = ()) -> str:
     """The file's ``sweep.strategy`` (grid by default), unless an override sets it."""
-    found = str(OmegaConf.select(OmegaConf.load(path), "sweep.strategy", default="grid"))
-    return next((o.split("=", 1)[1] for o in reversed(list(overrides)) if o.startswith("sweep.strategy=")), found)
+    return setting(path, overrides, "sweep.strategy", "grid")
 
 
 def _params(node) -> dict[str, str]:
@@ -104,7 +110,7 @@ def size(path: Path) -> str:
             if not override.is_discrete_sweep():
                 return "search"
             total *= len(list(override.sweep_string_iterator()))
-    return f"{total} points"
+    return f"{total * int(OmegaConf.select(node, 'sweep.seeds', default=1))} points"
 
 
 def list_sweeps(stream=sys.stdout) -> None:
@@ -115,6 +121,27 @@ def list_sweeps(stream=sys.stdout) -> None:
 
 
 # --- launching -------------------------------------------------------------------------------
+
+def with_seeds(path: Path, overrides: list[str]) -> list[str]:
+    """``sweep.seeds=N``: the overrides plus ``trainer.seed=s,...,s+N-1`` (s = the run's trainer.seed)."""
+    text = setting(path, overrides, "sweep.seeds", 1)
+    try:
+        seeds = int(text)
+    except ValueError:
+        seeds = 0
+    if seeds < 1:
+        raise ConfigError(f"sweep.seeds={text}: give an integer >= 1 (seeds per point)")
+    if seeds == 1:
+        return overrides
+    swept = dimensions(_params(OmegaConf.load(path)), overrides).get("trainer.seed")
+    if swept is not None and swept.is_sweep_override():
+        raise ConfigError(f"sweep.seeds={seeds} and trainer.seed={value_text(swept)} both choose the seeds: "
+                          f"give one of them")
+    first = int(swept.value()) if swept is not None else int(
+        OmegaConf.select(OmegaConf.load(path), "trainer.seed", default=0))
+    rest = [o for o in overrides if o.partition("=")[0].lstrip("+") != "trainer.seed"]
+    return rest + ["trainer.seed=" + ",".join(str(first + i) for i in range(seeds))]
+
 
 def job_threads(launcher_cfg, cores: Optional[int] = None) -> Optional[int]:
     """TF threads per job so parallel jobs share the cores instead of oversubscribing them."""

@@ -470,8 +470,24 @@ def open_parent_run(tracking_cfg, *, name: str, role: str, strategy: str, sweep_
     })
     run_id = run.info.run_id
     set_tags(client, run_id, {TAG + "sweep_id": run_id})
+    client.set_experiment_tag(experiment_id, SHARED_VIEW + run_id, sweep_view(swept_keys))
     client.log_text(run_id, definition, "sweep.yaml")
     return run_id
+
+
+SHARED_VIEW = "mlflow.sharedViewState."  # the UI's "share view" tags: #/experiments/ID/runs?viewStateShareKey=KEY
+
+
+def sweep_view(swept_keys: list[str]) -> str:
+    """A runs-table view (the UI's shared view state) whose columns are the swept params and the key metrics."""
+    import json
+
+    params = [k if "." in k else f"{k}.name" for k in swept_keys]  # a group choice is logged as <group>.name
+    columns = [f"params.`{p}`" for p in dict.fromkeys(params + ["trainer.seed"])] + [
+        f"metrics.`{m}`" for m in ("test_accuracy", "best_val_accuracy", "best_epoch")] + ["attributes.`Duration`"]
+    return json.dumps({"selectedColumns": columns, "columnOrder": [], "columnWidths": {}, "runsHiddenMode": "SHOW_ALL",
+                       "viewMaximized": False, "runListHidden": False, "isAccordionReordered": False,
+                       "useGroupedValuesInCharts": True, "hideEmptyCharts": True})
 
 
 def child_tags(parent_run_id: str, sweep_name: str, role: str, strategy: str) -> dict[str, str]:

@@ -140,12 +140,13 @@ def train(cfg, *, overrides: Sequence[str] = (), run_name: Optional[str] = None,
         history["learning_rate"] = logger.learning_rates[:len(history)]
         history["epoch_seconds"] = logger.epoch_seconds[:len(history)]
         if not np.isfinite(history["loss"]).all():  # TerminateOnNaN stopped the fit
-            raise TrainingDiverged(f"loss became {history['loss'].iloc[-1]} at epoch {len(history) - 1}; "
+            raise TrainingDiverged(f"loss became {history['loss'].iloc[-1]} at epoch {len(history)}; "
                                    f"try a smaller optimizer.learning_rate (now {cfg.optimizer.learning_rate})")
         metrics, matrix = evaluate_test(model, splits, cfg.trainer.batch_size)
-        best_epoch = int(history["val_accuracy"].idxmax())
+        best_epoch = int(history["val_accuracy"].idxmax()) + 1  # counted from 1, as Keras prints epochs
         metrics.update(best_val_accuracy=float(history["val_accuracy"].max()), best_epoch=best_epoch,
                        epochs_completed=len(history), train_seconds=train_seconds,
+                       train_images=len(splits.x_train), test_images=len(splits.x_test),
                        param_count=model.count_params())
         recorder.metrics(metrics)
         if recorder.active:

@@ -13,7 +13,7 @@ from scipy import stats as scipy_stats
 from conftest import SWEEP_KEYS, compose
 
 from fashion_lab import results, stats
-from fashion_lab.report import build_report
+from fashion_lab.report import Document, build_report
 
 
 # --- on a real recorded 2x2 sweep with 2 seeds ---------------------------------------------
@@ -34,8 +34,9 @@ def test_report_cli_writes_tables_effects_and_plots(sweep_store, run_cli, tmp_pa
             # the CI in the report is the t interval of the 4 runs, computed independently here
             low, high = scipy_stats.t.interval(0.95, len(values) - 1, loc=values.mean(),
                                                scale=values.std(ddof=1) / math.sqrt(len(values)))
+            low, high = max(0.0, low), min(1.0, high)  # an accuracy's interval stays within [0, 1]
             rows = [line for line in md.splitlines() if line.startswith("| ") and " | 4 | " in line
-                    and f"{low:.4f}" in line and f"{high:.4f}" in line]
+                    and f" {Document._fmt(float(low))} |" in line and f" {Document._fmt(float(high))} |" in line]
             assert len(rows) == 1, (level, low, high)
     assert "Interaction" in md and "n=2" in md  # 2-factor sweep: interaction table with 2 seeds per cell
     html = (out / "report.html").read_text()
@@ -66,14 +67,14 @@ def test_unknown_sweep_fails_with_the_known_names(sweep_store, run_cli):
 # --- constructed stores: known metric values, no training ---------------------------------
 
 def _constructed_store(uri: str, points: list[dict], swept: list[str], failed: str | None = None,
-                       name: str = "known", role: str = "sweep") -> str:
+                       name: str = "known", role: str = "sweep", strategy: str = "grid") -> str:
     """A parent ``name`` with one child per point: params and test/val accuracy as given."""
     from fashion_lab import tracking
 
     cfg = compose([f"tracking.uri={uri}"])
     client = tracking.client_for(cfg.tracking)
     exp = tracking.ensure_experiment(client, cfg.tracking)
-    pid = tracking.open_parent_run(cfg.tracking, name=name, role=role, strategy="grid", sweep_name=name,
+    pid = tracking.open_parent_run(cfg.tracking, name=name, role=role, strategy=strategy, sweep_name=name,
                                    swept_keys=swept, definition="")
     for i, point in enumerate(points):
         run = client.create_run(exp, run_name=f"p{i}", tags={
@@ -104,10 +105,11 @@ def test_sentences_state_no_difference_and_a_clear_gap(store, tmp_path):
     md = (folder / "report.md").read_text()
     assert "bn placement before (vs after): no detectable difference in test accuracy (+0.0 pt" in md
     gap = re.search(r"conv dropout 0.25 \(vs 0.0\) changed test accuracy by (\S+) pt "
-                    r"\(95 % CI (\S+) to (\S+) pt, 6 runs each\)", md)
+                    r"\(95 % CI (\S+) to (\S+) pt, 6 matched pairs\)", md)
     assert gap, md
     diff, low, high = (float(x.replace("\u2212", "-")) for x in gap.groups())
-    assert diff == -5.0 and low < -5.0 < high < 0
+    # matched pairs: the seed noise cancels, so the exact 5-point cost comes with a (near) exact interval
+    assert diff == -5.0 and low <= -5.0 <= high < 0
     assert "TrainingDiverged: loss became nan" in md and "| broken | FAILED |" in md
     runs = pd.read_csv(folder / "runs.csv")
     assert len(runs) == 13
@@ -157,3 +159,18 @@ def test_latest_sweep_by_default_and_selection_by_name_or_id(store):
     assert by_name["model.dense_units"].tolist() == [128, 512]
     assert len(results.runs_frame(store, sweep=first, progress=None)) == 2
     assert len(results.runs_frame(store, all_runs=True, progress=None)) == 5  # 3 children + 2 parents
+
+
+def test_search_factors_are_confounded_and_close_values_stay_distinct(store, tmp_path):
+    points = [{"optimizer.learning_rate": lr, "model.dense_units": units, "seed": 0, "acc": acc}
+              for lr, units, acc in ((0.000154, 64, 0.84), (0.000238, 128, 0.86), (0.01, 64, 0.88),
+                                     (0.000154, 128, 0.85))]
+    _constructed_store(store, points, ["optimizer.learning_rate", "model.dense_units"], role="search",
+                       strategy="random")
+    folder = build_report(store, tmp_path / "rep", progress=None)
+    effects = pd.read_csv(folder / "effects.csv")
+    assert len(effects) == 2 * 3 and set(effects["verdict"]) == {"confounded"} and effects["diff"].isna().all()
+    md = (folder / "report.md").read_text()
+    assert "learning rate: confounded, no estimate: the levels were chosen by a random search" in md
+    assert "| 0.000154 |" in md and "| 0.000238 |" in md  # not both "0.0002"
+    assert "A search estimates no effects" in md

@@ -59,7 +59,7 @@ def test_every_sweep_point_composes_and_validates(name):
     if cfg.sweep.strategy != "grid":
         return  # a tuner's space: composed and checked by fashion_lab.search
     points = sweep.points(dims)
-    assert f"{len(points)} points" == sweep.size(path)
+    assert f"{len(points) * cfg.sweep.seeds} points" == sweep.size(path)  # sweep.seeds repeats each point
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         for point in points:
             validate(compose(config_name="config", overrides=[f"sweep={name}", *point]))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli_env
+from conftest import SWEEP_KEYS, cli_env
 
 
 def _free_port() -> int:
@@ -119,6 +119,7 @@ def test_browser_shows_the_sweep_parent_and_child_runs(sweep_store, tmp_path):
     port = _free_port()
     proc = _start_ui(uri, port, tmp_path)
     shot = tmp_path / "mlflow-ui-sweep.png"
+    view_shot = tmp_path / "mlflow-ui-sweep-view.png"
     try:
         _wait_http(f"http://127.0.0.1:{port}/health", proc)
         with sync_playwright() as p:
@@ -135,6 +136,13 @@ def test_browser_shows_the_sweep_parent_and_child_runs(sweep_store, tmp_path):
                 page.get_by_text(name, exact=True).first.wait_for(timeout=60_000)
             body = page.inner_text("body")
             page.screenshot(path=str(shot), full_page=True)
+            # The sweep's own view (printed at the sweep's end): swept params and key metrics as columns.
+            page.goto(f"http://127.0.0.1:{port}/#/experiments/{experiment.experiment_id}/runs"
+                      f"?viewStateShareKey={pid}", timeout=120_000)
+            header = page.locator("[role='columnheader']", has_text="model.conv_dropout").first
+            header.wait_for(timeout=120_000)
+            columns = page.locator("[role='columnheader']").all_inner_texts()
+            page.screenshot(path=str(view_shot), full_page=True)
             browser.close()
     finally:
         _stop(proc)
@@ -142,7 +150,12 @@ def test_browser_shows_the_sweep_parent_and_child_runs(sweep_store, tmp_path):
         target = Path(os.environ["FASHION_LAB_TEST_ARTIFACTS"])
         target.mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, target / shot.name)
+        shutil.copy(view_shot, target / view_shot.name)
     assert "tiny_grid" in body
     shown = [name for name in children if name in body]
     assert len(shown) == len(children), (children, body[:2000])
     assert shot.stat().st_size > 10_000
+    assert experiment.tags.get("mlflow.experimentKind") == "custom_model_development"  # model-training view
+    text = " ".join(columns)
+    for column in (*SWEEP_KEYS, "trainer.seed", "test_accuracy", "best_val_accuracy"):
+        assert column in text, (column, columns)

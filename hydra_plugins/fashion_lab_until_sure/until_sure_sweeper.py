@@ -1,0 +1,113 @@
+"""``hydra/sweeper=until_sure`` (``fashion-lab sweep NAME sweep.until_sure=true``).
+
+Runs every grid point over ``sweep.seeds`` seeds (at least 2), then, round after round, adds one seed to
+the cells of the comparisons with the reference level that are still undecided (their 95 % interval on
+matched pairs spans 0, on ``report.metric``: validation accuracy, so the test set stays unseen by the
+decision). It stops when every comparison excludes 0 or when the cells involved reach ``sweep.max_seeds``.
+Batches go through whatever launcher is configured; decisions read the jobs' return values
+(``fashion_lab.sweep.run_point``), so the sweep's parent run and summary work as for any grid.
+"""
+
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class UntilSureSweeperConf:
+    _target_: str = "hydra_plugins.fashion_lab_until_sure.until_sure_sweeper.UntilSureSweeper"
+    max_batch_size: Optional[int] = None
+    params: Optional[Dict[str, str]] = None
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="until_sure", node=UntilSureSweeperConf,
+                             provider="fashion_lab")
+
+
+def undecided_cells(rows: List[dict], keys: List[str], references: dict, metric: str) -> set:
+    """Cells (tuples of the swept values, as text) that belong to a comparison whose interval spans 0."""
+    import pandas as pd
+
+    from fashion_lab import stats
+
+    frame = pd.DataFrame(rows)
+    if frame.empty or metric not in frame:
+        return set()
+    cells = set()
+    for effect in stats.effects(frame, keys, references, [metric]):
+        if effect.verdict in ("detected", "confounded"):
+            continue
+        pair = {str(effect.level), str(effect.reference)}
+        for values in frame[keys].astype(str).drop_duplicates().itertuples(index=False):
+            if str(values[keys.index(effect.factor)]) in pair:
+                cells.add(tuple(values))
+    return cells
+
+
+class UntilSureSweeper(BasicSweeper):
+    def __init__(self, max_batch_size: Optional[int] = None, params: Optional[Dict[str, str]] = None) -> None:
+        super().__init__(max_batch_size=max_batch_size, params=params)
+
+    def sweep(self, arguments: List[str]) -> Any:
+        from fashion_lab.config import flatten
+        from fashion_lab.report import base_level
+        from fashion_lab.results import typed
+
+        cfg = self.config
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        overrides = parser.parse_overrides(self._parse_config() + list(arguments))
+        dims = {o.get_key_element(): o for o in overrides}  # a later key wins, like fashion_lab.sweep.dimensions
+        seed_override = dims.pop("trainer.seed", None)
+        first_seed = int(seed_override.value()) if seed_override is not None and not \
+            seed_override.is_sweep_override() else int(cfg.trainer.seed)
+        keys = [k for k, o in dims.items() if o.is_sweep_override()]
+        grid = self.split_arguments(list(dims.values()), None)[0]
+        start, limit = max(2, int(cfg.sweep.seeds)), max(2, int(cfg.sweep.max_seeds))
+        metric = str(cfg.report.metric)
+        defaults = flatten(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
+
+        def cell(point: list[str]) -> tuple:
+            values = dict(line.split("=", 1) for line in point)
+            return tuple(values[k] for k in keys)
+
+        seeds_run = {cell(p): 0 for p in grid}
+        rows, returns, job = [], [], 0
+        batch = [p + [f"trainer.seed={first_seed + s}"] for p in grid for s in range(start)]
+        for p in grid:
+            seeds_run[cell(p)] = start
+        while batch:
+            self.validate_batch_is_legal(batch)
+            results = self.launcher.launch(batch, initial_job_idx=job)
+            job += len(batch)
+            returns.append(results)
+            for point, result in zip(batch, results):
+                value = result.return_value or {}
+                if value.get("status") == "FINISHED":
+                    values = dict(line.split("=", 1) for line in point)
+                    rows.append({**{k: typed(values[k]) for k in keys}, "seed": int(values["trainer.seed"]),
+                                 metric: (value.get("metrics") or {}).get(metric)})
+            import pandas as pd
+
+            frame = pd.DataFrame(rows)
+            references = {k: base_level(frame, k, defaults) for k in keys} if len(frame) else {}
+            todo = undecided_cells(rows, keys, references, metric) if references else set()
+            grow = [p for p in grid if cell(p) in todo and seeds_run[cell(p)] < limit]
+            if not todo:
+                log.info(f"until_sure: every comparison with the reference excludes 0 on {metric}: done")
+            elif not grow:
+                log.info(f"until_sure: {len(todo)} cells still undecided on {metric}, but they ran "
+                         f"sweep.max_seeds={limit} seeds: stopping")
+            else:
+                log.info(f"until_sure: {len(todo)} cells undecided on {metric}: one more seed for {len(grow)}")
+            batch = [p + [f"trainer.seed={first_seed + seeds_run[cell(p)]}"] for p in grow]
+            for p in grow:
+                seeds_run[cell(p)] += 1
+        return returns
