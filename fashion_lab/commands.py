@@ -34,7 +34,8 @@ def run_hydra(task: Callable[[DictConfig], object], argv: list[str], prog: str,
 
     try:
         register_configs()
-        check_overrides(argv)  # unknown keys, with or without +, get a "did you mean", not Hydra's "use +"
+        if not {"-sc", "--shell-completion"} & set(argv):  # a completion query is Hydra's, not overrides
+            check_overrides(argv)  # unknown keys, with or without +, get a "did you mean", not Hydra's "use +"
     except ConfigError as error:
         fail(str(error))
     main = hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")(task)

@@ -544,6 +544,8 @@ def unknown_key_message(key: str) -> Optional[str]:
         return None
     for i, part in enumerate(parts):
         if not isinstance(node, DictConfig):
+            if node is not None and node._metadata.ref_type is Any:  # free-form, such as sweep.trial
+                return None
             break
         if OmegaConf.get_type(node) is dict:  # a free-form mapping such as sweep.conditions
             return None

@@ -109,10 +109,14 @@ def _reproduce_task(cfg: DictConfig, run_id: str, overrides: list[str]) -> int:
     except NotInStore as error:
         fail(str(error))
     close_dead_runs(cfg.tracking.uri, [client.get_experiment(original.info.experiment_id).name])
-    if not [m for m in original.data.metrics if not m.endswith(TIMING)]:
-        fail(f"run {run_id} (status {original.info.status}) recorded no final metrics: "
-             "nothing to compare a reproduction against")
-    run_cfg = recorded_config(client, run_id, cfg)
+    nothing = (f"run {run_id} (status {original.info.status}) recorded no final metrics: "
+               "nothing to compare a reproduction against")
+    measured = [m for m in original.data.metrics if not m.endswith(TIMING)]
+    if not measured and "config.yaml" not in {f.path for f in client.list_artifacts(run_id)}:
+        fail(nothing)
+    run_cfg = recorded_config(client, run_id, cfg)  # a planted ${...} is refused before anything else
+    if not measured:
+        fail(nothing)
     run_cfg.tracking = cfg.tracking  # record the new run where the user points, not where the old one was
     run_cfg.tracking.run_name = None
     try:  # the user's overrides apply to the recorded config (dotted keys)
