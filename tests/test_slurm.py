@@ -4,7 +4,6 @@ artifacts, and a one-node SLURM cluster with accounting; sweeps and searches run
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -23,21 +22,6 @@ TINY = ["data=synthetic", "trainer.verbose=0", "data.synthetic_train=300", "data
 # environment to find their parent run, so the variable the launcher sets is removed in the job.
 SLURM = ["hydra/launcher=submitit_slurm", "hydra.launcher.partition=debug", "hydra.launcher.cpus_per_task=1",
          "hydra.launcher.timeout_min=10", 'hydra.launcher.setup=["unset FASHION_LAB_SWEEP_FILE"]']
-
-
-def _kerastuner_sweeper() -> bool:
-    """The engine's KerasTuner Hydra sweeper (searches through any Hydra launcher) is installed."""
-    spec = importlib.util.find_spec("hydra_plugins")
-    if spec is None:
-        return False
-    return any("kerastuner" in p.name.lower() or "keras_tuner" in p.name.lower()
-               for folder in spec.submodule_search_locations for p in Path(folder).iterdir())
-
-
-needs_sweeper = pytest.mark.skipif(
-    not _kerastuner_sweeper(),
-    reason="searches as SLURM jobs need the KerasTuner Hydra sweeper (hydra_plugins/…kerastuner…, issue 10); "
-           "unskip once it is merged")
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +119,6 @@ def _search_sweeps(tmp_path) -> Path:
     return folder
 
 
-@needs_sweeper
 def test_search_with_parallel_trials_as_slurm_jobs(team, run_cli, tmp_path):
     server, cluster = team
     uri, experiment = server.url, "slurm-search"
@@ -150,7 +133,6 @@ def test_search_with_parallel_trials_as_slurm_jobs(team, run_cli, tmp_path):
     assert len({r.data.tags.get("fashion_lab.trial_id") for r in trials}) == 4
 
 
-@needs_sweeper
 def test_search_with_a_cancelled_trial_is_completed_by_a_rerun(team, run_cli, tmp_path):
     from conftest import cli_env
 

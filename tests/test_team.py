@@ -268,10 +268,6 @@ def test_grid_through_submitit_local(run_cli, tmp_path, store):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not __import__("test_slurm")._kerastuner_sweeper(),
-    reason="searches through Hydra launchers need the KerasTuner Hydra sweeper (hydra_plugins/…kerastuner…, "
-           "issue 10); unskip once it is merged")
 def test_search_through_submitit_local_with_parallel_trials(run_cli, tmp_path, store):
     from test_slurm import _search_sweeps
 
