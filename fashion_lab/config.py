@@ -431,21 +431,21 @@ FILES = {
 }
 
 
-def _missing_files(directory: Path) -> list[str]:
+def missing_data_files(directory: Path) -> list[str]:
     return [name for name in FILES.values() if not (directory / name).is_file()]
 
 
-def _describe(directory: Path) -> str:
+def describe_data_dir(directory: Path) -> str:
     if not directory.is_dir():
         return "does not exist"
-    missing = _missing_files(directory)
+    missing = missing_data_files(directory)
     return "missing " + ", ".join(missing) if missing else "complete"
 
 
 def check_dir(directory: Any) -> Optional[str]:
     """None when ``directory`` holds the four files; else what is wrong with it (for data.dir)."""
     path = Path(str(directory)).expanduser()
-    state = _describe(path)
+    state = describe_data_dir(path)
     return None if state == "complete" else f"{path} {state}"
 
 

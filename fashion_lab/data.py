@@ -27,7 +27,7 @@ from typing import Any, Iterator, NamedTuple, Optional
 
 import numpy as np
 
-from fashion_lab.config import FILES, DataName, _describe, _missing_files, check_dir
+from fashion_lab.config import FILES, DataName, check_dir, describe_data_dir, missing_data_files
 
 CLASS_NAMES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -141,13 +141,13 @@ def locate(data_cfg: Any) -> Path:
                    f"as given, never replaced by another place (leave it null to search the others). ")
     else:
         for _, directory in places:
-            if directory.is_dir() and not _missing_files(directory):
+            if directory.is_dir() and not missing_data_files(directory):
                 return directory
         if data_cfg.download:
             target = keras_cache_dir()
             download(str(data_cfg.url), target)
             return target
-    looked = "; ".join(f"{i}. {label} {d} ({_describe(d)})" for i, (label, d) in enumerate(places, 1))
+    looked = "; ".join(f"{i}. {label} {d} ({describe_data_dir(d)})" for i, (label, d) in enumerate(places, 1))
     raise DataNotFoundError(
         f"{refused}Fashion-MNIST not found. Looked in, in order: {looked}. "
         f"Each place must hold all of {', '.join(FILES.values())}. "
