@@ -22,6 +22,15 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def as_from_a_terminal() -> None:
+    """``preexec_fn`` for a command a test will Ctrl-C: SIGINT back to its default, as in a terminal.
+    A suite started in the background by a non-interactive shell (``cmd &``) inherits SIGINT ignored,
+    and Python then never raises KeyboardInterrupt."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def run_cli(tmp_path):
     """``run_cli("train", "data=synthetic", ...)`` runs ``fashion-lab`` in tmp_path and returns the result."""
