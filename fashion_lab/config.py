@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+from omegaconf.nodes import AnyNode
 
 
 class DataName(enum.Enum):
@@ -543,6 +544,8 @@ def unknown_key_message(key: str) -> Optional[str]:
     if len(parts) == 1 and key in group_names():
         return None
     for i, part in enumerate(parts):
+        if isinstance(node, AnyNode) and i > 0:  # typed Any (sweep.trial): free-form, set by the campaign
+            return None
         if not isinstance(node, DictConfig):
             break
         if OmegaConf.get_type(node) is dict:  # a free-form mapping such as sweep.conditions
