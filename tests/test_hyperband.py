@@ -168,3 +168,20 @@ def test_hyperband_rounds_continue_the_runs_of_their_earlier_rounds(run_cli, sto
     trained = sum(_metric(store, r, "epochs_trained") for r in trials)
     assert trained == sum(_metric(store, r, "epochs_completed") - _metric(store, r, "initial_epoch") for r in trials)
     assert trained < sum(_metric(store, r, "epochs_completed") for r in trials)  # epochs saved
+
+
+@pytest.mark.slow  # two runs and a reproduce in a fresh process (~40 s on 2 cores)
+def test_reproduce_continues_the_same_weights_and_matches(store, tmp_path, run_cli):
+    from fashion_lab import tracking
+    from fashion_lab.train import WarmStart, train
+
+    exact = [*QUICK, "trainer.deterministic=true", f"tracking.uri={store}"]
+    fresh = train(compose([*exact, "trainer.epochs=1"]))
+    cfg = compose([*exact, "trainer.epochs=2"])
+    continued = train(cfg, start=WarmStart(tracking.download_weights(cfg.tracking, fresh.run_id, tmp_path), 1,
+                                           fresh.run_id))
+    result = run_cli("reproduce", continued.run_id, f"tracking.uri={store}", timeout=240)
+    assert result.returncode == 0 and "metrics match" in result.stdout, result.stdout + result.stderr[-2000:]
+    assert f"continuing run {fresh.run_id}'s weights from epoch 1" in result.stdout
+    (new,) = _rows(store, "select run_uuid from tags where key='fashion_lab.reproduces' and value=?", continued.run_id)
+    assert _tags(store, new[0])["fashion_lab.continues"] == fresh.run_id
