@@ -20,6 +20,7 @@ import math
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -141,12 +142,47 @@ def abort(reason: str, status: str = "KILLED") -> None:
 
 # --- one job: a grid point or a trial ------------------------------------------------------
 
-def _train(cfg, overrides: list[str], name: Optional[str], parent: Optional[str], tags: dict[str, str]) -> dict:
+def round_start(cfg, parent: Optional[str], trial: dict[str, str], folder: Path):
+    """Where a promoted Hyperband round starts: (WarmStart, tags) continuing its previous round's run,
+    whose weights come from the record (so any launcher, any machine sharing the store, works);
+    else (None, tags) with the reason it trains from scratch, also printed in one line."""
+    from fashion_lab import tracking
+    from fashion_lab.train import WarmStart
+
+    earlier = trial.get("continues_trial")
+    if not earlier:
+        return None, {}  # a first round, or not Hyperband
+    if not cfg.tuner.continue_rounds:
+        return None, {tracking.TAG + "from_scratch": "tuner.continue_rounds=false"}
+    execution = trial.get("execution", "0")
+    try:
+        run = (tracking.round_run(cfg.tracking, parent, earlier, execution)
+               if parent and cfg.tracking.enabled else None)
+        if run is None:
+            reason = (f"no FINISHED run of trial {earlier} (execution {execution}) under parent run {parent}"
+                      if parent and cfg.tracking.enabled else "nothing recorded to continue (tracking.enabled=false)")
+        elif (stopped := int(run.data.metrics.get("epochs_completed", 0))) >= cfg.trainer.epochs:
+            reason = f"run {run.info.run_id} already trained {stopped} epochs, this round's budget is {cfg.trainer.epochs}"
+        else:
+            weights = tracking.download_weights(cfg.tracking, run.info.run_id, folder)
+            return WarmStart(weights, stopped, run.info.run_id), {}
+    except Exception as error:  # noqa: BLE001 - a round that cannot continue still trains
+        reason = f"could not take trial {earlier}'s weights from the record: {type(error).__name__}: {error}"
+    reason = reason.splitlines()[0][:500]
+    print(f"fashion-lab: trial {trial.get('trial_id')} trains from scratch: {reason}", file=sys.stderr)
+    return None, {tracking.TAG + "from_scratch": reason}
+
+
+def _train(cfg, overrides: list[str], name: Optional[str], parent: Optional[str], tags: dict[str, str],
+           trial: Optional[dict[str, str]] = None) -> dict:
     """train() and what a sweeper needs of it (it crosses processes, so plain data only). Each job
     loads its data (from the verified array cache: a fraction of a second)."""
     from fashion_lab.train import print_result, train
 
-    result = train(cfg, overrides=overrides, run_name=name, parent_run_id=parent, tags=tags)
+    with tempfile.TemporaryDirectory(prefix="fashion-lab-round-") as folder:
+        start, start_tags = round_start(cfg, parent, trial or {}, Path(folder))
+        result = train(cfg, overrides=overrides, run_name=name, parent_run_id=parent, tags={**tags, **start_tags},
+                       start=start)
     print_result(result)
     metrics = {k: float(v) for k, v in result.metrics.items()}
     return {"run_id": result.run_id, "metrics": metrics,
@@ -200,7 +236,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
             tags = {tracking.TAG + k: v for k, v in trial.items()}
             if parent:
                 tags.update(tracking.child_tags(parent, cfg.sweep.name or "multirun", role, strategy))
-            job = dict(cfg=cfg, overrides=overrides, name=name, parent=parent, tags=tags)
+            job = dict(cfg=cfg, overrides=overrides, name=name, parent=parent, tags=tags, trial=trial)
             result.update(status="FINISHED", **(call_in_fresh_process(_train, **job) if fresh
                                                else _train(**job)))
     except Exception as error:  # noqa: BLE001 - a failing point must not stop the others

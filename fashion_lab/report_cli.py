@@ -97,6 +97,23 @@ def compare(original: dict, new: dict, tolerance: float) -> tuple[list[tuple], b
     return rows, ok_all
 
 
+def _continued_start(cfg: DictConfig, original, folder: Path):
+    """A run that continued another (a Hyperband round) is reproduced from the same weights and epoch."""
+    from fashion_lab.tracking import TAG, download_weights
+    from fashion_lab.train import WarmStart
+
+    earlier = original.data.tags.get(TAG + "continues")
+    if not earlier:
+        return None
+    try:
+        weights = download_weights(cfg.tracking, earlier, folder)
+    except Exception as error:  # noqa: BLE001 - the earlier run's weights are gone or were never logged
+        fail(f"run {original.info.run_id} continued run {earlier}, whose weights cannot be read: {error}")
+    print(f"continuing run {earlier}'s weights from epoch {int(original.data.metrics['initial_epoch'])}, as run "
+          f"{original.info.run_id} did")
+    return WarmStart(weights, int(original.data.metrics["initial_epoch"]), earlier)
+
+
 def _reproduce_task(cfg: DictConfig, run_id: str, overrides: list[str]) -> int:
     from fashion_lab.config import ConfigError, validate
     from fashion_lab.data import DataError, load_data
@@ -134,12 +151,15 @@ def _reproduce_task(cfg: DictConfig, run_id: str, overrides: list[str]) -> int:
         fail(f"local data digest {splits.digest} differs from the run's {recorded}: "
              "the same config would train on different data; refusing to reproduce")
 
+    import tempfile
+
     from fashion_lab.train import train
 
     name = f"reproduce {original.info.run_name or run_id[:8]}"[:60]
-    result = train(run_cfg, overrides=list(overrides), run_name=name,
-                   tags={TAG + "reproduces": run_id, TAG + "command": f"fashion-lab reproduce {run_id}"},
-                   splits=splits)
+    with tempfile.TemporaryDirectory(prefix="fashion-lab-reproduce-") as folder:
+        result = train(run_cfg, overrides=list(overrides), run_name=name,
+                       tags={TAG + "reproduces": run_id, TAG + "command": f"fashion-lab reproduce {run_id}"},
+                       splits=splits, start=_continued_start(cfg, original, Path(folder)))
     rows, ok = compare(original.data.metrics, result.metrics, float(cfg.reproduce.tolerance))
     if not rows:  # "metrics match" must mean something was compared
         print(f"original run {run_id}, new run {result.run_id}: no metric in common, nothing compared",

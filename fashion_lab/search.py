@@ -2,7 +2,8 @@
 
 The sweeper (hydra_plugins/fashion_lab_kerastuner) turns each trial into job overrides (the
 sampled values after the base overrides, so Hydra composes group choices) and every trial is a
-``train()`` run. Hyperband rounds re-train from scratch to the round's ``tuner/epochs``. State
+``train()`` run. A promoted Hyperband round trains to the round's ``tuner/epochs``, continuing its
+previous round's recorded weights (``tuner.continue_rounds``; campaign.round_start). State
 lives in ``<tuner.directory>/<project>/``; ``fashion_lab.json`` keeps the fingerprint (space,
 strategy, base overrides), and a changed search under the same project is refused.
 """

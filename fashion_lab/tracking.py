@@ -609,6 +609,25 @@ def children(tracking_cfg, parent_run_id: str, *, run_key: Optional[str] = None,
     return [run for run in runs if run.info.run_id != parent_run_id]
 
 
+def round_run(tracking_cfg, parent_run_id: str, trial_id: str, execution: str):
+    """The FINISHED run of one trial's execution under the parent (the latest if several), or None:
+    the run a promoted Hyperband round continues. Executions pair up by index, so each keeps its seed."""
+    runs = [run for run in children(tracking_cfg, parent_run_id, trial_id=trial_id, finished=True)
+            if run.data.tags.get(TAG + "execution", "0") == str(execution)]
+    return runs[-1] if runs else None
+
+
+WEIGHTS_FILE = "model.weights.h5"  # the weights artifact every run logs (tracking.log_weights)
+
+
+def download_weights(tracking_cfg, run_id: str, folder: Path) -> Path:
+    """The run's weights artifact, downloaded into ``folder``; LookupError when the run logged none."""
+    client = client_for(tracking_cfg)
+    if WEIGHTS_FILE not in {f.path for f in client.list_artifacts(run_id)}:
+        raise LookupError(f"run {run_id} has no {WEIGHTS_FILE} (it ran with tracking.log_weights=false)")
+    return Path(client.download_artifacts(run_id, WEIGHTS_FILE, str(folder)))
+
+
 def min_metric(tracking_cfg, run_id: str, key: str) -> float:
     """The lowest value a metric took over the run's epochs (e.g. val_loss), NaN if never logged."""
     history = client_for(tracking_cfg).get_metric_history(run_id, key)

@@ -32,6 +32,14 @@ class RunResult:
     model: Any = field(default=None, repr=False)
 
 
+@dataclass
+class WarmStart:
+    """Start from an earlier run's weights, numbering epochs on from where it stopped (a Hyperband round)."""
+    weights: Path            # a model.weights.h5 of the same network
+    initial_epoch: int       # epochs the weights have already trained (Keras' initial_epoch)
+    run_id: str              # the run they come from: recorded as the tag fashion_lab.continues
+
+
 def config_id(cfg) -> str:
     """Same for runs that differ only by seed: groups repeats of one configuration."""
     return config_hash(cfg, with_seed=False)
@@ -115,8 +123,11 @@ def _write_artifacts(folder: Path, cfg, model, history: pd.DataFrame, matrix, sp
 
 def train(cfg, *, overrides: Sequence[str] = (), run_name: Optional[str] = None,
           parent_run_id: Optional[str] = None, tags: Optional[dict[str, str]] = None,
-          splits: Optional[Splits] = None) -> RunResult:
-    """Build data, model and optimizer from ``cfg``, fit, evaluate the test set once, record it all."""
+          splits: Optional[Splits] = None, start: Optional[WarmStart] = None) -> RunResult:
+    """Build data, model and optimizer from ``cfg``, fit, evaluate the test set once, record it all.
+
+    ``start``: continue ``start.weights`` (with the optimizer's saved state) from epoch
+    ``start.initial_epoch`` up to ``trainer.epochs``; epochs keep their absolute numbers."""
     validate(cfg)
     check_store(cfg.tracking)  # a store that cannot record is refused before data loads or a run exists
     runtime.configure(cfg.trainer)
@@ -124,28 +135,43 @@ def train(cfg, *, overrides: Sequence[str] = (), run_name: Optional[str] = None,
     run_tags = {**provenance_tags(list(overrides), cfg.trainer.seed),
                 TAG + "data_digest": splits.digest, TAG + "config_id": config_id(cfg),
                 TAG + "run_key": config_hash(cfg, with_seed=True), **(tags or {})}
+    initial_epoch = start.initial_epoch if start else 0
+    if initial_epoch >= cfg.trainer.epochs:
+        raise ValueError(f"start.initial_epoch={initial_epoch} is not allowed: below trainer.epochs={cfg.trainer.epochs}, "
+                         "the epoch the run trains up to")
+    if start:
+        run_tags[TAG + "continues"] = start.run_id
     name = run_name or default_run_name(cfg, overrides)
     with tracked_run(cfg, run_name=name, tags=run_tags, parent_run_id=parent_run_id) as recorder, \
             tensorboard_logs(cfg.tracking.tensorboard and recorder.active, name) as board:
         recorder.dataset(splits.name, splits.digest, splits.source)
         model = _compiled_model(cfg, splits)
+        if start:
+            # Built first, the optimizer takes its saved state too (step count, momenta, decay), so the
+            # run continues the earlier one's training instead of restarting its optimizer.
+            model.optimizer.build(model.trainable_variables)
+            model.load_weights(start.weights)
         logger = EpochLogger(recorder)
         started = time.perf_counter()
         fitted = model.fit(
             splits.x_train, splits.y_train, validation_data=(splits.x_val, splits.y_val),
-            epochs=cfg.trainer.epochs, batch_size=cfg.trainer.batch_size,
+            epochs=cfg.trainer.epochs, initial_epoch=initial_epoch, batch_size=cfg.trainer.batch_size,
             callbacks=_callbacks(cfg, logger) + board.callbacks, verbose=runtime.keras_verbosity(cfg.trainer.verbose))
         train_seconds = time.perf_counter() - started
         history = pd.DataFrame(fitted.history)
+        history.index += initial_epoch  # absolute epochs, as the per-epoch metrics' steps
         history["learning_rate"] = logger.learning_rates[:len(history)]
         history["epoch_seconds"] = logger.epoch_seconds[:len(history)]
         if not np.isfinite(history["loss"]).all():  # TerminateOnNaN stopped the fit
-            raise TrainingDiverged(f"loss became {history['loss'].iloc[-1]} at epoch {len(history)}; "
+            raise TrainingDiverged(f"loss became {history['loss'].iloc[-1]} at epoch {history.index[-1] + 1}; "
                                    f"try a smaller optimizer.learning_rate (now {cfg.optimizer.learning_rate})")
         metrics, matrix = evaluate_test(model, splits, cfg.trainer.batch_size)
         best_epoch = int(history["val_accuracy"].idxmax()) + 1  # counted from 1, as Keras prints epochs
+        # epochs_completed: where the weights stand (a continued run counts its earlier run's epochs);
+        # epochs_trained: what this run itself paid for.
         metrics.update(best_val_accuracy=float(history["val_accuracy"].max()), best_epoch=best_epoch,
-                       epochs_completed=len(history), train_seconds=train_seconds,
+                       epochs_completed=initial_epoch + len(history), epochs_trained=len(history),
+                       initial_epoch=initial_epoch, train_seconds=train_seconds,
                        train_images=len(splits.x_train), test_images=len(splits.x_test),
                        param_count=model.count_params())
         recorder.metrics(metrics)
