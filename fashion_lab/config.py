@@ -185,6 +185,8 @@ class TunerConfig:
     fresh_process: bool = True             # each trial trains in a new process: memory stays bounded
                                            # (false: in the search process, a few s faster per trial,
                                            # but TensorFlow keeps ~16 MB per trial)
+    trials_per_worker: int = 10            # with fresh_process: trials per warm worker (TensorFlow imported
+                                           # once) before it is replaced; 1 = a new process per trial
 
 
 @dataclass
@@ -412,6 +414,8 @@ def _check_commands(cfg) -> None:
     _check(1 <= tu.max_epochs <= MAX_EPOCHS, "tuner.max_epochs", tu.max_epochs, f"1 to {MAX_EPOCHS:,}")
     _check(1 <= tu.executions_per_trial <= MAX_EXECUTIONS, "tuner.executions_per_trial",
            tu.executions_per_trial, f"1 to {MAX_EXECUTIONS}")
+    _check(1 <= tu.trials_per_worker <= MAX_TRIALS, "tuner.trials_per_worker", tu.trials_per_worker,
+           f"1 to {MAX_TRIALS:,} (1 = a new process per trial)")
     _check(r.metric in METRICS, "report.metric", r.metric, "a recorded metric: " + ", ".join(METRICS[:13]) +
            ", test_accuracy_class_0..9")
     _check(rp.tolerance >= 0 and rp.tolerance == rp.tolerance, "reproduce.tolerance", rp.tolerance,

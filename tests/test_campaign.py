@@ -94,7 +94,8 @@ def test_parallel_trials_on_joblib_record_one_search_and_resume_to_nothing(run_c
     assert {t["tags"]["mlflow.parentRunId"] for t in trials} == {parent["id"]}
     assert sorted(t["tags"]["fashion_lab.trial_id"] for t in trials) == ["0", "1", "2", "3"]
     owners = {t["tags"]["fashion_lab.owner"].split(":")[0] for t in trials}
-    assert len(owners) == 4  # each trial trained in a fresh process
+    # Outside the launcher's workers: each loky worker's trials train in its own warm worker process.
+    assert 2 <= len(owners) <= 4
     overlapping = [(a, b) for a in trials for b in trials if a["id"] < b["id"]
                    and a["start"] < b["end"] and b["start"] < a["end"]
                    and a["tags"]["fashion_lab.owner"] != b["tags"]["fashion_lab.owner"]]
