@@ -218,11 +218,16 @@ class Bench:
         u = [steady(r["epoch_seconds"]) for r in U]
         ratios = [b / a for a, b in zip(p, t)]
         ratio = med(ratios)
+        names = ["plain", "tracked", "untracked"]
+        per_epoch = "; ".join(
+            f"repeat {i + 1} (order {'>'.join(names[i % 3:] + names[:i % 3])}): " + ", ".join(
+                f"{name} " + "/".join(f"{e:.2f}" for e in r[name][i]["epoch_seconds"]) for name in names)
+            for i in range(len(P)))
         row("training overhead (s/epoch, epoch 1+)", fmt(med(p), " s") + spread(p), fmt(med(t), " s") + spread(t),
             f"{ratio:.3f}", "≤ 1.02", ratio <= 1.02,
             "A = benchmarks/tutorial_keras.py network + fit, B = fashion-lab train(cfg) with MLflow on, same "
-            "process and arrays, rotated per repeat; ratio = median of "
-            "per-repeat B/A")
+            "process and arrays, rotated per repeat; ratio = median of per-repeat B/A ("
+            + " ".join(f"{x:.3f}" for x in ratios) + "); seconds per epoch: " + per_epoch)
         p0 = [r["epoch_seconds"][0] for r in P]
         t0 = [r["epoch_seconds"][0] for r in T]
         row("first epoch incl. compile (s)", fmt(med(p0), " s"), fmt(med(t0), " s"),
