@@ -127,6 +127,33 @@ def print_table(out=sys.stdout):
         print("\n" + "\n".join(notes), file=out)
 
 
+# --------------------------------------------------------------------------- machine
+
+CPU_FEATURES = ("amx_bf16", "amx_tile", "amx_int8", "avx512_bf16", "avx512_vnni", "avx512f", "avx2", "fma")
+
+
+def cpu_info() -> tuple[str, list[str]]:
+    """The CPU model and which of the features that matter for bf16 it has (Linux /proc/cpuinfo)."""
+    model, flags = "unknown", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "unknown":
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    return model, [f for f in CPU_FEATURES if f in flags]
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
 # --------------------------------------------------------------------------- FLOPs
 
 def tutorial_flops(filters=(32, 64), convs=2, kernel=3, dense=512, classes=10, size=28, channels=1):
@@ -191,11 +218,16 @@ class Bench:
         u = [steady(r["epoch_seconds"]) for r in U]
         ratios = [b / a for a, b in zip(p, t)]
         ratio = med(ratios)
+        names = ["plain", "tracked", "untracked"]
+        per_epoch = "; ".join(
+            f"repeat {i + 1} (order {'>'.join(names[i % 3:] + names[:i % 3])}): " + ", ".join(
+                f"{name} " + "/".join(f"{e:.2f}" for e in r[name][i]["epoch_seconds"]) for name in names)
+            for i in range(len(P)))
         row("training overhead (s/epoch, epoch 1+)", fmt(med(p), " s") + spread(p), fmt(med(t), " s") + spread(t),
             f"{ratio:.3f}", "≤ 1.02", ratio <= 1.02,
             "A = benchmarks/tutorial_keras.py network + fit, B = fashion-lab train(cfg) with MLflow on, same "
-            "process and arrays, rotated per repeat; ratio = median of "
-            "per-repeat B/A")
+            "process and arrays, rotated per repeat; ratio = median of per-repeat B/A ("
+            + " ".join(f"{x:.3f}" for x in ratios) + "); seconds per epoch: " + per_epoch)
         p0 = [r["epoch_seconds"][0] for r in P]
         t0 = [r["epoch_seconds"][0] for r in T]
         row("first epoch incl. compile (s)", fmt(med(p0), " s"), fmt(med(t0), " s"),
@@ -249,9 +281,9 @@ class Bench:
     def memory(self):
         trials = 2 if self.a.smoke else self.a.trials
         # The target: a search's process across many trials, in-process trials (A) vs the shipped
-        # fresh process per trial (B).
+        # trials in worker processes (B: warm workers, replaced every tuner.trials_per_worker trials).
         modes = [("trials in the search process", ["tuner.fresh_process=false"]),
-                 ("fresh process per trial (default)", [])]
+                 ("trials in worker processes (default)", [])]
         for label, extra in modes[1:] if self.a.smoke else modes:  # smoke: the shipped mode only
             series = worker("tune_memory", {"trials": trials, "overrides": extra})
             rss, peaks = series["trial_rss_mb"], series["trial_process_peak_rss_mb"]
@@ -280,6 +312,62 @@ class Bench:
             + " matmul", f"{achieved / peak:.3f}", "report", None,
             f"{3 * forward / 1e6:.1f} MFLOP per training image, {forward / 1e6:.1f} per validation image; "
             "peak = tf.matmul float32 2048^2 in this run")
+
+    def precision(self):
+        """float32 vs mixed_bfloat16: epoch time side by side and accuracy over seeds (one per repeat)."""
+        batches = [32] if self.a.smoke else [32, 128]
+        repeats = 1 if self.a.smoke else max(3, self.repeats)  # 3 seeds at least: the accuracy comparison
+        r = worker("precision_ab", {"overrides": self.fl_overrides(), "repeats": repeats, "batch_sizes": batches,
+                                    "precisions": ["float32", "mixed_bfloat16"]})["runs"]
+        model, features = cpu_info()
+        pick = lambda p, b: [x for x in r if x["precision"] == p and x["batch"] == b]
+        for batch in batches:
+            f32, bf16 = pick("float32", batch), pick("mixed_bfloat16", batch)
+            a = [steady(x["epoch_seconds"]) for x in f32]
+            b = [steady(x["epoch_seconds"]) for x in bf16]
+            ratio = med([y / x for x, y in zip(a, b)])
+            row(f"precision bf16/f32 (s/epoch, batch {batch})", fmt(med(a), " s") + spread(a) + " float32",
+                fmt(med(b), " s") + spread(b) + " bf16", f"{ratio:.3f}", "< 1 = bf16 faster", None,
+                f"{model}; features {' '.join(features) or 'none'}; per-seed ratios "
+                + " ".join(f"{y / x:.2f}" for x, y in zip(a, b)) + f"; first epochs (compile) f32 "
+                + " ".join(f"{x['epoch_seconds'][0]:.1f}" for x in f32) + " / bf16 "
+                + " ".join(f"{x['epoch_seconds'][0]:.1f}" for x in bf16))
+            acc = lambda runs, key: [x[key] for x in runs]
+            fa, ba = acc(f32, "test_accuracy"), acc(bf16, "test_accuracy")
+            diff = med([y - x for x, y in zip(fa, ba)])
+            row(f"precision bf16-f32 test accuracy (batch {batch})", f"{med(fa):.4f} float32",
+                f"{med(ba):.4f} bf16", f"{100 * diff:+.2f} pt", "info", None,
+                f"{len(fa)} seeds, {self.epochs} epochs on {self.n_train} images; per seed (f32/bf16): "
+                + " ".join(f"{x:.3f}/{y:.3f}" for x, y in zip(fa, ba)) + "; best val accuracy f32 "
+                + " ".join(f"{x:.3f}" for x in acc(f32, "best_val_accuracy")) + ", bf16 "
+                + " ".join(f"{x:.3f}" for x in acc(bf16, "best_val_accuracy")))
+
+    def trial_start(self):
+        """Per-trial start-up: a fresh process per trial (the old default) vs a warm worker (TF loaded)."""
+        n = 300 if self.a.smoke else self.a.trial_samples
+        ov = ["data=synthetic", f"data.synthetic_train={n + max(60, n // 10)}", "data.synthetic_test=300",
+              f"data.val_samples={max(60, n // 10)}", f"trainer.epochs={1 if self.a.smoke else 2}"]
+        r = worker("trial_start", {"overrides": ov, "repeats": self.repeats if self.a.smoke else max(3, self.repeats)})
+        F, W, P = r["fresh"], r["warm"], r["in_process"]
+        col = lambda runs, key: [x[key] for x in runs]
+        per_worker = 10  # the shipped tuner.trials_per_worker
+        for key, label in (("startup", "TF imported"), ("first_step", "first training step")):
+            fs, ws, first = med(col(F, key)), med(col(W, key)), r["first_warm"][key]
+            amortized = ws + (first - ws) / per_worker  # a worker's first trial pays the start, the rest do not
+            row(f"trial start: call -> {label} (s)", fmt(fs, " s") + spread(col(F, key)) + " fresh",
+                fmt(amortized, " s") + f" warm, N={per_worker}", f"{amortized / fs:.3f}", "< 1 = warm cheaper",
+                None, f"warm worker: {ws:.2f} s per trial once running, its first trial {first:.2f} s, "
+                f"amortized over {per_worker} trials; in this process (fresh_process=false) "
+                f"{med(col(P, key)):.2f} s; fresh: spawn {med(col(F, 'spawn')):.2f} s, TF import etc. "
+                f"{med(col(F, 'startup')):.2f} s")
+        fw, ww, pw = med(col(F, "wall")), med(col(W, "wall")), med(col(P, "wall"))
+        train_s = med(col(F, "train_seconds") + col(W, "train_seconds"))
+        row("trial wall (s, synthetic trial)", fmt(fw, " s") + spread(col(F, "wall")) + " fresh",
+            fmt(ww, " s") + spread(col(W, "wall")) + " warm", f"{ww / fw:.3f}", "< 1 = warm cheaper", None,
+            f"{n} synthetic images x {1 if self.a.smoke else 2} epochs, fit {train_s:.1f} s; in the calling "
+            f"process (tuner.fresh_process=false) {pw:.2f} s; the fresh trial's start (to first step) was "
+            f"{100 * med(col(F, 'first_step')) / fw:.0f}% of its wall time; warm worker RSS after each trial "
+            + " ".join(f"{x:.0f}" for x in col(W, "rss_mb")) + " MB")
 
     # --- knobs: the plain script with one setting changed; ratio = B/A steady epoch time (<1 = faster)
     KNOBS = {
@@ -341,7 +429,7 @@ class Bench:
             "(start-up, data, test evaluation and MLflow included)")
 
 
-GROUPS = ["training", "cli_startup", "data_load", "memory", "efficiency"]
+GROUPS = ["training", "cli_startup", "data_load", "memory", "efficiency", "precision", "trial_start"]
 
 
 def main(argv=None) -> int:
@@ -360,6 +448,7 @@ def main(argv=None) -> int:
     p.add_argument("--trials", type=int, default=20, help="memory benchmark: train() calls in one process")
     p.add_argument("--points", type=int, default=4, help="parallel benchmark: sweep points per side")
     p.add_argument("--parallel-samples", type=int, default=1000)
+    p.add_argument("--trial-samples", type=int, default=2500, help="trial_start: synthetic training images")
     p.add_argument("--markdown", type=Path, help="also write the table to this file")
     a = p.parse_args(argv)
 
@@ -367,7 +456,7 @@ def main(argv=None) -> int:
     IN_PROCESS = a.smoke
     bench = Bench(a)
     selected = list(a.only) or (GROUPS + (["knobs"] if a.knobs else []) + (["parallel"] if a.parallel else []))
-    started = time.perf_counter()
+    started, load_before = time.perf_counter(), load_average()
     for name in selected:
         if name == "knobs":
             for k in Bench.KNOBS:
@@ -378,7 +467,10 @@ def main(argv=None) -> int:
             getattr(bench, name)()
         else:
             p.error(f"--only {name!r}: choose from {', '.join(GROUPS + ['parallel', 'knobs', *Bench.KNOBS])}")
-    print(f"\nfashion-lab benchmarks: train {bench.n_train} / val {bench.n_val} images, {bench.epochs} epochs, "
+    model, features = cpu_info()
+    print(f"\nCPU: {model}, {os.cpu_count()} cores, features: {' '.join(features) or 'none'}; "
+          f"load average before {load_before}, after {load_average()}")
+    print(f"fashion-lab benchmarks: train {bench.n_train} / val {bench.n_val} images, {bench.epochs} epochs, "
           f"{bench.repeats} repeat(s), {os.cpu_count()} CPUs, oneDNN "
           f"{env().get('TF_ENABLE_ONEDNN_OPTS')}, {time.perf_counter() - started:.0f} s\n")
     print_table()

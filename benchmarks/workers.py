@@ -225,6 +225,91 @@ def tune_memory(args):
     return search_rss(int(args["trials"]), list(args.get("overrides", [])))
 
 
+def precision_ab(args):
+    """float32 vs mixed_bfloat16 through train(cfg) (untracked) in ONE process, A/B alternated per repeat
+    and batch size; the seed is the repeat number, so the same runs give accuracy over seeds."""
+    import keras
+
+    from fashion_lab.data import load_data
+    from fashion_lab.train import train
+
+    base = ["tracking.enabled=false", "trainer.verbose=0"] + list(args["overrides"])
+    splits = load_data(_compose(base).data)  # the same arrays for every run
+    out = []
+    for repeat in range(int(args["repeats"])):
+        for batch in args["batch_sizes"]:
+            order = list(args["precisions"])
+            if repeat % 2:
+                order.reverse()
+            for precision in order:
+                keras.backend.clear_session()
+                cfg = _compose(base + [f"trainer.precision={precision}", f"trainer.batch_size={batch}",
+                                       f"trainer.seed={repeat}"])
+                result = train(cfg, splits=splits)
+                out.append({"precision": precision, "batch": batch, "seed": repeat,
+                            "epoch_seconds": list(map(float, result.history["epoch_seconds"])),
+                            "best_val_accuracy": float(result.metrics["best_val_accuracy"]),
+                            "test_accuracy": float(result.metrics["test_accuracy"])})
+    return {"runs": out}
+
+
+def _timed_trial(job: dict, t_call: float) -> dict:
+    """One search trial (campaign._train: train, record, return) timed from the caller's call:
+    to TensorFlow imported, to the first training step, to the end."""
+    t_enter = time.time()
+    import keras
+
+    import fashion_lab.train as train_module  # what a fresh process pays before it can train
+
+    t_ready = time.time()
+    from fashion_lab.campaign import _train
+
+    first_step = []
+
+    class FirstStep(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if not first_step:
+                first_step.append(time.time())
+
+    original = train_module._callbacks
+    train_module._callbacks = lambda cfg, logger: original(cfg, logger) + [FirstStep()]
+    try:
+        out = _train(**job)
+    finally:
+        train_module._callbacks = original
+    return {"spawn": t_enter - t_call, "startup": t_ready - t_call, "first_step": first_step[0] - t_call,
+            "wall": time.time() - t_call, "train_seconds": out["metrics"]["train_seconds"], "pid": os.getpid(),
+            "rss_mb": rss_mb()}
+
+
+def trial_start(args):
+    """A trial in a fresh process vs in a warm worker vs in this process, A/B alternated per repeat."""
+    import workers as me  # by module name, so the trial processes can import the function
+
+    from fashion_lab import tracking
+    from fashion_lab.fresh_process import call_in_fresh_process
+    from fashion_lab.warm_worker import call_in_warm_worker, stop_all
+
+    with tempfile.TemporaryDirectory() as tmp:
+        overrides = [f"tracking.uri=sqlite:///{tmp}/m.db", "trainer.verbose=0"] + list(args["overrides"])
+        cfg = _compose(overrides)
+        tracking.ensure_experiment(tracking.client_for(cfg.tracking), cfg.tracking)  # not a per-trial cost
+        job = dict(cfg=cfg, overrides=list(args["overrides"]), name=None, parent=None, tags={})
+        n = int(args["repeats"]) + 1
+        warm = lambda: call_in_warm_worker(me._timed_trial, job, time.time(), trials_per_worker=n)
+        fresh = lambda: call_in_fresh_process(me._timed_trial, job, time.time())
+        in_process = lambda: me._timed_trial(job, time.time())
+        first_warm = warm()  # the worker's own start: paid once per trials_per_worker trials
+        in_process()  # this process's own first trial (imports, first-time set-up): not measured
+        out = {"first_warm": first_warm, "fresh": [], "warm": [], "in_process": []}
+        variants = [("fresh", fresh), ("warm", warm), ("in_process", in_process)]
+        for i in range(int(args["repeats"])):
+            for name, fn in variants[i % 3:] + variants[:i % 3]:
+                out[name].append(fn())
+        stop_all()
+    return out
+
+
 def matmul(args):
     """float32 matmul FLOP/s through TensorFlow (n x n, best of a few timed loops)."""
     import tensorflow as tf
@@ -244,7 +329,7 @@ def matmul(args):
 
 
 WORKERS = {f.__name__: f for f in (fashion_lab_train, train_ab, plain_keras, data_load, memory, tune_memory,
-                                    matmul)}
+                                    matmul, precision_ab, trial_start)}
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

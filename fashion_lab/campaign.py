@@ -205,7 +205,8 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     from hydra.core.hydra_config import HydraConfig
 
     from fashion_lab import tracking
-    from fashion_lab.fresh_process import call_in_fresh_process, memory_mb
+    from fashion_lab.fresh_process import memory_mb
+    from fashion_lab.warm_worker import call_in_warm_worker, peak_mb
 
     hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
     overrides = [o for o in (hydra_cfg.overrides.task if hydra_cfg else []) if not is_plumbing(override_key(o))]
@@ -237,7 +238,10 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
             if parent:
                 tags.update(tracking.child_tags(parent, cfg.sweep.name or "multirun", role, strategy))
             job = dict(cfg=cfg, overrides=overrides, name=name, parent=parent, tags=tags, trial=trial)
-            result.update(status="FINISHED", **(call_in_fresh_process(_train, **job) if fresh
+            # A worker keeps the thread count and op determinism of its first trial: part of its key.
+            worker = dict(trials_per_worker=cfg.tuner.trials_per_worker,
+                          key=(cfg.trainer.threads, cfg.trainer.deterministic))
+            result.update(status="FINISHED", **(call_in_warm_worker(_train, **worker, **job) if fresh
                                                else _train(**job)))
     except Exception as error:  # noqa: BLE001 - a failing point must not stop the others
         result["reason"] = tracking.failure_reason(error)[:2000]
@@ -248,7 +252,8 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         if trial and not fresh and "keras" in sys.modules:  # frees the model; TF keeps ~16 MB of graphs anyway
             sys.modules["keras"].backend.clear_session()
             gc.collect()
-    rss, peak = memory_mb()
+    rss, peak = memory_mb()  # finished trial processes; a warm worker reports its own peak
+    peak = max(peak, peak_mb())
     result.update(rss_mb=rss, peak_child_rss_mb=peak if fresh else math.nan)
     return result
 

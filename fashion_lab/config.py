@@ -187,6 +187,8 @@ class TunerConfig:
                                            # but TensorFlow keeps ~16 MB per trial)
     continue_rounds: bool = True           # hyperband: a promoted round starts from the recorded weights of
                                            # its previous round (false: every round trains from scratch)
+    trials_per_worker: int = 10            # with fresh_process: trials per warm worker (TensorFlow imported
+                                           # once) before it is replaced; 1 = a new process per trial
 
 
 @dataclass
@@ -415,6 +417,8 @@ def _check_commands(cfg) -> None:
     _check(1 <= tu.max_epochs <= MAX_EPOCHS, "tuner.max_epochs", tu.max_epochs, f"1 to {MAX_EPOCHS:,}")
     _check(1 <= tu.executions_per_trial <= MAX_EXECUTIONS, "tuner.executions_per_trial",
            tu.executions_per_trial, f"1 to {MAX_EXECUTIONS}")
+    _check(1 <= tu.trials_per_worker <= MAX_TRIALS, "tuner.trials_per_worker", tu.trials_per_worker,
+           f"1 to {MAX_TRIALS:,} (1 = a new process per trial)")
     _check(r.metric in METRICS, "report.metric", r.metric, "a recorded metric: " + ", ".join(
            m for m in METRICS if not m.startswith("test_accuracy_class_")) + ", test_accuracy_class_0..9")
     _check(rp.tolerance >= 0 and rp.tolerance == rp.tolerance, "reproduce.tolerance", rp.tolerance,

@@ -54,16 +54,21 @@ def memory_mb() -> tuple[float, float]:
     return rss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
+def spawn_context():
+    """multiprocessing's spawn context, usable from a joblib (loky) worker too."""
+    if multiprocessing.get_start_method(allow_none=True) not in (None, "spawn", "fork", "forkserver"):
+        # A joblib (loky) worker: the child would be told to use loky's start method, unknown outside loky.
+        multiprocessing.set_start_method("spawn", force=True)
+    return multiprocessing.get_context("spawn")
+
+
 def call_in_fresh_process(fn: Callable, *args: Any, **kwargs: Any) -> Any:
     """``fn(*args, **kwargs)`` in a new process: its return value, or its exception re-raised here.
 
     ``fn``, its arguments and its result must pickle. If this process is interrupted while
     waiting (Ctrl-C, SIGTERM), the child gets SIGTERM and some seconds to close its run.
     """
-    if multiprocessing.get_start_method(allow_none=True) not in (None, "spawn", "fork", "forkserver"):
-        # A joblib (loky) worker: the child would be told to use loky's start method, unknown outside loky.
-        multiprocessing.set_start_method("spawn", force=True)
-    context = multiprocessing.get_context("spawn")
+    context = spawn_context()
     receive, send = context.Pipe(duplex=False)
     child = context.Process(target=_child, args=(send, os.getpid(), fn, args, kwargs), daemon=True)
     child.start()

@@ -15,7 +15,9 @@ from conftest import REPO, cli_env
 ROWS = [
     "training overhead (s/epoch, epoch 1+)", "first epoch incl. compile", "training images/s",
     "tracking: s added per epoch", "tracking: s added per run", "CLI start-up: fashion-lab --help",
-    "data load: full Fashion-MNIST", "memory: tune RSS growth trial 2->2, fresh process per trial",
+    "data load: full Fashion-MNIST", "memory: tune RSS growth trial 2->2, trials in worker processes",
+    "precision bf16/f32 (s/epoch, batch 32)", "precision bf16-f32 test accuracy (batch 32)",
+    "trial start: call -> TF imported", "trial start: call -> first training step", "trial wall",
     "memory: train() x2 in one process",
     "arithmetic efficiency",
 ]

@@ -86,8 +86,10 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.slow  # four trials on two workers, twice (~2 min on 2 cores)
 def test_parallel_trials_on_joblib_record_one_search_and_resume_to_nothing(run_cli, store):
+    # A new process per trial (tuner.trials_per_worker=1), so each trial's own process is visible;
+    # warm workers, which serve several trials each, have their own tests (test_warm_worker.py).
     args = ["tune", *TINY, "tuner=random", "tuner.max_trials=4", "tuner.parallel_trials=2", *JOBLIB,
-            f"tracking.uri={store}"]
+            "tuner.trials_per_worker=1", f"tracking.uri={store}"]
     run_cli(*args, check=True, timeout=600)
     (parent,) = parents(store)
     trials = children(store)

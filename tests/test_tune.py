@@ -62,7 +62,8 @@ sweep:
 
 def runs(store: str) -> list[dict]:
     """Every run with its status and tags, read straight from the sqlite store."""
-    db = sqlite3.connect(store[len("sqlite:///"):])
+    # Read-only: connecting must not create an empty file that the CLI would then refuse as a store.
+    db = sqlite3.connect(f"file:{store[len('sqlite:///'):]}?mode=ro", uri=True)
     rows = db.execute("select run_uuid, name, status from runs").fetchall()
     tags = db.execute("select run_uuid, key, value from tags").fetchall()
     params = db.execute("select run_uuid, key from params").fetchall()
