@@ -345,7 +345,9 @@ class Recorder:
         except Exception as error:
             from fashion_lab import offline
 
-            if not offline.unreachable(error):
+            # Only a server can be away and come back; a local store's OSError (a full disk) is a failure.
+            remote = str(self.identity.get("uri", "")).startswith(("http://", "https://"))
+            if not (remote and offline.unreachable(error)):
                 raise
             if self.spool is None:
                 folder = offline.spool_folder(self.offline_dir, self.run_id)
