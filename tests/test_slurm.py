@@ -18,10 +18,10 @@ pytestmark = pytest.mark.slow
 
 TINY = ["data=synthetic", "trainer.verbose=0", "data.synthetic_train=300", "data.synthetic_test=100",
         "data.val_samples=60", "tracking.log_plots=false"]
-# One CPU per job (2 run at once on the 2-core node); jobs must not need the launcher's
-# environment to find their parent run, so the variable the launcher sets is removed in the job.
+# One CPU per job (2 run at once on the 2-core node). Jobs learn their parent run from their own
+# overrides (sweep.parent_run_id), never from the launching process's files or environment.
 SLURM = ["hydra/launcher=submitit_slurm", "hydra.launcher.partition=debug", "hydra.launcher.cpus_per_task=1",
-         "hydra.launcher.timeout_min=10", 'hydra.launcher.setup=["unset FASHION_LAB_SWEEP_FILE"]']
+         "hydra.launcher.timeout_min=10"]
 
 
 @pytest.fixture(scope="module")

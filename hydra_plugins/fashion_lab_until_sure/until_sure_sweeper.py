@@ -5,7 +5,7 @@ the cells of the comparisons with the reference level that are still undecided (
 matched pairs spans 0, on ``report.metric``: validation accuracy, so the test set stays unseen by the
 decision). It stops when every comparison excludes 0 or when the cells involved reach ``sweep.max_seeds``.
 Batches go through whatever launcher is configured; decisions read the jobs' return values
-(``fashion_lab.sweep.run_point``), so the sweep's parent run and summary work as for any grid.
+(``fashion_lab.campaign.run_job``), so the sweep's parent run and summary work as for any grid.
 """
 
 
