@@ -19,7 +19,6 @@ from fashion_lab.config import config_hash, is_setting, override_key, point_name
 from fashion_lab.data import Splits, load_data
 from fashion_lab.model import build_model
 from fashion_lab.optim import build_optimizer, current_learning_rate
-from fashion_lab.store import check_store
 from fashion_lab.tensorboard_logs import tensorboard_logs
 from fashion_lab.tracking import TAG, Recorder, TrainingDiverged, log_keras_model, provenance_tags, tracked_run
 
@@ -129,7 +128,6 @@ def train(cfg, *, overrides: Sequence[str] = (), run_name: Optional[str] = None,
     ``start``: continue ``start.weights`` (with the optimizer's saved state) from epoch
     ``start.initial_epoch`` up to ``trainer.epochs``; epochs keep their absolute numbers."""
     validate(cfg)
-    check_store(cfg.tracking)  # a store that cannot record is refused before data loads or a run exists
     runtime.configure(cfg.trainer)
     splits = splits or load_data(cfg.data)
     run_tags = {**provenance_tags(list(overrides), cfg.trainer.seed),
