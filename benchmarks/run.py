@@ -329,7 +329,7 @@ class Bench:
             row(f"precision bf16/f32 (s/epoch, batch {batch})", fmt(med(a), " s") + spread(a) + " float32",
                 fmt(med(b), " s") + spread(b) + " bf16", f"{ratio:.3f}", "< 1 = bf16 faster", None,
                 f"{model}; features {' '.join(features) or 'none'}; per-seed ratios "
-                + " ".join(f"{y / x:.2f}" for x, y in zip(a, b)) + f"; first epochs (compile) f32 "
+                + " ".join(f"{y / x:.2f}" for x, y in zip(a, b)) + "; first epochs (compile) f32 "
                 + " ".join(f"{x['epoch_seconds'][0]:.1f}" for x in f32) + " / bf16 "
                 + " ".join(f"{x['epoch_seconds'][0]:.1f}" for x in bf16))
             acc = lambda runs, key: [x[key] for x in runs]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 
 class DataName(enum.Enum):
@@ -173,6 +173,8 @@ class TunerConfig:
     max_trials: int = 10                   # not used by hyperband (its schedule decides)
     max_epochs: int = 10                   # hyperband: epochs of the longest round
     factor: int = 3                        # hyperband: reduction factor between rounds
+    num_initial_points: Optional[int] = None  # bayesian: random trials before the Gaussian process guides
+                                           # (null: KerasTuner's default, 3 x the space's dimensions)
     executions_per_trial: int = 1          # repeats per trial (seeds trainer.seed + i), objective averaged
     early_stopping_patience: Optional[int] = None  # applied as trainer.early_stopping_patience in trials
     directory: str = "outputs/tuner"       # tuner state: <directory>/<project>/
@@ -415,6 +417,8 @@ def _check_commands(cfg) -> None:
     _check(0 <= tu.seed <= SEED_MAX, "tuner.seed", tu.seed, f"an integer from 0 to {SEED_MAX}")
     _check(1 <= tu.max_trials <= MAX_TRIALS, "tuner.max_trials", tu.max_trials, f"1 to {MAX_TRIALS:,}")
     _check(1 <= tu.max_epochs <= MAX_EPOCHS, "tuner.max_epochs", tu.max_epochs, f"1 to {MAX_EPOCHS:,}")
+    _check(tu.num_initial_points is None or 1 <= tu.num_initial_points <= MAX_TRIALS, "tuner.num_initial_points",
+           tu.num_initial_points, f"null (3 x the space's dimensions) or 1 to {MAX_TRIALS:,}")
     _check(1 <= tu.executions_per_trial <= MAX_EXECUTIONS, "tuner.executions_per_trial",
            tu.executions_per_trial, f"1 to {MAX_EXECUTIONS}")
     _check(1 <= tu.trials_per_worker <= MAX_TRIALS, "tuner.trials_per_worker", tu.trials_per_worker,

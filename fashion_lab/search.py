@@ -160,6 +160,8 @@ def make_oracle(search: Search):
 
     t = search.cfg.tuner
     budget = dict(max_epochs=t.max_epochs, factor=t.factor) if t.strategy == "hyperband" else dict(max_trials=t.max_trials)
+    if t.strategy == "bayesian":
+        budget["num_initial_points"] = t.num_initial_points
     oracle = getattr(kt.oracles, STRATEGIES[t.strategy])(
         objective=kt.Objective(t.objective, OBJECTIVES[t.objective]), seed=t.seed,
         max_consecutive_failed_trials=t.max_consecutive_failed_trials, **budget)

@@ -9,10 +9,10 @@ import math
 import pandas as pd
 import pytest
 
-from conftest import cli_env  # noqa: F401 - run_cli sets the environment
 from test_sweep import TINY, runs_in
 
 
+@pytest.mark.slow
 def test_quickstart_ends_with_the_answer_and_its_budget(run_cli, store):
     """The shipped quickstart, shrunk by overrides: 2 optimizers x 3 seeds (sweep.seeds in the file)."""
     result = run_cli("sweep", "quickstart", *TINY, f"tracking.uri={store}", timeout=600)

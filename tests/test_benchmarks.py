@@ -10,6 +10,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO, cli_env
 
 ROWS = [
@@ -38,6 +40,7 @@ def _first_number(text: str) -> float:
     return float(match.group())
 
 
+@pytest.mark.slow
 def test_smoke_prints_every_benchmark_row(tmp_path):
     table_file = tmp_path / "table.md"
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run.py"), "--smoke", "--markdown",
@@ -66,3 +69,33 @@ def test_flop_count_matches_the_tutorial_network():
     assert layers["conv2 28x28x32->32"] == 2 * 28 * 28 * 32 * 9 * 32
     assert layers["dense 3136->512"] == 2 * 3136 * 512
     assert abs(sum(layers.values()) / 1e6 - 39.8) < 0.1  # forward MFLOP per image (STACK-NOTES)
+
+
+def test_first_reaching_counts_epochs_in_the_order_they_were_trained():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import search_efficiency
+
+    rows = [(1, 0.5), (2, 0.7), (3, None), (4, 0.91), (5, 0.95)]  # (timestamp, val_accuracy) per epoch
+    assert search_efficiency.first_reaching(rows, 0.9) == 4
+    assert search_efficiency.first_reaching(rows, 0.96) is None
+
+
+@pytest.mark.slow
+def test_search_efficiency_smoke_stops_each_search_at_its_budget_or_the_target(tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "search_efficiency.py"), "--smoke",
+                           "--only", "random", "--only", "hyperband"], capture_output=True, text=True,
+                          timeout=900, env=cli_env(), cwd=tmp_path, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tutorial = re.search(r"tutorial: (\d+) epochs, best val_accuracy ([\d.]+).*capped at (\d+)", proc.stdout)
+    assert tutorial, proc.stdout
+    epochs, target, cap = int(tutorial[1]), float(tutorial[2]), int(tutorial[3])
+    assert epochs == 3 and cap == 3 and target > 0.3  # the synthetic data is learnable: well above chance (0.1)
+    rows = {cells[0]: cells[1:] for cells in ([c.strip() for c in line.strip("|").split("|")]
+                                              for line in proc.stdout.splitlines() if line.startswith("| "))}
+    for strategy in ("random", "hyperband"):
+        reached, share, seconds, best, trained, met = rows[strategy]
+        assert 1 <= int(trained) <= cap
+        if reached == "not reached":
+            assert float(best) < target and met == "missed" and seconds == "—"
+        else:  # stopped at the epoch that reached the target
+            assert int(reached) == int(trained) and float(best) >= target and float(seconds) > 0

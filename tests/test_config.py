@@ -1,7 +1,5 @@
 """Every config composes; ranges, enums and typos are rejected with the key named."""
 
-from pathlib import Path
-
 import pytest
 from conftest import REPO, compose
 from hydra.errors import ConfigCompositionException

@@ -129,6 +129,7 @@ def test_mixed_bfloat16_run_trains_and_records_precision(store):
 
 # --- the acceptance commands -----------------------------------------------------------------
 
+@pytest.mark.slow
 def test_cli_trains_with_the_four_geometry_params_recorded(run_cli, store):
     run_cli("train", "data=synthetic", "trainer.epochs=1", *GEOMETRY, f"tracking.uri={store}", check=True)
     (run,) = runs_in(store)
@@ -149,6 +150,7 @@ def test_cli_refuses_before_any_run(run_cli, store, tmp_path, override, key):
     assert not (tmp_path / "m.db").exists() or runs_in(store) == []
 
 
+@pytest.mark.slow
 def test_every_corner_of_the_geometry_search_fits_the_input():
     """A search samples any combination of its choices: each must pass the geometry check."""
     import itertools

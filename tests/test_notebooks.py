@@ -33,6 +33,7 @@ def test_notebooks_are_committed_without_outputs(name):
     assert all(not c.get("outputs") and not c.get("execution_count") for c in notebook.cells if c.cell_type == "code")
 
 
+@pytest.mark.slow
 def test_walkthrough_trains_and_reads_its_record(tmp_path, monkeypatch, store):
     notebook = _execute("01_walkthrough.ipynb", tmp_path, monkeypatch, FASHION_LAB_NOTEBOOK_DATA="synthetic",
                         FASHION_LAB_NOTEBOOK_EPOCHS="1", FASHION_LAB_TRACKING_URI=store)

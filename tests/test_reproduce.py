@@ -26,6 +26,7 @@ def _metric_rows(stdout: str) -> dict[str, tuple[float, float]]:
     return rows
 
 
+@pytest.mark.slow
 def test_reproduce_deterministic_run_matches_exactly(sweep_store, run_cli):
     uri, pid = sweep_store
     original = _children(uri, pid)[0]  # trained in the test process; reproduced in a fresh one
@@ -41,6 +42,7 @@ def test_reproduce_deterministic_run_matches_exactly(sweep_store, run_cli):
     assert len(new) == 1 and new[0].data.metrics["test_loss"] == original.data.metrics["test_loss"]
 
 
+@pytest.mark.slow
 def test_tampered_metric_makes_reproduce_fail(sweep_store, run_cli):
     uri, pid = sweep_store
     run = _children(uri, pid)[1]

@@ -75,6 +75,7 @@ def test_point_names_and_job_threads():
     assert sweep.job_threads({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}) is None
 
 
+@pytest.mark.slow
 def test_multirun_records_one_parent_and_named_children(run_cli, store):
     result = run_cli("train", "-m", *TINY, "model.bn_placement=before,after", f"tracking.uri={store}")
     assert result.returncode == 0, result.stderr
@@ -96,6 +97,7 @@ def test_multirun_records_one_parent_and_named_children(run_cli, store):
     assert "val_accuracy" in result.stdout and "bn_placement" in result.stdout
 
 
+@pytest.mark.slow
 def test_failed_point_is_recorded_and_reported(run_cli, store):
     # lr 1e30 makes the loss NaN within the first epoch (checked by hand; 1e6 and 1e9 did not).
     result = run_cli("sweep", "learning_rate", *TINY, "optimizer.learning_rate=0.01,1e30", f"tracking.uri={store}")

@@ -83,6 +83,7 @@ def searched(tmp_path_factory):
     return store, folder
 
 
+@pytest.mark.slow
 def test_registered_version_loads_with_pyfunc_and_predicts_probabilities(searched, tmp_path):
     import mlflow
     from omegaconf import OmegaConf

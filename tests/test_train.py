@@ -3,7 +3,6 @@
 import signal
 import time
 
-import mlflow
 import numpy as np
 import pytest
 from conftest import compose
@@ -69,6 +68,7 @@ def test_artifacts_and_weights_reproduce_the_logged_test_accuracy(trained, tmp_p
     assert metrics["test_accuracy"] == client.get_run(result.run_id).data.metrics["test_accuracy"]
 
 
+@pytest.mark.slow
 def test_cli_train_records_one_finished_run(run_cli, store):
     result = run_cli("train", "data=synthetic", "trainer.epochs=2", f"tracking.uri={store}", check=True)
     assert "test_accuracy=" in result.stdout
@@ -140,6 +140,7 @@ def _wait_for_first_epoch(store, process, timeout=120):
     raise AssertionError("the run never logged an epoch")
 
 
+@pytest.mark.slow
 def test_sigterm_mid_fit_leaves_the_run_killed(tmp_path, store):
     process = _start_long_run(tmp_path, store)
     try:
@@ -151,6 +152,7 @@ def test_sigterm_mid_fit_leaves_the_run_killed(tmp_path, store):
     assert MlflowClient(store).get_run(run_id).info.status == "KILLED"
 
 
+@pytest.mark.slow
 def test_sigkilled_run_is_closed_killed_by_the_next_run(tmp_path, store):
     process = _start_long_run(tmp_path, store)
     run_id = _wait_for_first_epoch(store, process)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, cli_env, compose
+from conftest import cli_env, compose
 
 TINY = ["data=synthetic", "trainer.epochs=1", "data.synthetic_train=300", "data.synthetic_test=100",
         "data.val_samples=60", "trainer.verbose=0"]
@@ -159,6 +159,7 @@ def test_bad_spaces_are_refused_with_a_clear_message(params, conditions, message
 
 # --- real searches ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_random_search_records_registers_reproduces_and_resumes(run_cli, store, tmp_path):
     # The lecture's space with the two costliest entries pinned on the command line (test speed).
     args = ["tune", *TINY, "model.filters=[8,16]", "trainer.batch_size=64", "tuner=random", "tuner.max_trials=3",
@@ -244,6 +245,7 @@ def test_hyperband_records_bracket_and_round(run_cli, store, sweeps):
     assert {t["tags"]["fashion_lab.round"] for t in trials} >= {"0", "1"}  # some trial was promoted
 
 
+@pytest.mark.slow
 def test_grid_sweep_file_is_a_bayesian_space(run_cli, store):
     result = run_cli("tune", "bn_placement", *TINY, "tuner=bayesian", "tuner.max_trials=2", IN_PROCESS,
                      "model.filters=[8,16]", "model.dense_units=32", f"tracking.uri={store}", check=True)
@@ -254,6 +256,7 @@ def test_grid_sweep_file_is_a_bayesian_space(run_cli, store):
     assert "reproduce: fashion-lab train sweep=bn_placement" in result.stdout
 
 
+@pytest.mark.slow
 def test_all_trials_failing_exits_non_zero(run_cli, store, sweeps):
     result = run_cli("tune", "diverging", *TINY, "tuner.max_trials=2", f"tracking.uri={store}",
                      env={"FASHION_LAB_SWEEPS_DIR": str(sweeps)})
@@ -266,6 +269,7 @@ def test_all_trials_failing_exits_non_zero(run_cli, store, sweeps):
     assert parents(store)[0]["status"] == "FAILED"
 
 
+@pytest.mark.slow
 def test_changed_space_or_strategy_is_refused(run_cli, store, sweeps):
     env = {"FASHION_LAB_SWEEPS_DIR": str(sweeps)}
     args = ["tune", "small", *TINY, "tuner.max_trials=1", IN_PROCESS, f"tracking.uri={store}"]
@@ -294,6 +298,7 @@ def test_bad_sweep_name_or_tuner_value_fails_before_any_run(run_cli, store):
 
 # --- the search's identity: space, strategy and the base overrides that change what a trial trains
 
+@pytest.mark.slow
 def test_fingerprint_without_trained_overrides_is_unchanged():
     """State files written before base overrides counted still resume: no such override, same value."""
     from fashion_lab import search as tune  # the search definition moved from tune.py to search.py
@@ -469,3 +474,13 @@ def test_consecutive_failures_after_a_success_stop_the_search_and_report_the_bes
     trials = children(store)
     assert sorted(t["tags"]["fashion_lab.trial_id"] for t in trials) == ["0", "1", "2", "3"]  # none twice
     assert "1 completed, 3 failed trials" in again.stdout and "best trial 0:" in again.stdout
+
+
+def test_bayesian_search_starts_with_the_random_trials_it_is_given(tmp_path):
+    """tuner.num_initial_points reaches the oracle; null keeps KerasTuner's 3 x dimensions."""
+    from fashion_lab import search as tune
+
+    common = ["bn_placement", "tuner=bayesian", f"tuner.directory={tmp_path}"]
+    given = tune.make_oracle(tune.prepare_command(common + ["tuner.num_initial_points=2"]))
+    default = tune.make_oracle(tune.prepare_command(common + ["tuner.project=default"]))
+    assert given.num_initial_points == 2 and default.num_initial_points is None  # KerasTuner: max(3 x dims, 3)

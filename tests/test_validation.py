@@ -43,6 +43,7 @@ CASES: dict[str, list[tuple[tuple[str, ...], str, str]]] = {
         (("model.convs_per_stack=1000",), "model.convs_per_stack", "1000"),
         (("trainer.threads=100000",), "trainer.threads", "100000"),
         (("tuner.max_trials=100000000",), "tuner.max_trials", "100000000"),
+        (("tuner.num_initial_points=0",), "tuner.num_initial_points", "0"),
     ],
     "unknown strategy": [
         (("sweep.strategy=genetic",), "sweep.strategy", "genetic"),

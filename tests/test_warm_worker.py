@@ -61,6 +61,7 @@ def _no_workers_left():
     stop_all()
 
 
+@pytest.mark.slow
 def test_consecutive_trials_share_a_warm_worker_that_is_replaced_after_n():
     first, second, third = (call_in_warm_worker(fit_tiny, seed, trials_per_worker=2) for seed in (0, 1, 2))
     assert first["pid"] != os.getpid()
@@ -80,6 +81,7 @@ def whoami() -> tuple[int, int]:
     return os.getpid(), _CALLS
 
 
+@pytest.mark.slow
 def test_a_trial_in_a_used_worker_computes_what_a_fresh_process_computes_and_a_raise_retires_it():
     call_in_warm_worker(fit_tiny, 5, trials_per_worker=3)  # leaves a trained model's state behind
     warm = call_in_warm_worker(fit_tiny, 7, trials_per_worker=3)
@@ -110,6 +112,7 @@ def test_a_worker_follows_the_callers_folder_and_environment_and_settings_get_an
     assert c_pid != d_pid and c_calls == d_calls == 1 and worker_pids() == []
 
 
+@pytest.mark.slow
 def test_a_search_records_the_same_trials_in_warm_workers_as_in_fresh_processes(run_cli, tmp_path):
     """`fashion-lab tune` over a grid of 3: trials_per_worker=3 (two trials in a used worker) against 1."""
     import mlflow
