@@ -373,6 +373,7 @@ class Bench:
     KNOBS = {
         "xla": ([], ["--jit"], {}, {}),
         "tf_data": ([], ["--pipeline", "tf_data"], {}, {}),
+        "no_autotune": ([], ["--pipeline", "no_autotune"], {}, {}),
         "threads_1": ([], ["--intra", "1", "--inter", "1"], {}, {}),
         "threads_2x1": ([], ["--intra", "2", "--inter", "1"], {}, {}),
         "onednn": ([], [], {"TF_ENABLE_ONEDNN_OPTS": "0"}, {"TF_ENABLE_ONEDNN_OPTS": "1"}),

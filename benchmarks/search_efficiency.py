@@ -15,6 +15,7 @@ counts only the epochs it adds. Epoch counts depend on the search, not on the ma
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sqlite3
@@ -131,6 +132,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--budget", type=float, default=1.0, help="each search's cap, a share of the tutorial's epochs")
     parser.add_argument("--only", action="append", choices=list(STRATEGIES), help="run only these strategies")
     parser.add_argument("--smoke", action="store_true", help="tiny synthetic data and 3 tutorial epochs")
+    parser.add_argument("--target", type=float, help="skip the tutorial run: its best val_accuracy, measured before")
+    parser.add_argument("--tutorial-epochs", type=int, default=25, help="with --target: the epochs it trained")
     parser.add_argument("overrides", nargs="*", help="extra overrides for every run (e.g. trainer.precision=...)")
     args = parser.parse_args(argv)
     common = (SMOKE if args.smoke else [args.data]) + ["trainer.verbose=0", "tracking.log_plots=false", *args.overrides]
@@ -139,7 +142,9 @@ def main(argv: list[str]) -> int:
     print("common overrides: " + " ".join(common))
     with tempfile.TemporaryDirectory(prefix="search-efficiency-") as name:
         folder = Path(name)
-        tutorial = tutorial_target(common + tutorial_extra, folder)
+        tutorial = (tutorial_target(common + tutorial_extra, folder) if args.target is None else
+                    {"epochs": args.tutorial_epochs, "target": args.target, "best_epoch": "?", "final": math.nan,
+                     "wall_s": math.nan})
         budget = max(1, round(args.budget * tutorial["epochs"]))
         print(f"tutorial: {tutorial['epochs']} epochs, best val_accuracy {tutorial['target']:.4f} at epoch "
               f"{tutorial['best_epoch']} (final {tutorial['final']:.4f}), {tutorial['wall_s']:.0f} s; target "

@@ -59,6 +59,20 @@ def as_dataset(x, y, batch_size, shuffle):
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def keras_dataset_without_autotune(x, y, batch_size, shuffle):
+    """Keras' own pipeline for arrays (what fit builds from x, y), with tf.data's autotuning model thread off.
+
+    That thread is joined when an epoch's iterator is destroyed and may first finish a wait of up to its
+    current optimisation period (it doubles from 10 ms), which stalls the next epoch's start."""
+    import tensorflow as tf
+    from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
+
+    dataset = ArrayDataAdapter(x, y, batch_size=batch_size, shuffle=shuffle).get_tf_dataset()
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
+
+
 class EpochTimer:
     """Wall time of each epoch (begin -> end, validation included), as fashion-lab's EpochLogger measures."""
 
@@ -83,7 +97,7 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--jit", action="store_true", help="XLA: compile(jit_compile=True)")
-    p.add_argument("--pipeline", choices=["arrays", "tf_data"], default="arrays")
+    p.add_argument("--pipeline", choices=["arrays", "tf_data", "no_autotune"], default="arrays")
     p.add_argument("--intra", type=int, default=None)
     p.add_argument("--inter", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -109,6 +123,9 @@ def main(argv=None) -> int:
     if a.pipeline == "tf_data":
         fit_args = dict(x=as_dataset(x, y, a.batch_size, True),
                         validation_data=as_dataset(xv, yv, a.batch_size, False))
+    elif a.pipeline == "no_autotune":
+        fit_args = dict(x=keras_dataset_without_autotune(x, y, a.batch_size, True),
+                        validation_data=keras_dataset_without_autotune(xv, yv, a.batch_size, False))
     else:
         fit_args = dict(x=x, y=y, validation_data=(xv, yv), batch_size=a.batch_size)
     history = model.fit(**fit_args, epochs=a.epochs, callbacks=[timer.callback] + ([keras.callbacks.TerminateOnNaN()] if a.terminate_on_nan else []), verbose=0 if a.json else 2)

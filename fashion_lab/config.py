@@ -9,6 +9,7 @@ Importing this module must stay cheap: no TensorFlow, no MLflow.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import json
 import os
@@ -523,8 +524,12 @@ def validate(cfg: DictConfig) -> None:
 
 # --- unknown keys, however they were added ----------------------------------------------------
 
+@functools.cache
 def _schema() -> DictConfig:
-    return OmegaConf.structured(Config)
+    # Built once: validate() asks about every key of a config, and a search validates each end of its space.
+    schema = OmegaConf.structured(Config)
+    OmegaConf.set_readonly(schema, True)
+    return schema
 
 
 def schema_keys(node=None, prefix: str = "") -> list[str]:
@@ -540,9 +545,14 @@ def schema_keys(node=None, prefix: str = "") -> list[str]:
     return keys
 
 
+@functools.cache
+def _group_names() -> tuple[str, ...]:
+    return tuple(sorted({p.name for p in CONF_DIR.iterdir() if p.is_dir()} | {"sweep"}))
+
+
 def group_names() -> list[str]:
     """Config groups selectable as ``group=option`` (conf/ folders and the sweep group)."""
-    return sorted({p.name for p in CONF_DIR.iterdir() if p.is_dir()} | {"sweep"})
+    return list(_group_names())
 
 
 def unknown_key_message(key: str) -> Optional[str]:
