@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from hyperband_epochs import cpu_model  # a sibling script: its folder is on sys.path
+
 REPO = Path(__file__).resolve().parent.parent
 TARGET_SHARE = 0.40  # the target: reach the tutorial's accuracy in <= 40 % of its epochs
 STRATEGIES = {  # name -> the tuner overrides of that search (hyperband: promoted rounds continue their weights)
@@ -34,13 +36,6 @@ STRATEGIES = {  # name -> the tuner overrides of that search (hyperband: promote
     "hyperband_from_scratch": ["tuner=hyperband", "tuner.max_epochs=9", "tuner.factor=3", "tuner.continue_rounds=false"],
 }
 SMOKE = ["data=synthetic", "data.synthetic_test=100", "data.val_samples=100"]
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def epoch_rows(db: Path, role: str | None = None) -> list[tuple[int, float | None]]:
