@@ -21,7 +21,6 @@ import os
 import signal
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from pathlib import Path
@@ -88,10 +87,9 @@ def close_parent(tracking_cfg, parent: Optional[str], status: str, summary: dict
 
 def raise_on_sigterm() -> None:
     """SIGTERM unwinds the sweep like Ctrl-C, so ``abort`` can close what it had open."""
-    from fashion_lab.tracking import raise_terminated
+    from fashion_lab.tracking import install_signal_handlers
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, raise_terminated)
+    install_signal_handlers()
 
 
 def _descendants() -> list[int]:
@@ -244,6 +242,8 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
             result.update(status="FINISHED", **(call_in_warm_worker(_train, **worker, **job) if fresh
                                                else _train(**job)))
     except Exception as error:  # noqa: BLE001 - a failing point must not stop the others
+        if (stop := tracking.signal_behind(error)) is not None:  # Ctrl-C or SIGTERM, re-wrapped by a library
+            raise stop from error
         result["reason"] = tracking.failure_reason(error)[:2000]
         print(f"fashion-lab: {label or 'point'} FAILED: {result['reason'].splitlines()[0]}", file=sys.stderr)
         if not isinstance(error, ConfigError) and type(error).__name__ != "TrainingDiverged":

@@ -20,7 +20,7 @@ import threading
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from fashion_lab.config import run_params
 from fashion_lab.store import write_artifacts
@@ -388,22 +388,55 @@ class Recorder:
         return self.spool.folder
 
 
+# The Ctrl-C or SIGTERM this process received. A library may catch the exception a signal raised
+# and raise its own instead (TensorFlow does while it traces a layer: "Failed to convert elements
+# ... to Tensor"); this record lets the run and the sweep still unwind as interrupted.
+_SIGNALLED: list[BaseException] = []
+
+
 def raise_terminated(signum, frame):
     """A SIGTERM handler: unwind like Ctrl-C."""
-    raise Terminated(f"signal {signum}")
+    _SIGNALLED.append(Terminated(f"signal {signum}"))
+    raise _SIGNALLED[-1]
+
+
+def raise_interrupted(signum, frame):
+    """A SIGINT handler: Python's own KeyboardInterrupt, remembered."""
+    _SIGNALLED.append(KeyboardInterrupt())
+    raise _SIGNALLED[-1]
+
+
+def install_signal_handlers() -> Callable[[], None]:
+    """SIGTERM and Ctrl-C raise remembered exceptions (main thread only); returns what restores the
+    previous handlers. An ignored SIGINT (a job started with ``cmd &``) stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, raise_terminated)}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, raise_interrupted)
+    return lambda: [signal.signal(number, handler) for number, handler in previous.items()]
+
+
+def signal_behind(error: BaseException) -> Optional[BaseException]:
+    """The Ctrl-C or SIGTERM behind ``error``: itself, the signal a library turned into ``error``, or None."""
+    if isinstance(error, (KeyboardInterrupt, Terminated)):
+        return error
+    return _SIGNALLED[-1] if _SIGNALLED else None
 
 
 @contextlib.contextmanager
 def sigterm_raises() -> Iterator[None]:
-    """Turn SIGTERM into an exception for the duration of a run (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    """For the duration of a run, SIGTERM and Ctrl-C unwind it as interrupted, even when a library
+    caught the signal's exception and raised another error in its place."""
+    restore = install_signal_handlers()
     try:
         yield
+    except Exception as error:
+        if (stop := signal_behind(error)) is not None:
+            raise stop from error
+        raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        restore()
 
 
 def failure_reason(error: BaseException) -> str:

@@ -1,5 +1,6 @@
 """train(cfg) end to end: real Keras training on synthetic data, a real MLflow store, the real CLI."""
 
+import os
 import signal
 import time
 
@@ -8,6 +9,7 @@ import pytest
 from conftest import compose
 from mlflow import MlflowClient
 
+from fashion_lab import tracking
 from fashion_lab.model import build_model
 from fashion_lab.train import evaluate_test, train
 
@@ -150,6 +152,33 @@ def test_sigterm_mid_fit_leaves_the_run_killed(tmp_path, store):
     finally:
         process.kill()
     assert MlflowClient(store).get_run(run_id).info.status == "KILLED"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_a_signal_a_library_turned_into_its_own_error_still_closes_the_run_killed(store, monkeypatch, signum):
+    """TensorFlow, tracing a layer when the signal lands, catches its exception and raises a TypeError
+    ("Failed to convert elements ... to Tensor"). The run must still end KILLED and unwind as interrupted,
+    not FAILED with the sweep going on to its next point."""
+    monkeypatch.setattr(tracking, "_SIGNALLED", [])
+    cfg = compose(["data=synthetic", f"tracking.uri={store}"])
+    expected = tracking.Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+    outer_sigint = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    try:
+        with pytest.raises(expected) as raised:
+            with tracking.tracked_run(cfg, run_name="rewrapped", tags={}) as recorder:
+                run_id = recorder.run_id
+                try:
+                    os.kill(os.getpid(), signum)
+                    time.sleep(30)
+                except BaseException:  # what the library does
+                    raise TypeError("Failed to convert elements of (None, 1568) to Tensor") from None
+    finally:
+        signal.signal(signal.SIGINT, outer_sigint)
+    assert isinstance(raised.value.__cause__, TypeError)
+    run = MlflowClient(store).get_run(run_id)
+    assert run.info.status == "KILLED", run.data.tags
+    assert signal.getsignal(signal.SIGTERM) is not tracking.raise_terminated  # the run's handlers are gone
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 @pytest.mark.slow
