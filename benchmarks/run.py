@@ -342,6 +342,25 @@ class Bench:
                 + " ".join(f"{x:.3f}" for x in acc(f32, "best_val_accuracy")) + ", bf16 "
                 + " ".join(f"{x:.3f}" for x in acc(bf16, "best_val_accuracy")))
 
+    def autotune(self):
+        """fashion-lab's default pipeline (tf.data's autotuner off) vs data.tf_autotune=true, seed for seed."""
+        repeats = 1 if self.a.smoke else max(3, self.repeats)
+        r = worker("overrides_ab", {"overrides": self.fl_overrides(), "repeats": repeats,
+                                    "a": ["data.tf_autotune=true"], "b": []})
+        A, B = r["a"], r["b"]
+        mean = lambda runs: [statistics.mean(x["epoch_seconds"][1:] or x["epoch_seconds"]) for x in runs]
+        a, b = mean(A), mean(B)
+        ratio = med([y / x for x, y in zip(a, b)])
+        same = all(x["loss"] == y["loss"] and x["val_accuracy"] == y["val_accuracy"] for x, y in zip(A, B))
+        model, _ = cpu_info()
+        row("tf.data autotuner off/on (mean s/epoch, epoch 1+)", fmt(med(a), " s") + spread(a) + " on",
+            fmt(med(b), " s") + spread(b) + " off (default)", f"{ratio:.3f}", "< 1 = off faster", None,
+            f"{model}; train(cfg) untracked, same arrays and seed per repeat, alternated; mean, not median, "
+            "since the stalls hit some epochs only; epoch seconds on: "
+            + "; ".join("/".join(f"{e:.1f}" for e in x["epoch_seconds"]) for x in A) + "; off: "
+            + "; ".join("/".join(f"{e:.1f}" for e in x["epoch_seconds"]) for x in B)
+            + f"; loss and val_accuracy histories {'identical' if same else 'DIFFER'} seed for seed")
+
     def trial_start(self):
         """Per-trial start-up: a fresh process per trial (the old default) vs a warm worker (TF loaded)."""
         n = 300 if self.a.smoke else self.a.trial_samples
@@ -430,7 +449,8 @@ class Bench:
             "(start-up, data, test evaluation and MLflow included)")
 
 
-GROUPS = ["training", "cli_startup", "data_load", "memory", "efficiency", "precision", "trial_start"]
+GROUPS = ["training", "cli_startup", "data_load", "memory", "efficiency", "precision", "trial_start",
+          "autotune"]
 
 
 def main(argv=None) -> int:

@@ -140,8 +140,14 @@ def train_ab(args):
             model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9),
                           loss="sparse_categorical_crossentropy", metrics=["accuracy"])
             timer = tutorial_keras.EpochTimer()
-            model.fit(splits.x_train, splits.y_train, validation_data=(splits.x_val, splits.y_val),
-                      batch_size=batch, epochs=epochs, callbacks=[timer.callback], verbose=0)
+            if tracked_cfg.data.tf_autotune:  # Keras' arrays as they come, like fashion-lab with the autotuner
+                data = dict(x=splits.x_train, y=splits.y_train, validation_data=(splits.x_val, splits.y_val),
+                            batch_size=batch)
+            else:  # the pipeline fashion-lab trains on by default, so the ratio is fashion-lab's own overhead
+                without = tutorial_keras.keras_dataset_without_autotune
+                data = dict(x=without(splits.x_train, splits.y_train, batch, True),
+                            validation_data=without(splits.x_val, splits.y_val, batch, False), shuffle=False)
+            model.fit(**data, epochs=epochs, callbacks=[timer.callback], verbose=0)
             return {"epoch_seconds": timer.seconds}
 
         def fashion_lab(cfg):
@@ -253,6 +259,28 @@ def precision_ab(args):
     return {"runs": out}
 
 
+def overrides_ab(args):
+    """train(cfg) (untracked) with override set A vs B in ONE process, alternated per repeat, on the same
+    arrays; the seed is the repeat number, so A and B of one repeat are the same run but for the setting."""
+    import keras
+
+    from fashion_lab.data import load_data
+    from fashion_lab.train import train
+
+    base = ["tracking.enabled=false", "trainer.verbose=0"] + list(args["overrides"])
+    splits = load_data(_compose(base).data)
+    out = {"a": [], "b": []}
+    for repeat in range(int(args["repeats"])):
+        for side in ("a", "b") if repeat % 2 == 0 else ("b", "a"):
+            keras.backend.clear_session()
+            result = train(_compose(base + list(args[side]) + [f"trainer.seed={repeat}"]), splits=splits)
+            out[side].append({"epoch_seconds": list(map(float, result.history["epoch_seconds"])),
+                              "val_accuracy": list(map(float, result.history["val_accuracy"])),
+                              "loss": list(map(float, result.history["loss"])),
+                              "test_accuracy": float(result.metrics["test_accuracy"])})
+    return out
+
+
 def _timed_trial(job: dict, t_call: float) -> dict:
     """One search trial (campaign._train: train, record, return) timed from the caller's call:
     to TensorFlow imported, to the first training step, to the end."""
@@ -328,8 +356,8 @@ def matmul(args):
     return {"flops": rates}
 
 
-WORKERS = {f.__name__: f for f in (fashion_lab_train, train_ab, plain_keras, data_load, memory, tune_memory,
-                                    matmul, precision_ab, trial_start)}
+WORKERS = {f.__name__: f for f in (fashion_lab_train, train_ab, overrides_ab, plain_keras, data_load, memory,
+                                    tune_memory, matmul, precision_ab, trial_start)}
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -66,6 +66,7 @@ class DataConfig:
     train_samples: Optional[int] = None  # stratified subset of the remaining training images; None = all
     split_seed: int = 0                  # fixed across trainer seeds so repeats see the same split
     cache: bool = True                   # reuse verified parsed arrays (see data.py)
+    tf_autotune: bool = False            # tf.data's autotuner: off, since it stalls epochs (see pipeline.py)
     synthetic_train: int = 1000          # data=synthetic only: images generated per split
     synthetic_test: int = 300
 
@@ -673,7 +674,8 @@ SWEEP_PLUMBING = ("sweep.restart", "sweep.parent_run_id", "sweep.trial", "sweep.
 COMMAND_KEYS = ("tuner", "report", "reproduce", "ui", "sweep.restart", "sweep.trial", "sweep.swept_keys")
 # Keys that never change what a run computes: where and how it is recorded, printed, scheduled or cached.
 # The one list behind config_id, the search fingerprint, skipping finished sweep points and run names.
-SETTINGS = (*COMMAND_KEYS, "sweep", "tracking", "hydra", "trainer.verbose", "trainer.threads", "data.cache")
+SETTINGS = (*COMMAND_KEYS, "sweep", "tracking", "hydra", "trainer.verbose", "trainer.threads", "data.cache",
+            "data.tf_autotune")
 
 
 def _under(key: str, prefixes) -> bool:

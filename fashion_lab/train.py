@@ -19,6 +19,7 @@ from fashion_lab.config import config_hash, is_setting, override_key, point_name
 from fashion_lab.data import Splits, load_data
 from fashion_lab.model import build_model
 from fashion_lab.optim import build_optimizer, current_learning_rate
+from fashion_lab.pipeline import fit_data
 from fashion_lab.tensorboard_logs import tensorboard_logs
 from fashion_lab.tracking import TAG, Recorder, TrainingDiverged, log_keras_model, provenance_tags, tracked_run
 
@@ -152,8 +153,8 @@ def train(cfg, *, overrides: Sequence[str] = (), run_name: Optional[str] = None,
         logger = EpochLogger(recorder)
         started = time.perf_counter()
         fitted = model.fit(
-            splits.x_train, splits.y_train, validation_data=(splits.x_val, splits.y_val),
-            epochs=cfg.trainer.epochs, initial_epoch=initial_epoch, batch_size=cfg.trainer.batch_size,
+            **fit_data(splits, batch_size=cfg.trainer.batch_size, autotune=cfg.data.tf_autotune),
+            epochs=cfg.trainer.epochs, initial_epoch=initial_epoch,
             callbacks=_callbacks(cfg, logger) + board.callbacks, verbose=runtime.keras_verbosity(cfg.trainer.verbose))
         train_seconds = time.perf_counter() - started
         history = pd.DataFrame(fitted.history)

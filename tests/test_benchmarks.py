@@ -21,7 +21,7 @@ ROWS = [
     "precision bf16/f32 (s/epoch, batch 32)", "precision bf16-f32 test accuracy (batch 32)",
     "trial start: call -> TF imported", "trial start: call -> first training step", "trial wall",
     "memory: train() x2 in one process",
-    "arithmetic efficiency",
+    "arithmetic efficiency", "tf.data autotuner off/on",
 ]
 
 

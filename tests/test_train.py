@@ -195,6 +195,28 @@ def test_sigkilled_run_is_closed_killed_by_the_next_run(tmp_path, store):
     assert "ended without closing" in client.get_run(run_id).data.tags["fashion_lab.failure"]
 
 
+def test_fit_reads_keras_own_batches_without_the_autotuner(tmp_path, monkeypatch):
+    """fit reads Keras' array pipeline with tf.data's autotuner off (its thread stalled epochs by seconds):
+    the same batches in the same order, so the same seed gives the same run as Keras' own pipeline."""
+    import math
+
+    from fashion_lab.data import load_data
+    from fashion_lab.pipeline import dataset
+
+    monkeypatch.chdir(tmp_path)
+    base = ["data=synthetic", "data.synthetic_train=400", "data.val_samples=70", "trainer.epochs=2",
+            "trainer.batch_size=32", "trainer.verbose=0", "trainer.deterministic=true", "tracking=none"]
+    splits = load_data(compose(base).data)
+    built = dataset(splits.x_train, splits.y_train, batch_size=32, shuffle=True)
+    assert built.options().autotune.enabled is False
+    assert int(built.cardinality()) == math.ceil(len(splits.x_train) / 32)  # Keras knows the steps per epoch
+    ours, keras_own = (train(compose([*base, f"data.tf_autotune={on}"]), splits=splits) for on in ("false", "true"))
+    assert ours.history["loss"].tolist() == keras_own.history["loss"].tolist()
+    assert ours.history["val_accuracy"].tolist() == keras_own.history["val_accuracy"].tolist()
+    assert ours.metrics["test_accuracy"] == keras_own.metrics["test_accuracy"]
+    assert ours.history["accuracy"].iloc[-1] > 0.3  # it learns (chance is 0.1)
+
+
 def test_tracking_none_writes_no_store(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = train(compose(["data=synthetic", "trainer.epochs=1", "trainer.verbose=0", "tracking=none"]))
