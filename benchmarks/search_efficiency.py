@@ -15,6 +15,7 @@ counts only the epochs it adds. Epoch counts depend on the search, not on the ma
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import signal
@@ -118,7 +119,7 @@ def search(name: str, common: list[str], target: float, budget: int, folder: Pat
     best = max((a for _, a in counted if a is not None), default=float("nan"))
     seconds = (counted[-1][0] - started_ms) / 1000 if reached else None
     return {"reached_at": reached, "epochs_trained": len(counted), "best": best, "seconds_to_target": seconds,
-            "wall_s": wall}
+            "wall_s": wall, "store": f"sqlite:///{db}"}
 
 
 def main(argv: list[str]) -> int:
@@ -129,14 +130,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny synthetic data and 3 tutorial epochs")
     parser.add_argument("--target", type=float, help="skip the tutorial run: its best val_accuracy, measured before")
     parser.add_argument("--tutorial-epochs", type=int, default=25, help="with --target: the epochs it trained")
+    parser.add_argument("--keep", type=Path, help="keep the stores in this folder, to read which configurations won")
     parser.add_argument("overrides", nargs="*", help="extra overrides for every run (e.g. trainer.precision=...)")
     args = parser.parse_args(argv)
     common = (SMOKE if args.smoke else [args.data]) + ["trainer.verbose=0", "tracking.log_plots=false", *args.overrides]
     tutorial_extra = ["trainer.epochs=3"] if args.smoke else []
     print(f"CPU: {cpu_model()} ({os.cpu_count()} cores), load average {os.getloadavg()[0]:.1f} at start")
     print("common overrides: " + " ".join(common))
-    with tempfile.TemporaryDirectory(prefix="search-efficiency-") as name:
+    workspace = (contextlib.nullcontext(args.keep) if args.keep
+                 else tempfile.TemporaryDirectory(prefix="search-efficiency-"))
+    with workspace as name:
         folder = Path(name)
+        folder.mkdir(parents=True, exist_ok=True)
         tutorial = (tutorial_target(common + tutorial_extra, folder) if args.target is None else
                     {"epochs": args.tutorial_epochs, "target": args.target, "best_epoch": "?", "final": math.nan,
                      "wall_s": math.nan})
@@ -150,6 +155,10 @@ def main(argv: list[str]) -> int:
             results[strategy] = search(strategy, common, tutorial["target"], budget, folder)
             print(f"  {strategy}: {results[strategy]}", flush=True)
     print(f"load average {os.getloadavg()[0]:.1f} at end")
+    if args.keep:
+        print(f"stores kept in {args.keep}; read one with: fashion-lab report tracking.uri=<store below>")
+        for strategy, r in results.items():
+            print(f"  {strategy}: {r['store']}")
     print("| strategy | epochs to target | share of tutorial epochs | s to target | best val_accuracy "
           "in the epochs trained | epochs trained | target ≤ 40 % |")
     print("|---|---|---|---|---|---|---|")

@@ -9,6 +9,7 @@ import math
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -83,7 +84,8 @@ def test_first_reaching_counts_epochs_in_the_order_they_were_trained():
 @pytest.mark.slow
 def test_search_efficiency_smoke_stops_each_search_at_its_budget_or_the_target(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "search_efficiency.py"), "--smoke",
-                           "--only", "random", "--only", "hyperband"], capture_output=True, text=True,
+                           "--only", "random", "--only", "hyperband", "--keep", str(tmp_path / "kept")],
+                          capture_output=True, text=True,
                           timeout=900, env=cli_env(), cwd=tmp_path, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-3000:]
     tutorial = re.search(r"tutorial: (\d+) epochs, best val_accuracy ([\d.]+).*capped at (\d+)", proc.stdout)
@@ -99,3 +101,5 @@ def test_search_efficiency_smoke_stops_each_search_at_its_budget_or_the_target(t
             assert float(best) < target and met == "missed" and seconds == "—"
         else:  # stopped at the epoch that reached the target
             assert int(reached) == int(trained) and float(best) >= target and float(seconds) > 0
+        kept = re.search(rf"^  {strategy}: sqlite:///(\S+)$", proc.stdout, re.M)
+        assert kept and Path(kept[1]).is_file(), proc.stdout  # --keep: each search's store stays to be read
