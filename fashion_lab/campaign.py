@@ -241,8 +241,10 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
                           key=(cfg.trainer.threads, cfg.trainer.deterministic))
             result.update(status="FINISHED", **(call_in_warm_worker(_train, **worker, **job) if fresh
                                                else _train(**job)))
+        if (stop := tracking.take_signal()) is not None:  # a signal a library swallowed: stop after this point
+            raise stop
     except Exception as error:  # noqa: BLE001 - a failing point must not stop the others
-        if (stop := tracking.signal_behind(error)) is not None:  # Ctrl-C or SIGTERM, re-wrapped by a library
+        if (stop := tracking.take_signal(error)) is not None:  # Ctrl-C or SIGTERM, re-wrapped by a library
             raise stop from error
         result["reason"] = tracking.failure_reason(error)[:2000]
         print(f"fashion-lab: {label or 'point'} FAILED: {result['reason'].splitlines()[0]}", file=sys.stderr)

@@ -388,9 +388,10 @@ class Recorder:
         return self.spool.folder
 
 
-# The Ctrl-C or SIGTERM this process received. A library may catch the exception a signal raised
-# and raise its own instead (TensorFlow does while it traces a layer: "Failed to convert elements
-# ... to Tensor"); this record lets the run and the sweep still unwind as interrupted.
+# Ctrl-C or SIGTERM signals this process received and has not acted on yet. A library may catch the
+# exception a signal raised and raise its own instead (TensorFlow does while it traces a layer:
+# "Failed to convert elements ... to Tensor"), or swallow it; this record lets the run and the sweep
+# still unwind as interrupted.
 _SIGNALLED: list[BaseException] = []
 
 
@@ -414,14 +415,19 @@ def install_signal_handlers() -> Callable[[], None]:
     previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, raise_terminated)}
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         previous[signal.SIGINT] = signal.signal(signal.SIGINT, raise_interrupted)
-    return lambda: [signal.signal(number, handler) for number, handler in previous.items()]
+
+    def restore() -> None:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    return restore
 
 
-def signal_behind(error: BaseException) -> Optional[BaseException]:
-    """The Ctrl-C or SIGTERM behind ``error``: itself, the signal a library turned into ``error``, or None."""
-    if isinstance(error, (KeyboardInterrupt, Terminated)):
-        return error
-    return _SIGNALLED[-1] if _SIGNALLED else None
+def take_signal(error: Optional[BaseException] = None) -> Optional[BaseException]:
+    """The Ctrl-C or SIGTERM behind ``error``: ``error`` itself, or the signal a library turned into
+    ``error`` or swallowed; None if there was none. Once taken, a signal is not reported again."""
+    pending = _SIGNALLED[-1] if _SIGNALLED else None
+    _SIGNALLED.clear()
+    return error if isinstance(error, (KeyboardInterrupt, Terminated)) else pending
 
 
 @contextlib.contextmanager
@@ -431,8 +437,8 @@ def sigterm_raises() -> Iterator[None]:
     restore = install_signal_handlers()
     try:
         yield
-    except Exception as error:
-        if (stop := signal_behind(error)) is not None:
+    except BaseException as error:
+        if (stop := take_signal(error)) is not None and stop is not error:
             raise stop from error
         raise
     finally:

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import as_from_a_terminal, cli_env
+from conftest import as_from_a_terminal, cli_env, compose
+
+from fashion_lab import campaign, tracking
 
 TINY = ["data=synthetic", "trainer.epochs=1", "trainer.verbose=0", "data.synthetic_train=300",
         "data.synthetic_test=100", "data.val_samples=60", "model.filters=[8,16]", "model.dense_units=32"]
@@ -145,6 +147,30 @@ def test_grid_sweep_killed_after_its_first_point_resumes_without_duplicates(run_
 LONG = ["train", "-m", "data=synthetic", "trainer.verbose=0", "trainer.epochs=200", "data.synthetic_train=300",
         "data.synthetic_test=100", "data.val_samples=60", "model.filters=[8]", "model.dense_units=16",
         "model.bn_placement=after,before,none"]
+
+
+@pytest.mark.parametrize("library", ["rewraps", "swallows"])
+def test_a_signal_a_library_caught_still_stops_the_sweep(monkeypatch, library):
+    """A point whose training library caught our SIGTERM (TensorFlow turns it into a TypeError while
+    tracing) must not be recorded as an ordinary failure with the sweep going on to its next point."""
+    def training_that_catches_the_signal(**job):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(30)
+        except BaseException:
+            if library == "rewraps":
+                raise TypeError("Failed to convert elements of (None, 1568) to Tensor") from None
+        return {"run_id": None, "metrics": {}, "objectives": {}}
+
+    monkeypatch.setattr(campaign, "_train", training_that_catches_the_signal)
+    monkeypatch.setattr(tracking, "_SIGNALLED", [])
+    restore = tracking.install_signal_handlers()  # what a sweep does when it starts
+    try:
+        with pytest.raises(tracking.Terminated):
+            campaign.run_job(compose(["data=synthetic", "tracking=none"]))
+    finally:
+        restore()
+    assert tracking.take_signal() is None  # acted on once
 
 
 @pytest.mark.slow  # one interrupted sweep per case (~30 s each)

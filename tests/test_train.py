@@ -179,6 +179,11 @@ def test_a_signal_a_library_turned_into_its_own_error_still_closes_the_run_kille
     assert run.info.status == "KILLED", run.data.tags
     assert signal.getsignal(signal.SIGTERM) is not tracking.raise_terminated  # the run's handlers are gone
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with pytest.raises(ValueError):  # the signal was acted on: a later run's own error is its own
+        with tracking.tracked_run(cfg, run_name="later", tags={}) as recorder:
+            later = recorder.run_id
+            raise ValueError("a real bug")
+    assert MlflowClient(store).get_run(later).info.status == "FAILED"
 
 
 @pytest.mark.slow
