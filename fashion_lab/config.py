@@ -416,7 +416,8 @@ def _check_commands(cfg) -> None:
     s, tu, r, rp, ui = cfg.sweep, cfg.tuner, cfg.report, cfg.reproduce, cfg.ui
     _check(s.strategy in SWEEP_STRATEGIES, "sweep.strategy", s.strategy, "one of " + ", ".join(SWEEP_STRATEGIES))
     _check(tu.strategy in TUNER_STRATEGIES, "tuner.strategy", tu.strategy, "one of " + ", ".join(TUNER_STRATEGIES))
-    _check(0 <= tu.seed <= SEED_MAX, "tuner.seed", tu.seed, f"an integer from 0 to {SEED_MAX}")
+    # KerasTuner is given seed + 1 (tuner_fixes.oracle_seed), which must stay in NumPy's range.
+    _check(0 <= tu.seed < SEED_MAX, "tuner.seed", tu.seed, f"an integer from 0 to {SEED_MAX - 1}")
     _check(1 <= tu.max_trials <= MAX_TRIALS, "tuner.max_trials", tu.max_trials, f"1 to {MAX_TRIALS:,}")
     _check(1 <= tu.max_epochs <= MAX_EPOCHS, "tuner.max_epochs", tu.max_epochs, f"1 to {MAX_EPOCHS:,}")
     _check(tu.num_initial_points is None or 1 <= tu.num_initial_points <= MAX_TRIALS, "tuner.num_initial_points",

@@ -156,14 +156,14 @@ def make_oracle(search: Search):
     import keras_tuner as kt
 
     from fashion_lab.space import declare
-    from fashion_lab.tuner_fixes import open_oracle
+    from fashion_lab.tuner_fixes import open_oracle, oracle_seed
 
     t = search.cfg.tuner
     budget = dict(max_epochs=t.max_epochs, factor=t.factor) if t.strategy == "hyperband" else dict(max_trials=t.max_trials)
     if t.strategy == "bayesian":
         budget["num_initial_points"] = t.num_initial_points
     oracle = getattr(kt.oracles, STRATEGIES[t.strategy])(
-        objective=kt.Objective(t.objective, OBJECTIVES[t.objective]), seed=t.seed,
+        objective=kt.Objective(t.objective, OBJECTIVES[t.objective]), seed=oracle_seed(t.seed),
         max_consecutive_failed_trials=t.max_consecutive_failed_trials, **budget)
     hp = kt.HyperParameters()
     declare(hp, search.dims)

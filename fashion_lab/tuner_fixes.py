@@ -15,6 +15,12 @@ import os
 from keras_tuner.engine.trial import TrialStatus  # the sweeper's trial states
 
 
+def oracle_seed(seed: int) -> int:
+    """The seed a KerasTuner oracle is given for ``tuner.seed``: one more. KerasTuner reads 0 as no seed
+    (``seed or random.randint(1, 10000)``), which made the default search draw other trials every time."""
+    return seed + 1
+
+
 def open_oracle(oracle, directory: str, project: str, hp, *, grid: bool):
     """The oracle on ``directory/project`` with the space ``hp``: reloaded (and patched) if saved there."""
     oracle._set_project_dir(directory, project)

@@ -485,3 +485,16 @@ def test_bayesian_search_starts_with_the_random_trials_it_is_given(tmp_path):
     given = tune.make_oracle(tune.prepare_command(common + ["tuner.num_initial_points=2"]))
     default = tune.make_oracle(tune.prepare_command(common + ["tuner.project=default"]))
     assert given.num_initial_points == 2 and default.num_initial_points is None  # KerasTuner: max(3 x dims, 3)
+
+
+def test_the_same_search_draws_the_same_trials_with_the_default_seed(tmp_path):
+    """tuner.seed=0 (the default) is a seed: KerasTuner alone reads 0 as "no seed" and draws at random."""
+    from fashion_lab import search as tune
+
+    def first_trials(folder, *extra):
+        oracle = tune.make_oracle(tune.prepare_command(["search", f"tuner.directory={tmp_path / folder}", *extra]))
+        return [oracle.create_trial(f"tuner{i}").hyperparameters.values for i in range(3)]
+
+    assert first_trials("a") == first_trials("b")  # two fresh searches, one command
+    assert first_trials("c", "tuner.seed=7") == first_trials("d", "tuner.seed=7")
+    assert first_trials("e", "tuner.seed=7") != first_trials("f")

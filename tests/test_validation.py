@@ -24,6 +24,7 @@ CASES: dict[str, list[tuple[tuple[str, ...], str, str]]] = {
         (("trainer.seed=99999999999",), "trainer.seed", "99999999999"),
         (("data.split_seed=-1",), "data.split_seed", "-1"),
         (("tuner.seed=4294967296",), "tuner.seed", "4294967296"),
+        (("tuner.seed=4294967295",), "tuner.seed", "4294967295"),  # the oracle is given seed + 1
     ],
     "memory": [
         (("model.filters=[100000]",), "model.filters", "100000"),
