@@ -5,21 +5,43 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-# Tests use this checkout's code (also from a git worktree), never another installed copy.
+# The suite's own imports use this checkout's code (also from a git worktree). The commands it
+# starts do not: they are the installed console script, as a user runs it (pytest_sessionstart
+# checks that the installed fashion-lab is this checkout).
 sys.path.insert(0, str(REPO))
+FASHION_LAB = str(Path(sysconfig.get_path("scripts")) / "fashion-lab")
+
+
+def fashion_lab(*args: str) -> list[str]:
+    """The argv of ``fashion-lab ARGS``: the installed console script, not ``python -m`` on the checkout."""
+    return [FASHION_LAB, *args]
 
 
 def cli_env(**extra: str) -> dict[str, str]:
+    """The environment a command starts in: the user's, with nothing of this checkout on PYTHONPATH."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    kept = [p for p in env.pop("PYTHONPATH", "").split(os.pathsep) if p and Path(p).resolve() != REPO]
+    if kept:
+        env["PYTHONPATH"] = os.pathsep.join(kept)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.update(extra)
     return env
+
+
+def pytest_sessionstart(session):
+    """The installed ``fashion-lab`` must be this checkout, or every command test would test another copy."""
+    probe = subprocess.run([sys.executable, "-c", "import fashion_lab; print(fashion_lab.__file__)"],
+                           cwd=sysconfig.get_path("scripts"), env=cli_env(), capture_output=True, text=True)
+    found = Path(probe.stdout.strip()).resolve() if probe.returncode == 0 else None
+    if found is None or not found.is_relative_to(REPO) or not Path(FASHION_LAB).is_file():
+        pytest.exit(f"the installed fashion-lab is {found or 'missing'}, not this checkout ({REPO}): "
+                    f"run `pip install -e .` here (or in a venv for this checkout) first", returncode=4)
 
 
 def as_from_a_terminal() -> None:
@@ -37,7 +59,7 @@ def run_cli(tmp_path):
 
     def run(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None,
             check: bool = False) -> subprocess.CompletedProcess:
-        result = subprocess.run([sys.executable, "-m", "fashion_lab.cli", *args], cwd=cwd or tmp_path,
+        result = subprocess.run(fashion_lab(*args), cwd=cwd or tmp_path,
                                 capture_output=True, text=True, timeout=timeout, env=cli_env(**(env or {})),
                                 stdin=subprocess.DEVNULL)
         if check and result.returncode != 0:

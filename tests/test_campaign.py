@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import as_from_a_terminal, cli_env, compose
+from conftest import FASHION_LAB, as_from_a_terminal, cli_env, compose
 
 from fashion_lab import campaign, tracking
 
@@ -50,7 +50,7 @@ def children(store: str) -> list[dict]:
 
 
 def start(args: list[str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "fashion_lab.cli", *args], cwd=cwd, env=cli_env(),
+    return subprocess.Popen([FASHION_LAB, *args], cwd=cwd, env=cli_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
                             preexec_fn=as_from_a_terminal)
 

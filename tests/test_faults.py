@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import cli_env
+from conftest import FASHION_LAB, cli_env
 from test_validation import assert_refused, store_runs
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -287,7 +287,7 @@ def test_reproduce_of_a_finished_run_with_only_timings_compares_nothing(run_cli,
 # --- SIGTERM on a single train -------------------------------------------------------------------
 
 def _start_train(tmp_path: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "fashion_lab.cli", "train", "data=synthetic",
+    return subprocess.Popen([FASHION_LAB, "train", "data=synthetic",
                              "trainer.epochs=500", "trainer.verbose=0", *extra],
                             cwd=tmp_path, env=cli_env(), stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -2,7 +2,8 @@
 
 Builds the wheel with pip (no build isolation: setuptools and wheel are already installed, so no
 network), installs it with ``pip install --target``, and runs commands from a folder outside the
-repository with only that folder on PYTHONPATH. About 5 s; no TensorFlow is imported.
+repository with only that folder on PYTHONPATH, in a fresh venv that cannot see the checkout
+(tests/venvs.py). About 10 s; no TensorFlow is imported.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from fashion_lab import config
+from venvs import clean_env, make_venv
 
 REPO = Path(__file__).resolve().parent.parent
 # What the build reads. Copied to a temporary folder so the build never writes build/ or *.egg-info
@@ -48,16 +50,15 @@ def installed(tmp_path_factory) -> dict[str, Path]:
     pip("install", "--no-deps", "--no-index", "--target", str(root / "site"), str(wheel), cwd=root)
     elsewhere = root / "elsewhere"  # an empty working directory, outside the repository
     elsewhere.mkdir()
-    return {"wheel": wheel, "site": root / "site", "cwd": elsewhere}
+    python = make_venv(root / "venv", with_pip=False) / "python"
+    return {"wheel": wheel, "site": root / "site", "cwd": elsewhere, "python": python}
 
 
 def run_installed(installed, *args: str) -> subprocess.CompletedProcess:
-    """``python ARGS`` seeing the installed wheel, not this checkout: only the install folder on
-    PYTHONPATH (ahead of site-packages, and of the editable install's finder, which Python consults
-    after sys.path), the working directory elsewhere."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", config.EXTRA_SWEEPS_ENV)}
-    env["PYTHONPATH"] = str(installed["site"])
-    result = subprocess.run([sys.executable, *args], cwd=installed["cwd"], env=env, capture_output=True,
+    """``python ARGS`` seeing the installed wheel, not this checkout: a venv that cannot see the
+    checkout, only the install folder on PYTHONPATH, the working directory elsewhere."""
+    env = clean_env(PYTHONPATH=str(installed["site"]))
+    result = subprocess.run([str(installed["python"]), *args], cwd=installed["cwd"], env=env, capture_output=True,
                             text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
     return result

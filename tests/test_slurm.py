@@ -82,11 +82,11 @@ def test_grid_sweep_as_slurm_jobs_on_a_postgres_server(team, run_cli, tmp_path):
 
 
 def test_scancel_leaves_the_run_killed(team, tmp_path):
-    from conftest import cli_env
+    from conftest import FASHION_LAB, cli_env
 
     server, cluster = team
     uri, experiment = server.url, "slurm-cancel"
-    proc = subprocess.Popen([sys.executable, "-m", "fashion_lab.cli", "train", "-m", *TINY, "trainer.epochs=200",
+    proc = subprocess.Popen([FASHION_LAB, "train", "-m", *TINY, "trainer.epochs=200",
                              *SLURM, f"tracking.uri={uri}", f"tracking.experiment={experiment}"],
                             cwd=tmp_path, env=cli_env(**_env(cluster)), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
@@ -136,14 +136,14 @@ def test_search_with_parallel_trials_as_slurm_jobs(team, run_cli, tmp_path):
 
 
 def test_search_with_a_cancelled_trial_is_completed_by_a_rerun(team, run_cli, tmp_path):
-    from conftest import cli_env
+    from conftest import FASHION_LAB, cli_env
 
     server, cluster = team
     uri, experiment = server.url, "slurm-search-cancel"
     env = {**_env(cluster), "FASHION_LAB_SWEEPS_DIR": str(_search_sweeps(tmp_path))}
     args = ["tune", "lr_search", *TINY, "trainer.epochs=30", "tuner.max_trials=3", "tuner.parallel_trials=2",
             *SLURM, f"tracking.uri={uri}", f"tracking.experiment={experiment}"]
-    proc = subprocess.Popen([sys.executable, "-m", "fashion_lab.cli", *args], cwd=tmp_path, env=cli_env(**env),
+    proc = subprocess.Popen([FASHION_LAB, *args], cwd=tmp_path, env=cli_env(**env),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     client = _client(uri)
     victim = None

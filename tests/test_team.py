@@ -159,12 +159,12 @@ def test_server_lost_mid_run_keeps_the_full_record_and_upload_puts_it_back(tmp_p
     import subprocess
     import sys
 
-    from conftest import cli_env
+    from conftest import FASHION_LAB, cli_env
 
     with mlflow_server() as server:
         overrides = [*TINY, "data.synthetic_train=600", "trainer.epochs=12", f"tracking.uri={server.url}",
                      "tracking.run_name=outage", f"tracking.offline_dir={tmp_path / 'kept'}"]
-        proc = subprocess.Popen([sys.executable, "-m", "fashion_lab.cli", "train", *overrides], cwd=tmp_path,
+        proc = subprocess.Popen([FASHION_LAB, "train", *overrides], cwd=tmp_path,
                                 env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         client = _client(server.url)
         run_id = None

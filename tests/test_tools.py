@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cli_env, compose
+from conftest import FASHION_LAB, cli_env, compose
 from mlflow import MlflowClient
 
 TINY = ["data=synthetic", "data.synthetic_train=200", "data.synthetic_test=50", "data.val_samples=50",
@@ -75,7 +75,7 @@ def searched(tmp_path_factory):
     folder = tmp_path_factory.mktemp("search")
     store = f"sqlite:///{folder / 'm.db'}"
     result = subprocess.run(
-        [sys.executable, "-m", "fashion_lab.cli", "tune", *TINY, "tuner.max_trials=2", "tuner.fresh_process=false",
+        [FASHION_LAB, "tune", *TINY, "tuner.max_trials=2", "tuner.fresh_process=false",
          f"tracking.uri={store}"], cwd=folder, capture_output=True, text=True, timeout=600, env=cli_env(),
         stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr
@@ -177,11 +177,8 @@ def test_mlflow_models_serve_answers_invocations(searched):
 def test_shell_completion_script_completes_commands_and_overrides(run_cli, tmp_path):
     script = run_cli("train", "--shell-completion", "install=bash", check=True).stdout
     assert "complete -o nospace -o default -F _fashion_lab_complete fashion-lab" in script
-    # a real bash sources it and completes through a `fashion-lab` on PATH (this checkout's code)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "fashion-lab").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m fashion_lab.cli "$@"\n')
-    (bin_dir / "fashion-lab").chmod(0o755)
+    # a real bash sources it and completes through the installed `fashion-lab` on PATH
+    bin_dir = Path(FASHION_LAB).parent
     (tmp_path / "completion.bash").write_text(script)
     probe = ('source completion.bash\n'
              't() { COMP_WORDS=("$@"); COMP_CWORD=$(( $# - 1 )); COMP_LINE="$*"; _fashion_lab_complete; '

@@ -123,10 +123,10 @@ def test_diverging_learning_rate_is_failed_with_the_reason(store):
 def _start_long_run(tmp_path, store):
     import subprocess
     import sys
-    from conftest import cli_env
+    from conftest import FASHION_LAB, cli_env
 
     MlflowClient(store).search_experiments()  # create the store's tables before the poller and the run race
-    return subprocess.Popen([sys.executable, "-m", "fashion_lab.cli", "train", "data=synthetic",
+    return subprocess.Popen([FASHION_LAB, "train", "data=synthetic",
                              "trainer.epochs=200", "trainer.batch_size=32", "data.synthetic_train=300",
                              "data.val_samples=60", f"tracking.uri={store}"],
                             cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

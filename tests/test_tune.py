@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli_env, compose
+from conftest import FASHION_LAB, cli_env, compose
 
 TINY = ["data=synthetic", "trainer.epochs=1", "data.synthetic_train=300", "data.synthetic_test=100",
         "data.val_samples=60", "trainer.verbose=0"]
@@ -205,7 +205,7 @@ def test_random_search_records_registers_reproduces_and_resumes(run_cli, store, 
 def test_search_killed_during_second_trial_resumes(store, tmp_path, sweeps, run_cli):
     args = ["tune", "small", *TINY, "tuner.max_trials=3", f"tracking.uri={store}"]
     env = cli_env(FASHION_LAB_SWEEPS_DIR=str(sweeps))
-    proc = subprocess.Popen([sys.executable, "-m", "fashion_lab.cli", *args], cwd=tmp_path, env=env,
+    proc = subprocess.Popen([FASHION_LAB, *args], cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SWEEP_KEYS, as_from_a_terminal, cli_env
+from conftest import FASHION_LAB, SWEEP_KEYS, as_from_a_terminal, cli_env
 
 
 def _free_port() -> int:
@@ -24,7 +24,7 @@ def _free_port() -> int:
 
 
 def _start_ui(uri: str, port: int, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "fashion_lab.cli", "ui", f"tracking.uri={uri}", f"ui.port={port}"],
+    return subprocess.Popen([FASHION_LAB, "ui", f"tracking.uri={uri}", f"ui.port={port}"],
                             cwd=cwd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True, preexec_fn=as_from_a_terminal)
 
