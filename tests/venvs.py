@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
-BASE_SITE = Path(sysconfig.get_paths()["purelib"])
+# Every site folder this interpreter imports from (the base's, and those it borrows when it is itself
+# such a venv), never the checkout or the current folder.
+BASE_SITES = [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir()]
 
 
 def make_venv(folder: Path, with_pip: bool = True) -> Path:
@@ -25,7 +26,7 @@ def make_venv(folder: Path, with_pip: bool = True) -> Path:
     site = Path(subprocess.run([str(folder / "bin" / "python"), "-c",
                                 "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                check=True, capture_output=True, text=True).stdout.strip())
-    (site / "_borrowed_dependencies.pth").write_text(f"{BASE_SITE}\n")
+    (site / "_borrowed_dependencies.pth").write_text("".join(f"{p}\n" for p in BASE_SITES))
     return folder / "bin"
 
 
