@@ -209,12 +209,28 @@ def ensure_experiment(client, tracking_cfg) -> str:
     if found is None:
         location = tracking_cfg.artifact_location or _default_artifact_location(tracking_cfg.uri)
         try:
-            return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
+            created = client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
+            tag_default_experiment(client)
+            return created
         except MlflowException:
             found = client.get_experiment_by_name(name)  # another worker created it first
             if found is None:
                 raise
     return found.experiment_id
+
+
+def tag_default_experiment(client) -> None:
+    """MLflow's own "Default" experiment (created with the store) opens in the training view too: without
+    the kind tag the UI may show its GenAI view there. A kind someone chose is left alone."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        default = client.get_experiment("0")
+        if default is not None and "mlflow.experimentKind" not in default.tags:
+            for key, value in EXPERIMENT_KIND.items():
+                client.set_experiment_tag("0", key, value)
+    except MlflowException:  # a server without a Default experiment, or no right to tag it
+        pass
 
 
 REAPED = "ended without closing the run"
@@ -351,6 +367,8 @@ def restore_run(uri: str, identity: dict[str, Any]):
     found = client.get_experiment_by_name(identity["experiment"])
     experiment_id = found.experiment_id if found else client.create_experiment(
         identity["experiment"], tags=EXPERIMENT_KIND)
+    if found is None:
+        tag_default_experiment(client)
     tags = {k: v for k, v in identity.get("tags", {}).items() if k != "mlflow.parentRunId"}
     run = client.create_run(experiment_id, run_name=identity.get("run_name"), tags=tags)
     log_params(client, run.info.run_id, identity.get("params", {}))
@@ -619,6 +637,14 @@ def sweep_view(swept_keys: list[str]) -> str:
     return json.dumps({"selectedColumns": columns, "columnOrder": [], "columnWidths": {}, "runsHiddenMode": "SHOW_ALL",
                        "viewMaximized": False, "runListHidden": False, "isAccordionReordered": False,
                        "useGroupedValuesInCharts": True, "hideEmptyCharts": True})
+
+
+def sweep_view_url(host: str, port: int, experiment_id: str, parent_run_id: str) -> str:
+    """The UI link of a sweep's shared view, in the model-training view: the UI's workflow switch is a
+    browser setting that starts on GenAI (sidebar of traces and judges) whatever the experiment's kind,
+    and only the experiment's bare page, not its runs page, follows the kind."""
+    return (f"http://{host}:{port}/#/experiments/{experiment_id}/runs?viewStateShareKey={parent_run_id}"
+            "&workflowType=machine_learning")
 
 
 def child_tags(parent_run_id: str, sweep_name: str, role: str, strategy: str) -> dict[str, str]:
