@@ -412,15 +412,14 @@ def answer(config: DictConfig, children: list, keys: list, parent: Optional[str]
     try:
         from fashion_lab.config import flatten
         from fashion_lab.report import sweep_end_lines
-        from fashion_lab.tracking import client_for
+        from fashion_lab.tracking import client_for, sweep_view_url
 
         defaults = flatten(OmegaConf.masked_copy(config, [k for k in config if k != "hydra"]))
         command = f"fashion-lab report report.sweep={parent} tracking.uri={config.tracking.uri}"
         lines = sweep_end_lines(children, keys, defaults, best, command)
         # the runs table with the swept params and key metrics as columns (tracking.sweep_view)
         experiment = client_for(config.tracking).get_run(parent).info.experiment_id
-        lines.append(f"In the MLflow UI (fashion-lab ui): http://{config.ui.host}:{config.ui.port}/#/experiments/"
-                     f"{experiment}/runs?viewStateShareKey={parent}")
+        lines.append("In the MLflow UI (fashion-lab ui): " + sweep_view_url(config.ui.host, config.ui.port, experiment, parent))
         return lines
     except Exception as error:  # noqa: BLE001 - the sweep is recorded; the answer is a bonus
         return [f"(no answer: {type(error).__name__}: {error}; run fashion-lab report)"]

@@ -21,7 +21,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple, Optional
 
@@ -87,6 +87,9 @@ class Splits:
     digest: str   # identifies the source data, not the split
     source: str   # directory the files came from, or "synthetic"
     name: str     # "fashion_mnist" or "synthetic"
+    # Per split ("training", "validation", "test"): the source's digest plus the split's indices.
+    split_digests: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)  # the data.* values that made the splits
 
     @property
     def num_classes(self) -> int:
@@ -411,10 +414,19 @@ def _as_float(images: np.ndarray) -> np.ndarray:
     return out.reshape(*out.shape[:3], 1)
 
 
+def split_digest(source_digest: str, split: str, indices: Optional[np.ndarray] = None) -> str:
+    """Identifies one split's content: verified source data plus the rows taken (all rows when None)."""
+    rows = b"" if indices is None else np.asarray(indices, dtype=np.int64).tobytes()
+    return hashlib.sha256(f"{source_digest}:{split}:".encode() + rows).hexdigest()[:16]
+
+
 def _splits(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, data_cfg: Any,
-            pool_name: str, **meta: str) -> Splits:
+            pool_name: str, **meta: Any) -> Splits:
     train, val = split_indices(y, int(data_cfg.val_samples), data_cfg.train_samples,
                                int(data_cfg.split_seed), pool_name)
+    meta["split_digests"] = {"training": split_digest(meta["digest"], "training", train),
+                             "validation": split_digest(meta["digest"], "validation", val),
+                             "test": split_digest(meta["digest"], "test")}
     # Index before scaling so a small train_samples only converts what it keeps.
     with _small_pages():
         return Splits(
@@ -469,7 +481,9 @@ def _load_synthetic(data_cfg: Any) -> Splits:
     params = json.dumps([_SYNTH_VERSION, _PROTOTYPE_SEED, _SYNTH_NOISE, _SYNTH_SHIFT, seed, n_train, n_test])
     digest = hashlib.sha256(params.encode()).hexdigest()[:16]
     return _splits(x, y, x_test, y_test, data_cfg, f"synthetic training images (data.synthetic_train={n_train})",
-                   digest=digest, source="synthetic", name=DataName.synthetic.value)
+                   digest=digest, source="synthetic", name=DataName.synthetic.value,
+                   settings={"generator": "fashion_lab.data.make_synthetic", "version": _SYNTH_VERSION,
+                             "data.split_seed": seed, "data.synthetic_train": n_train, "data.synthetic_test": n_test})
 
 
 # --------------------------------------------------------------------------- entry point
@@ -491,12 +505,38 @@ def load_data(data_cfg: Any) -> Splits:
     arrays = read_arrays(directory, use_cache=bool(data_cfg.cache))
     return _splits(arrays["train_images"], arrays["train_labels"],
                    arrays["test_images"], arrays["test_labels"], data_cfg, "training images",
-                   digest=_source_digest(), source=str(directory), name=DataName.fashion_mnist.value)
+                   digest=_source_digest(), source=str(directory), name=DataName.fashion_mnist.value,
+                   settings={"data.split_seed": int(data_cfg.split_seed), "data.val_samples": int(data_cfg.val_samples),
+                             "data.train_samples": data_cfg.train_samples})
+
+
+def describe_splits(splits: Splits) -> list[dict[str, Any]]:
+    """Each split in plain words and numbers (the record logs them as MLflow datasets): its context,
+    digest, rows, shapes and dtypes, the files it was read from and where those came from."""
+    synthetic = splits.source == "synthetic"
+    directory = None if synthetic else Path(splits.source)
+    if synthetic:
+        origin = "synthetic: generated in memory by fashion_lab.data.make_synthetic (no files)"
+    elif directory.resolve() == DEBIAN_DIR.resolve():
+        origin = f"Debian package dataset-fashion-mnist ({DEBIAN_DIR})"
+    else:
+        origin = f"Fashion-MNIST idx files in {directory}"
+    described = []
+    for context, x, y, files in (("training", splits.x_train, splits.y_train, ("train_images", "train_labels")),
+                                 ("validation", splits.x_val, splits.y_val, ("train_images", "train_labels")),
+                                 ("test", splits.x_test, splits.y_test, ("test_images", "test_labels"))):
+        described.append({
+            "name": splits.name, "context": context, "digest": splits.split_digests[context],
+            "source_digest": splits.digest, "origin": origin, "directory": None if synthetic else str(directory),
+            "files": [] if synthetic else [FILES[k] for k in files], "settings": dict(splits.settings),
+            "num_rows": int(len(y)), "features_shape": [int(n) for n in x.shape], "features_dtype": str(x.dtype),
+            "targets_shape": [int(n) for n in y.shape], "targets_dtype": str(y.dtype)})
+    return described
 
 
 __all__ = [
     "CLASS_NAMES", "FILES", "EXPECTED", "DEBIAN_DIR", "DataError", "DataNotFoundError",
-    "CorruptDataError", "Splits", "locate", "load_data", "make_synthetic", "download",
+    "CorruptDataError", "Splits", "describe_splits", "split_digest", "locate", "load_data", "make_synthetic", "download",
     "keras_cache_dir", "cache_dir", "parse_idx", "read_arrays", "split_indices",
     "stratified_indices",
 ]

@@ -10,6 +10,7 @@ imports Keras or TensorFlow (the report reads through it).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -66,13 +67,52 @@ def _alive(owner: str) -> bool:
     return start in ("", "0") or fields[19] == start
 
 
-def git_commit() -> Optional[str]:
-    """HEAD of the git checkout the command runs in, if any."""
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _git(folder: Path, *args: str) -> Optional[str]:
+    """``git -C folder ARGS``'s output, None where git or the repository is missing."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        out = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
+
+
+@functools.lru_cache(maxsize=None)  # the code a process runs is the code it imported at its start
+def _checkout() -> Optional[tuple[str, str]]:
+    """(top folder, HEAD) of the git checkout that holds fashion-lab's own code, where it runs from one
+    (an editable install of a clone). A package that is not tracked there (a venv inside someone's
+    repository, a wheel) has none."""
+    if _git(PACKAGE_DIR, "ls-files", "--error-unmatch", Path(__file__).name) is None:
+        return None
+    top, head = _git(PACKAGE_DIR, "rev-parse", "--show-toplevel"), _git(PACKAGE_DIR, "rev-parse", "HEAD")
+    return (top, head) if top and head else None
+
+
+def git_commit() -> Optional[str]:
+    """The commit of fashion-lab's code that runs, if it runs from a git checkout."""
+    found = _checkout()
+    return found[1] if found else None
+
+
+def workdir_commit(folder: Optional[Path] = None) -> Optional[str]:
+    """HEAD of the git repository the command runs in (the user's own sweep files), when that is not
+    fashion-lab's checkout: recorded apart, never as fashion-lab's commit."""
+    folder = Path(folder or os.getcwd())
+    top = _git(folder, "rev-parse", "--show-toplevel")
+    if top is None or (_checkout() or ("",))[0] == top:
+        return None
+    return _git(folder, "rev-parse", "HEAD")
+
+
+def system_tags() -> dict[str, str]:
+    """MLflow's system tags (``mlflow.user``, ``mlflow.source.name``, ``mlflow.source.type``) as
+    ``mlflow.start_run`` sets them; ``client.create_run`` sets none. Git tags come from ``provenance_tags``:
+    MLflow's own would take the repository of the script's path, which may be someone else's."""
+    from mlflow.tracking.context.default_context import DefaultRunContext
+
+    return DefaultRunContext().tags()
 
 
 def package_versions() -> dict[str, str]:
@@ -106,10 +146,18 @@ def provenance_tags(overrides: list[str], seed: int) -> dict[str, str]:
         **where_tags(),
     }
     tags.update({f"{TAG}version.{k}": v for k, v in package_versions().items()})
-    commit = git_commit()
-    if commit:
+    return {**tags, **commit_tags()}
+
+
+def commit_tags() -> dict[str, str]:
+    """fashion-lab's commit (MLflow's ``mlflow.source.git.commit`` and ``fashion_lab.git_commit``), and the
+    working folder's own repository's commit (``fashion_lab.workdir.git_commit``) where it is another one."""
+    tags = {}
+    if commit := git_commit():
         tags[TAG + "git_commit"] = commit
         tags["mlflow.source.git.commit"] = commit
+    if work := workdir_commit():
+        tags[TAG + "workdir.git_commit"] = work
     return tags
 
 
@@ -161,12 +209,28 @@ def ensure_experiment(client, tracking_cfg) -> str:
     if found is None:
         location = tracking_cfg.artifact_location or _default_artifact_location(tracking_cfg.uri)
         try:
-            return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
+            created = client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
+            tag_default_experiment(client)
+            return created
         except MlflowException:
             found = client.get_experiment_by_name(name)  # another worker created it first
             if found is None:
                 raise
     return found.experiment_id
+
+
+def tag_default_experiment(client) -> None:
+    """MLflow's own "Default" experiment (created with the store) opens in the training view too: without
+    the kind tag the UI may show its GenAI view there. A kind someone chose is left alone."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        default = client.get_experiment("0")
+        if default is not None and "mlflow.experimentKind" not in default.tags:
+            for key, value in EXPERIMENT_KIND.items():
+                client.set_experiment_tag("0", key, value)
+    except MlflowException:  # a server without a Default experiment, or no right to tag it
+        pass
 
 
 REAPED = "ended without closing the run"
@@ -216,7 +280,7 @@ def set_tags(client, run_id: str, tags: dict[str, Any]) -> None:
 
 
 def log_dataset(client, run_id: str, name: str, digest: str, source: str, context: str = "training") -> None:
-    """The data as an MLflow input, carrying our digest of the source files."""
+    """The data as one MLflow input (the record before per-split datasets; kept so older offline records upload)."""
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.data.http_dataset_source import HTTPDatasetSource
     from mlflow.entities import DatasetInput, InputTag
@@ -226,6 +290,42 @@ def log_dataset(client, run_id: str, name: str, digest: str, source: str, contex
                        name=name, digest=digest[:36])
     client.log_inputs(run_id, datasets=[DatasetInput(
         meta._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])])
+
+
+def dataset_entity(split: dict[str, Any]):
+    """One split (``data.describe_splits``) as an MLflow dataset, in the formats ``mlflow.data.from_numpy``
+    writes: a TensorSpec schema, a numpy-style profile, and a source ``mlflow.data.get_source`` reads back.
+    Files: a ``local`` source on their folder (``load()`` returns it). Synthetic data has no files: a
+    ``code`` source whose tags say so and how to regenerate it."""
+    import numpy as np
+    from mlflow.data.schema import TensorDatasetSchema
+    from mlflow.entities import Dataset
+    from mlflow.types import Schema, TensorSpec
+
+    def spec(dtype: str, shape: list[int]):
+        return Schema([TensorSpec(np.dtype(dtype), (-1, *shape[1:]))])
+
+    schema = TensorDatasetSchema(features=spec(split["features_dtype"], split["features_shape"]),
+                                 targets=spec(split["targets_dtype"], split["targets_shape"]))
+    if split["directory"]:
+        source_type, source = "local", {"uri": split["directory"]}
+    else:
+        source_type, source = "code", {"tags": {"mlflow.source.name": "fashion_lab.data.make_synthetic",
+                                                "mlflow.source.type": "LOCAL", TAG + "data": split["origin"],
+                                                **{TAG + k: str(v) for k, v in split["settings"].items()}}}
+    profile = {k: split[k] for k in ("num_rows", "features_shape", "targets_shape", "origin", "files",
+                                     "source_digest", "settings")}
+    return Dataset(name=split["name"], digest=split["digest"][:36], source_type=source_type,
+                   source=json.dumps(source), schema=json.dumps(schema.to_dict()), profile=json.dumps(profile))
+
+
+def log_datasets(client, run_id: str, splits: list[dict[str, Any]]) -> None:
+    """The training, validation and test data as MLflow inputs, each tagged with its context."""
+    from mlflow.entities import DatasetInput, InputTag
+
+    client.log_inputs(run_id, datasets=[
+        DatasetInput(dataset_entity(split), tags=[InputTag("mlflow.data.context", split["context"])])
+        for split in splits])
 
 
 def terminate(client, run_id: str, status: str, end_time: Optional[int] = None) -> None:
@@ -239,6 +339,7 @@ SENDERS = {
     "tags": set_tags,
     "artifacts": write_artifacts,  # each file renamed into place when complete: no truncated file
     "dataset": log_dataset,
+    "datasets": log_datasets,
     "terminate": terminate,
 }
 
@@ -266,6 +367,8 @@ def restore_run(uri: str, identity: dict[str, Any]):
     found = client.get_experiment_by_name(identity["experiment"])
     experiment_id = found.experiment_id if found else client.create_experiment(
         identity["experiment"], tags=EXPERIMENT_KIND)
+    if found is None:
+        tag_default_experiment(client)
     tags = {k: v for k, v in identity.get("tags", {}).items() if k != "mlflow.parentRunId"}
     run = client.create_run(experiment_id, run_name=identity.get("run_name"), tags=tags)
     log_params(client, run.info.run_id, identity.get("params", {}))
@@ -374,6 +477,10 @@ class Recorder:
     def dataset(self, name: str, digest: str, source: str, context: str = "training") -> None:
         self._send("dataset", name=name, digest=digest, source=source, context=context)
 
+    def datasets(self, splits: list[dict[str, Any]]) -> None:
+        """``splits``: ``data.describe_splits(...)``, plain values (an offline record keeps them as JSON)."""
+        self._send("datasets", splits=splits)
+
     def terminate(self, status: str) -> None:
         self._send("terminate", status=status, end_time=int(time.time() * 1000))
 
@@ -460,7 +567,7 @@ def tracked_run(cfg, *, run_name: str, tags: dict[str, str],
     client = client_for(cfg.tracking)
     experiment_id = ensure_experiment(client, cfg.tracking)
     reap_orphans(client, experiment_id)
-    all_tags = dict(tags)
+    all_tags = {**system_tags(), **tags}
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
     run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
@@ -506,7 +613,8 @@ def open_parent_run(tracking_cfg, *, name: str, role: str, strategy: str, sweep_
         TAG + "swept_keys": ",".join(swept_keys),
         TAG + "host": socket.gethostname(),
         TAG + "owner": process_id(),
-        **({"mlflow.source.git.commit": c, TAG + "git_commit": c} if (c := git_commit()) else {}),
+        **system_tags(),
+        **commit_tags(),
         **(tags or {}),
     })
     run_id = run.info.run_id
@@ -529,6 +637,14 @@ def sweep_view(swept_keys: list[str]) -> str:
     return json.dumps({"selectedColumns": columns, "columnOrder": [], "columnWidths": {}, "runsHiddenMode": "SHOW_ALL",
                        "viewMaximized": False, "runListHidden": False, "isAccordionReordered": False,
                        "useGroupedValuesInCharts": True, "hideEmptyCharts": True})
+
+
+def sweep_view_url(host: str, port: int, experiment_id: str, parent_run_id: str) -> str:
+    """The UI link of a sweep's shared view, in the model-training view: the UI's workflow switch is a
+    browser setting that starts on GenAI (sidebar of traces and judges) whatever the experiment's kind,
+    and only the experiment's bare page, not its runs page, follows the kind."""
+    return (f"http://{host}:{port}/#/experiments/{experiment_id}/runs?viewStateShareKey={parent_run_id}"
+            "&workflowType=machine_learning")
 
 
 def child_tags(parent_run_id: str, sweep_name: str, role: str, strategy: str) -> dict[str, str]:

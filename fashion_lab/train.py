@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from fashion_lab import plots, runtime
 from fashion_lab.config import config_hash, is_setting, override_key, point_name, validate
-from fashion_lab.data import Splits, load_data
+from fashion_lab.data import Splits, describe_splits, load_data
 from fashion_lab.model import build_model
 from fashion_lab.optim import build_optimizer, current_learning_rate
 from fashion_lab.pipeline import fit_data
@@ -143,7 +143,7 @@ def train(cfg, *, overrides: Sequence[str] = (), run_name: Optional[str] = None,
     name = run_name or default_run_name(cfg, overrides)
     with tracked_run(cfg, run_name=name, tags=run_tags, parent_run_id=parent_run_id) as recorder, \
             tensorboard_logs(cfg.tracking.tensorboard and recorder.active, name) as board:
-        recorder.dataset(splits.name, splits.digest, splits.source)
+        recorder.datasets(describe_splits(splits))  # training, validation and test, as MLflow datasets
         model = _compiled_model(cfg, splits)
         if start:
             # Built first, the optimizer takes its saved state too (step count, momenta, decay), so the

@@ -1,7 +1,8 @@
 """Everything that touches KerasTuner's internals (keras-tuner 1.4.8), fenced in one module.
 
 ``open_oracle`` does what a BaseTuner does for its oracle (project folder, reload, space),
-so a sweeper can ask and tell an oracle without a Tuner. Two workarounds patch a live oracle
+so a sweeper can ask and tell an oracle without a Tuner, and leaves the folder as a Tuner would
+(``tuner0.json``), so KerasTuner's own ``kt.RandomSearch(..., overwrite=False)`` reopens it. Two workarounds patch a live oracle
 after a reload, because KerasTuner's own behaviour breaks resuming a search; they rely on
 1.4.x internals (``_ordered_ids``, ``_populate_next``, ``_compare``,
 ``_check_consecutive_failures``), so tests/test_tune.py exercises each through a real
@@ -32,7 +33,20 @@ def open_oracle(oracle, directory: str, project: str, hp, *, grid: bool):
     count_failures_from_now(oracle)
     oracle.verbose = 0  # the sweeper prints one line per trial instead
     oracle.save()  # so a kill during the first trial still resumes this search
+    write_tuner_file(directory, project)
     return oracle
+
+
+TUNER_FILE = "tuner0.json"  # BaseTuner's file for the default KERASTUNER_TUNER_ID
+
+
+def write_tuner_file(directory: str, project: str) -> None:
+    """The file a Tuner saves beside ``oracle.json``: a Tuner reloads the saved trials only when it
+    exists (else it starts an empty search on the folder). A BaseTuner's own state is empty (``{}``)."""
+    path = os.path.join(directory, project, TUNER_FILE)
+    if not os.path.exists(path):
+        with open(path, "w") as out:
+            out.write("{}")
 
 
 def restore_grid_position(oracle) -> None:

@@ -172,6 +172,38 @@ def test_mlflow_models_serve_answers_invocations(searched):
             server.wait()
 
 
+@pytest.mark.slow
+def test_keras_tuner_reopens_a_finished_search(searched, capsys):
+    """KerasTuner's own Tuner on the search's folder (overwrite=False) sees its trials and their best."""
+    import keras_tuner as kt
+
+    store, folder = searched
+    tuner = kt.RandomSearch(lambda hp: None, objective="val_accuracy", directory=str(folder / "outputs" / "tuner"),
+                            project_name="search", overwrite=False)
+    trials = tuner.oracle.trials
+    assert len(trials) == 2 and {t.status for t in trials.values()} == {"COMPLETED"}
+    capsys.readouterr()
+    tuner.results_summary(num_trials=2)
+    summary = capsys.readouterr().out
+    assert "Trial 0 summary" in summary and "Trial 1 summary" in summary and "model.conv_dropout" in summary
+    client = MlflowClient(store)
+    (parent,) = client.search_runs([client.get_experiment_by_name("fashion-lab").experiment_id],
+                                   "tags.`fashion_lab.role` = 'search'")
+    best = tuner.oracle.get_best_trials(1)[0]
+    assert best.trial_id == parent.data.tags["fashion_lab.summary.best_trial_id"]
+    assert best.score == pytest.approx(parent.data.metrics["best_trial_val_accuracy"])
+    # the best hyperparameters are what the best run trained with
+    params = client.get_run(parent.data.tags["fashion_lab.summary.best_run_id"]).data.params
+    values = tuner.get_best_hyperparameters(1)[0].values
+    assert values
+    for key, value in values.items():
+        logged = params[f"{key}.name" if key == "optimizer" else key]
+        if isinstance(value, str):
+            assert logged == value, key
+        else:
+            assert float(logged) == pytest.approx(float(value), rel=1e-5), key
+
+
 # --- shell completion -------------------------------------------------------------------------
 
 def test_shell_completion_script_completes_commands_and_overrides(run_cli, tmp_path):

@@ -53,7 +53,12 @@ def test_record_holds_config_epochs_finals_tags_and_dataset(trained):
     tags = run.data.tags
     for key in ("overrides", "seed", "data_digest", "config_id", "version.tensorflow", "version.mlflow", "owner"):
         assert tags.get(f"fashion_lab.{key}"), key
-    assert run.inputs.dataset_inputs[0].dataset.digest == tags["fashion_lab.data_digest"]
+    # one MLflow dataset per split (training, validation, test), each tied to the source data's digest
+    import json
+
+    assert len(run.inputs.dataset_inputs) == 3
+    for item in run.inputs.dataset_inputs:
+        assert json.loads(item.dataset.profile)["source_digest"] == tags["fashion_lab.data_digest"]
 
 
 def test_artifacts_and_weights_reproduce_the_logged_test_accuracy(trained, tmp_path):

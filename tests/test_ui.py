@@ -159,3 +159,51 @@ def test_browser_shows_the_sweep_parent_and_child_runs(sweep_store, tmp_path):
     text = " ".join(columns)
     for column in (*SWEEP_KEYS, "trainer.seed", "test_accuracy", "best_val_accuracy"):
         assert column in text, (column, columns)
+
+
+@pytest.mark.slow
+def test_a_fresh_browser_opens_the_printed_sweep_link_in_the_model_training_view(sweep_store, tmp_path):
+    """A fresh Chromium profile (the UI's workflow switch starts on GenAI) opens the link a sweep prints:
+    the model-training sidebar, no GenAI one, and the sweep's swept params and accuracies as columns."""
+    from playwright.sync_api import sync_playwright
+
+    import mlflow
+
+    from fashion_lab.tracking import sweep_view_url
+
+    uri, pid = sweep_store
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("fashion-lab")
+    for kind in (experiment.tags, client.get_experiment("0").tags):  # fashion-lab's and MLflow's Default
+        assert kind.get("mlflow.experimentKind") == "custom_model_development"
+    port = _free_port()
+    proc = _start_ui(uri, port, tmp_path)
+    shot = tmp_path / "mlflow-ui-fresh-profile-sweep-link.png"
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/health", proc)
+        with sync_playwright() as p:
+            context = p.chromium.launch_persistent_context(
+                str(tmp_path / "chromium-profile"), executable_path="/usr/bin/chromium",
+                viewport={"width": 1600, "height": 1000},
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                      "--disable-sync", "--no-first-run"])
+            page = context.new_page()
+            page.goto(sweep_view_url("127.0.0.1", port, experiment.experiment_id, pid), timeout=120_000)
+            page.locator("[role='columnheader']", has_text="model.conv_dropout").first.wait_for(timeout=120_000)
+            page.get_by_text("Model registry", exact=True).first.wait_for(timeout=60_000)
+            body = page.inner_text("body")
+            columns = " ".join(page.locator("[role='columnheader']").all_inner_texts())
+            page.screenshot(path=str(shot), full_page=True)
+            context.close()
+    finally:
+        _stop(proc)
+    if os.environ.get("FASHION_LAB_TEST_ARTIFACTS"):
+        target = Path(os.environ["FASHION_LAB_TEST_ARTIFACTS"])
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, target / shot.name)
+    lines = set(body.splitlines())
+    assert "Models" in lines and "Model registry" in lines  # the model-training sidebar
+    assert not lines & {"Judges", "Sessions", "Evaluation runs", "Playground"}, body[:1500]  # the GenAI one
+    assert "tiny_grid" in body
+    for column in (*SWEEP_KEYS, "trainer.seed", "test_accuracy", "best_val_accuracy"):
+        assert column in columns, (column, columns)
