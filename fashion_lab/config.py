@@ -107,7 +107,8 @@ class TrainerConfig:
     seed: int = 0
     deterministic: bool = False            # TF op determinism: bit-identical reruns, slower
     early_stopping_patience: Optional[int] = None  # epochs without val_accuracy gain; None = off
-    verbose: str = "auto"                  # Keras: auto (bar on a terminal, a line per epoch otherwise), 0, 1, 2
+    verbose: str = "auto"                  # Keras: auto (bar on a terminal, a line per epoch otherwise), 0, 1, 2;
+                                           # debug: 2 plus TensorFlow's own start-up and retracing messages
     jit_compile: bool = False
     threads: Optional[int] = None          # TF intra-op threads; None = TensorFlow's default
     precision: Precision = Precision.float32  # Keras dtype policy; the softmax output stays float32
@@ -493,7 +494,7 @@ def validate(cfg: DictConfig) -> None:
     _check(t.seed >= 0, "trainer.seed", t.seed, "an integer >= 0")
     _check(t.early_stopping_patience is None or t.early_stopping_patience >= 1,
            "trainer.early_stopping_patience", t.early_stopping_patience, "null (off) or an integer >= 1")
-    _check(str(t.verbose) in ("auto", "0", "1", "2"), "trainer.verbose", t.verbose, "auto, 0, 1 or 2")
+    _check(str(t.verbose) in ("auto", "0", "1", "2", "debug"), "trainer.verbose", t.verbose, "auto, 0, 1, 2 or debug")
     _check(t.threads is None or t.threads >= 1, "trainer.threads", t.threads, "null (TF default) or >= 1")
 
     _check(d.val_samples >= 1, "data.val_samples", d.val_samples, "an integer >= 1")
