@@ -185,6 +185,8 @@ class TunerConfig:
     overwrite: bool = False                # true: discard the saved search and start over
     seed: int = 0                          # the oracle's sampling seed
     model_name: str = "fashion-lab-cnn"    # MLflow Model Registry name of the best model
+    register_min_accuracy: float = 0.5     # a best run below this test accuracy is registered with a
+                                           # fashion_lab.warning tag (chance is 0.10; the tutorial ~0.90)
     max_consecutive_failed_trials: int = 3
     parallel_trials: int = 1               # trials asked of the oracle and launched together (one batch)
     fresh_process: bool = True             # each trial trains in a new process: memory stays bounded
@@ -427,6 +429,8 @@ def _check_commands(cfg) -> None:
            tu.executions_per_trial, f"1 to {MAX_EXECUTIONS}")
     _check(1 <= tu.trials_per_worker <= MAX_TRIALS, "tuner.trials_per_worker", tu.trials_per_worker,
            f"1 to {MAX_TRIALS:,} (1 = a new process per trial)")
+    _check(0 <= tu.register_min_accuracy <= 1, "tuner.register_min_accuracy", tu.register_min_accuracy,
+           "0 to 1 (a test accuracy)")
     _check(r.metric in METRICS, "report.metric", r.metric, "a recorded metric: " + ", ".join(
            m for m in METRICS if not m.startswith("test_accuracy_class_")) + ", test_accuracy_class_0..9")
     _check(rp.tolerance >= 0 and rp.tolerance == rp.tolerance, "reproduce.tolerance", rp.tolerance,
