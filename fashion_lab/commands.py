@@ -125,6 +125,7 @@ def sweep_command(argv: list[str]) -> int:
         return tune_command([name, *overrides])
     try:
         if sweep.setting(files[name], overrides, "sweep.until_sure", False).lower() == "true":
+            sweep.with_seeds(files[name], overrides)  # the same checks of sweep.seeds; the sweeper adds the seeds
             overrides = [*overrides, "hydra/sweeper=until_sure"]  # it chooses the seeds round by round
         else:
             overrides = sweep.with_seeds(files[name], overrides)
