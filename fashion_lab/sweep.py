@@ -123,7 +123,7 @@ _POOL = {"fashion_mnist": 60000, "synthetic": 10000}
 def _group_option(node, group: str) -> Optional[str]:
     """The ``override /GROUP: option`` a sweep file's defaults list selects, if any."""
     for entry in OmegaConf.select(node, "defaults", default=None) or []:
-        if isinstance(entry, (dict, type(node))) or OmegaConf.is_config(entry):
+        if isinstance(entry, dict) or OmegaConf.is_config(entry):
             for key, value in dict(entry).items():
                 if str(key).split()[-1].lstrip("/") == group:
                     return str(value)
