@@ -30,8 +30,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from fashion_lab import sweep
-from fashion_lab.config import (ConfigError, check_overrides, config_hash, is_plumbing, is_setting, override_key,
-                                point_name, short_key, sweep_files, validate)
+from fashion_lab.config import (ConfigError, check_overrides, config_hash, flatten, is_plumbing, is_setting,
+                                override_key, point_name, short_key, sweep_files, validate)
 from fashion_lab.store import check_store
 
 _OPEN: dict[str, Any] = {}  # parent run id -> tracking config, for abort()
@@ -232,6 +232,8 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
             fresh = False
             result.update(status="FINISHED", **_recorded(cfg, done[-1]))
         else:
+            with contextlib.suppress(Exception):  # progress is a courtesy: never a reason to fail a point
+                print(progress(cfg, parent, trial, hydra_cfg), flush=True)
             tags = {tracking.TAG + k: v for k, v in trial.items()}
             if parent:
                 tags.update(tracking.child_tags(parent, cfg.sweep.name or "multirun", role, strategy))
@@ -260,6 +262,41 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     return result
 
 
+def planned(config: DictConfig, points: list) -> dict[str, str]:
+    """Tags for progress: the runs this sweep plans, and with sweep.until_sure the most it may run."""
+    from fashion_lab.tracking import TAG
+
+    if not config.sweep.until_sure:
+        return {TAG + "runs_planned": str(len(points))}
+    return {TAG + "runs_planned": str(len(points) * max(2, int(config.sweep.seeds))),
+            TAG + "runs_max": str(len(points) * max(2, int(config.sweep.max_seeds)))}
+
+
+def progress(cfg, parent: Optional[str], trial: dict[str, str], hydra_cfg) -> str:
+    """"point 4 of 6, about 5 min left" (from the finished points' wall times, one point at a time),
+    or "trial 3 of 20"; numbered from 1."""
+    from fashion_lab import tracking
+
+    if trial:
+        n = int(trial["trial_id"]) + 1 if trial.get("trial_id", "").isdigit() else trial.get("trial_id")
+        if cfg.tuner.strategy == "hyperband":
+            return f"trial {n} (hyperband bracket {trial.get('bracket')}, round {trial.get('round')})"
+        return f"trial {n} of {cfg.tuner.max_trials}"
+    index = int(hydra_cfg.job.num) + 1 if hydra_cfg is not None and hydra_cfg.job.get("num") is not None else None
+    if not parent or not cfg.tracking.enabled or index is None:
+        return f"point {index}" if index else "point"
+    tags = tracking.client_for(cfg.tracking).get_run(parent).data.tags
+    total = int(tags.get(tracking.TAG + "runs_planned") or tags.get(tracking.TAG + "points") or index)
+    most = int(tags.get(tracking.TAG + "runs_max") or total)
+    text = f"point {index} of {max(total, index)}" + (f" (until sure: up to {most})" if most > total else "")
+    done = [(r.info.end_time - r.info.start_time) / 1000 for r in tracking.children(cfg.tracking, parent, finished=True)
+            if r.info.end_time and r.info.start_time]
+    if done:
+        left = sum(done) / len(done) * (max(total, index) - index + 1)
+        text += f", about {max(1, round(left / 60))} min left" if left >= 60 else f", about {left:.0f} s left"
+    return text
+
+
 # --- grid sweeps: Hydra's basic sweeper, or any grid-like one ---------------------------------
 
 class Campaign(Callback):
@@ -271,6 +308,7 @@ class Campaign(Callback):
         self.keys: list[str] = []
         self.name = "multirun"
         self.started = False
+        self.composed: dict[tuple, dict] = {}  # each point's composed config, flattened (what else a level changes)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if "kerastuner" in str(OmegaConf.select(config, "hydra.sweeper._target_", default="")).lower():
@@ -302,10 +340,14 @@ class Campaign(Callback):
         if int(config.sweep.seeds) > 1 and "trainer.seed" not in self.keys and not config.sweep.until_sure:
             raise ConfigError(f"sweep.seeds={config.sweep.seeds} is applied by `fashion-lab sweep {self.name}`; "
                               f"with train -m give the seeds as trainer.seed=0,1,2")
+        self.composed = {}
         for point in self.points:
             label = point_name(point, self.keys) or " ".join(point)
             try:
-                validate(loader.load_sweep_config(config, list(point)))
+                composed = loader.load_sweep_config(config, list(point))
+                validate(composed)
+                self.composed[tuple(point)] = flatten(OmegaConf.masked_copy(composed, [
+                    k for k in composed if k not in ("hydra", "sweep")]))
             except ConfigError as error:
                 raise ConfigError(f"point {label}: {error}") from None
             except Exception as error:  # Hydra's message is generic; its cause names key and allowed values
@@ -337,7 +379,7 @@ class Campaign(Callback):
             restart=bool(config.sweep.restart),
             name=self.name if config.sweep.name else "grid " + " x ".join(short_key(k) for k in self.keys),
             role="sweep", strategy="grid", sweep_name=self.name, swept_keys=self.keys, definition=definition,
-            tags={TAG + "points": str(len(self.points)), TAG + "overrides": " ".join(task)})
+            tags={TAG + "points": str(len(self.points)), TAG + "overrides": " ".join(task), **planned(config, self.points)})
         if self.parent:
             print(f"fashion-lab: sweep {self.name}: {len(self.points)} points, parent run {self.parent} "
                   f"({config.tracking.uri}, experiment {config.tracking.experiment})", file=sys.stderr)
@@ -370,8 +412,19 @@ class Campaign(Callback):
             if latest.get(key, {}).get("status") != "FINISHED":
                 latest[key] = {"name": run.info.run_name, "run_id": run.info.run_id, "status": run.info.status,
                                "metrics": dict(run.data.metrics), "reason": tags.get(tracking.TAG + "failure"),
+                               "seconds": ((run.info.end_time - run.info.start_time) / 1000
+                                           if run.info.end_time and run.info.start_time else None),
                                "overrides": tags.get(tracking.TAG + "overrides", "").split()}
         return list(latest.values())
+
+    def command(self, config: DictConfig) -> str:
+        """This sweep's command without its seeds: where the next step's settings go."""
+        task = [o for o in config.hydra.overrides.task if not is_plumbing(override_key(o))
+                and override_key(o) not in ("trainer.seed", "hydra/sweeper", "sweep", "sweep.until_sure",
+                                            "sweep.seeds", "sweep.max_seeds")]
+        if config.sweep.name in sweep_files():
+            return " ".join([f"fashion-lab sweep {self.name}", *[o for o in task if o != f"sweep={self.name}"]])
+        return " ".join(["fashion-lab train -m", *task])
 
     def _end(self, config: DictConfig) -> int:
         if not self.parent:  # tracking=none: the points printed their results, nothing was recorded
@@ -397,7 +450,11 @@ class Campaign(Callback):
             summary.update(best_point=row["_name"], best_run_id=row["_run_id"],
                            best_val_accuracy=float(row["val_accuracy"]), best_test_accuracy=float(row["test_accuracy"]))
         print("\n".join(answer(config, children, self.keys, self.parent,
-                                (row["_name"], float(row["val_accuracy"])) if len(best) else None)))
+                                (row["_name"], float(row["val_accuracy"])) if len(best) else None,
+                                plan={"command": self.command(config), "resumes": bool(config.sweep.until_sure),
+                                      "until_sure": "sweep.until_sure=true" if config.sweep.name in sweep_files()
+                                      else "hydra/sweeper=until_sure sweep.until_sure=true"},
+                                also=level_differences(self.composed, self.keys))))
         if len(failed_rows):
             summary["failed_points"] = "; ".join(str(n) for n in failed_rows["_name"])
         from fashion_lab import tracking
@@ -407,16 +464,35 @@ class Campaign(Callback):
         return summary["points_failed"]
 
 
-def answer(config: DictConfig, children: list, keys: list, parent: Optional[str], best) -> list[str]:
+def level_differences(composed: dict[tuple, dict], keys: list[str]) -> dict:
+    """(factor, level, other level) -> {key: (value at level, value at the other)}: every key of the composed
+    configs, besides the factor itself, that differs between two points differing only in that factor."""
+    out: dict = {}
+    for point, flat in composed.items():
+        values = dict(o.split("=", 1) for o in point)
+        for other, other_flat in composed.items():
+            theirs = dict(o.split("=", 1) for o in other)
+            changed = [k for k in keys if k in values and values[k] != theirs.get(k)]
+            if len(changed) != 1 or (changed[0], values[changed[0]], theirs[changed[0]]) in out:
+                continue
+            factor = changed[0]
+            label = (factor, f"{factor}.name")  # a group's label is its name key
+            out[(factor, values[factor], theirs[factor])] = {
+                k: (flat.get(k, "not set"), other_flat.get(k, "not set")) for k in sorted({*flat, *other_flat})
+                if k not in label and flat.get(k, "not set") != other_flat.get(k, "not set")}
+    return out
+
+
+def answer(config: DictConfig, children: list, keys: list, parent: Optional[str], best,
+           plan: Optional[dict] = None, also: Optional[dict] = None) -> list[str]:
     """The sweep's answer with its budget (fashion_lab.report), or a line saying why there is none."""
     try:
-        from fashion_lab.config import flatten
         from fashion_lab.report import sweep_end_lines
         from fashion_lab.tracking import client_for, sweep_view_url
 
         defaults = flatten(OmegaConf.masked_copy(config, [k for k in config if k != "hydra"]))
         command = f"fashion-lab report report.sweep={parent} tracking.uri={config.tracking.uri}"
-        lines = sweep_end_lines(children, keys, defaults, best, command)
+        lines = sweep_end_lines(children, keys, defaults, best, command, plan, also)
         # the runs table with the swept params and key metrics as columns (tracking.sweep_view)
         experiment = client_for(config.tracking).get_run(parent).info.experiment_id
         lines.append("In the MLflow UI (fashion-lab ui): " + sweep_view_url(config.ui.host, config.ui.port, experiment, parent))

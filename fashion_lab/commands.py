@@ -68,6 +68,9 @@ def run_hydra(task: Callable[[DictConfig], object], argv: list[str], prog: str,
 
 
 def _train_task(cfg: DictConfig):
+    from fashion_lab.runtime import show_tf_logs
+
+    show_tf_logs(cfg.trainer.verbose)  # before TensorFlow is imported
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         from fashion_lab.campaign import run_job  # a grid point or a trial: a child run, failures reported at the end
 
@@ -122,6 +125,7 @@ def sweep_command(argv: list[str]) -> int:
         return tune_command([name, *overrides])
     try:
         if sweep.setting(files[name], overrides, "sweep.until_sure", False).lower() == "true":
+            sweep.with_seeds(files[name], overrides)  # the same checks of sweep.seeds; the sweeper adds the seeds
             overrides = [*overrides, "hydra/sweeper=until_sure"]  # it chooses the seeds round by round
         else:
             overrides = sweep.with_seeds(files[name], overrides)

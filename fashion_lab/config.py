@@ -107,7 +107,8 @@ class TrainerConfig:
     seed: int = 0
     deterministic: bool = False            # TF op determinism: bit-identical reruns, slower
     early_stopping_patience: Optional[int] = None  # epochs without val_accuracy gain; None = off
-    verbose: str = "auto"                  # Keras: auto (bar on a terminal, a line per epoch otherwise), 0, 1, 2
+    verbose: str = "auto"                  # Keras: auto (bar on a terminal, a line per epoch otherwise), 0, 1, 2;
+                                           # debug: 2 plus TensorFlow's own start-up and retracing messages
     jit_compile: bool = False
     threads: Optional[int] = None          # TF intra-op threads; None = TensorFlow's default
     precision: Precision = Precision.float32  # Keras dtype policy; the softmax output stays float32
@@ -184,6 +185,8 @@ class TunerConfig:
     overwrite: bool = False                # true: discard the saved search and start over
     seed: int = 0                          # the oracle's sampling seed
     model_name: str = "fashion-lab-cnn"    # MLflow Model Registry name of the best model
+    register_min_accuracy: float = 0.5     # a best run below this test accuracy is registered with a
+                                           # fashion_lab.warning tag (chance is 0.10; the tutorial ~0.90)
     max_consecutive_failed_trials: int = 3
     parallel_trials: int = 1               # trials asked of the oracle and launched together (one batch)
     fresh_process: bool = True             # each trial trains in a new process: memory stays bounded
@@ -426,6 +429,8 @@ def _check_commands(cfg) -> None:
            tu.executions_per_trial, f"1 to {MAX_EXECUTIONS}")
     _check(1 <= tu.trials_per_worker <= MAX_TRIALS, "tuner.trials_per_worker", tu.trials_per_worker,
            f"1 to {MAX_TRIALS:,} (1 = a new process per trial)")
+    _check(0 <= tu.register_min_accuracy <= 1, "tuner.register_min_accuracy", tu.register_min_accuracy,
+           "0 to 1 (a test accuracy)")
     _check(r.metric in METRICS, "report.metric", r.metric, "a recorded metric: " + ", ".join(
            m for m in METRICS if not m.startswith("test_accuracy_class_")) + ", test_accuracy_class_0..9")
     _check(rp.tolerance >= 0 and rp.tolerance == rp.tolerance, "reproduce.tolerance", rp.tolerance,
@@ -493,7 +498,7 @@ def validate(cfg: DictConfig) -> None:
     _check(t.seed >= 0, "trainer.seed", t.seed, "an integer >= 0")
     _check(t.early_stopping_patience is None or t.early_stopping_patience >= 1,
            "trainer.early_stopping_patience", t.early_stopping_patience, "null (off) or an integer >= 1")
-    _check(str(t.verbose) in ("auto", "0", "1", "2"), "trainer.verbose", t.verbose, "auto, 0, 1 or 2")
+    _check(str(t.verbose) in ("auto", "0", "1", "2", "debug"), "trainer.verbose", t.verbose, "auto, 0, 1, 2 or debug")
     _check(t.threads is None or t.threads >= 1, "trainer.threads", t.threads, "null (TF default) or >= 1")
 
     _check(d.val_samples >= 1, "data.val_samples", d.val_samples, "an integer >= 1")

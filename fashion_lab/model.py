@@ -8,7 +8,10 @@ Defaults give the tutorial's network layer for layer (1,679,082 parameters):
 
 from __future__ import annotations
 
-import keras
+from fashion_lab import runtime as _runtime
+
+_runtime.quiet_import()  # before Keras: TensorFlow's start-up lines stay out of the output
+import keras  # noqa: E402
 from keras import layers, ops
 
 from fashion_lab.config import BNPlacement, Padding, Pooling

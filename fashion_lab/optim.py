@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import keras
+from fashion_lab import runtime as _runtime
+
+_runtime.quiet_import()  # before Keras: TensorFlow's start-up lines stay out of the output
+import keras  # noqa: E402
 
 from fashion_lab.config import OptimizerName
 

@@ -410,18 +410,65 @@ def analyse(finished: pd.DataFrame, keys: list[str], strategy: str, defaults: di
             "sentences": sentences, "sensitivity": sensitivity}
 
 
-def answer_lines(finished: pd.DataFrame, keys: list[str], strategy: str, defaults: dict) -> list[str]:
-    """Budget, the answers on test accuracy, what the design could detect, and the caveat."""
+def answer_lines(finished: pd.DataFrame, keys: list[str], strategy: str, defaults: dict,
+                 target: float = 0.005, plan: Optional[dict] = None, also: Optional[dict] = None) -> list[str]:
+    """Budget, the answers on test accuracy, what else each comparison changes, what the design could
+    detect, the caveat and (with ``plan``) the next step and its cost."""
     keys = [k for k in keys if not k.startswith(_NOT_FACTORS)]
     if finished.empty:
         return ["No run finished: nothing to answer."]
     b = budget(finished, keys)
-    found = analyse(finished, keys, strategy, defaults)
+    found = analyse(finished, keys, strategy, defaults, target)
     lines = [budget_sentence(b)]
     lines += [s for s in found["sentences"] if "test accuracy" in s] or ["Nothing was swept: no effect to state."]
+    lines += also_lines(found["effects"], also) if also is not None else []
     lines += found["sensitivity"]
     lines += [caveat(b)] if caveat(b) else []
+    lines += [next_step(found["effects"], b, target, plan)] if plan else []
     return lines
+
+
+def also_lines(found: list, also: dict) -> list[str]:
+    """One line per comparison: the other keys of the composed config that differ between its two levels
+    (``optimizer=adam`` vs ``sgd`` also changes the learning rate and the momentum)."""
+    lines = []
+    for e in found:
+        if e.metric != "test_accuracy" or e.confounded:
+            continue
+        differ = also.get((e.factor, str(e.level), str(e.reference)))
+        if differ is None:
+            continue
+        what = f"{stats.short(e.factor)} {e.level} (vs {e.reference})"
+        lines.append(f"{what} also changes " + ", ".join(f"{k} ({a} vs {b})" for k, (a, b) in differ.items()) + "."
+                     if differ else f"{what} changes nothing else in the composed config.")
+    return lines
+
+
+def _minutes(seconds: float) -> str:
+    return f"about {max(1, round(seconds / 60)):,} min" if seconds < 5400 else f"about {seconds / 3600:.1f} h"
+
+
+def next_step(found: list, b: dict, target: float, plan: dict) -> str:
+    """What to run next and what it costs here, from this sweep's own run durations (``plan["run_seconds"]``):
+    more seeds (sweep.until_sure) where a comparison is undecided, else the full data and 10 epochs."""
+    seconds, command = plan["run_seconds"], plan["command"]
+    undecided = [e for e in found if e.metric == "test_accuracy" and e.has_ci and not e.detected and e.sd > 0]
+    if undecided:
+        need = max((e.seeds_for(target) or 100_000) for e in undecided)
+        # a resumed until_sure sweep re-uses the seeds it ran; any other command runs every seed anew
+        runs = b["cells"] * max(0, need - (b["seeds"][0] if plan.get("resumes") else 0))
+        return (f"Next: to detect \u00b1{target * 100:.1f} pt: about {stats.count(need)} seeds per level, "
+                f"{runs:,} more runs, {_minutes(runs * seconds)} here ({seconds:.0f} s per run in this sweep): "
+                f"{command} {plan['until_sure']} sweep.seeds={b['seeds'][0]} sweep.max_seeds={need}")
+    epochs, images = max(b["epochs"] or [10]), max(b["train_images"] or [55000])
+    if epochs >= 10 and images >= 55000:
+        return "Next: every comparison is decided at full size; the full report below has the details."
+    scale = max(1.0, 10 / epochs) * max(1.0, 55000 / images)  # run time grows with epochs x images
+    full = " ".join(o for o in (command, "data=fashion_mnist" if images < 55000 else "",
+                                "trainer.epochs=10" if epochs < 10 else "") if o)
+    return (f"Next: decided at this budget; to see whether it holds fully trained (55,000 images, 10 epochs): "
+            f"{_minutes(b['runs'] * seconds * scale)} here (this sweep's {seconds:.0f} s per run, scaled by "
+            f"epochs x images): {full}")
 
 
 def children_frame(children: list[dict], keys: list[str]) -> pd.DataFrame:
@@ -441,10 +488,15 @@ def children_frame(children: list[dict], keys: list[str]) -> pd.DataFrame:
 
 
 def sweep_end_lines(children: list[dict], keys: list[str], defaults: dict, best: Optional[tuple[str, float]],
-                    report_command: Optional[str]) -> list[str]:
-    """What a grid sweep prints last: the answer, how sure the top point is, where the full report is."""
+                    report_command: Optional[str], plan: Optional[dict] = None,
+                    also: Optional[dict] = None) -> list[str]:
+    """What a grid sweep prints last: the answer, how sure the top point is, where the full report is.
+    A sweep's answer aims at +-1 pt (a newcomer's budget); the report keeps +-0.5 pt."""
     finished = children_frame(children, keys)
-    lines = ["", "Answer:"] + [f"  {line}" for line in answer_lines(finished, keys, "grid", defaults)]
+    seconds = [c["seconds"] for c in children if c.get("status") == "FINISHED" and c.get("seconds")]
+    plan = {**plan, "run_seconds": sum(seconds) / len(seconds)} if plan and seconds else None
+    lines = ["", "Answer:"] + [f"  {line}" for line in answer_lines(finished, keys, "grid", defaults, 0.01, plan,
+                                                                   also)]
     if best is not None:
         lines.append(f"Highest val_accuracy: {best[0]} ({best[1]:.4f}). That ranks single runs; only the matched "
                      f"comparisons above say how sure a difference is.")

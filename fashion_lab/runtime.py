@@ -2,9 +2,52 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 import sys
+import tempfile
 
 _threads_set: bool = False
+TF_LOGS_ENV = "FASHION_LAB_TF_LOGS"  # "1": TensorFlow's own start-up and retracing messages are shown
+# TensorFlow's C++ start-up lines (oneDNN notice, "Could not find cuda drivers", "failed call to cuInit", absl's
+# pre-init warning) go straight to fd 2 before absl reads TF_CPP_MIN_LOG_LEVEL, so only the fd can be quieted.
+_NOISE = re.compile(r"^([IWEF]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\]|WARNING: All log messages before absl::"
+                    r"InitializeLog\(\) is called are written to STDERR)")
+
+
+def show_tf_logs(verbose) -> None:
+    """``trainer.verbose=debug`` asks for TensorFlow's own messages; call before TensorFlow is imported
+    (worker processes inherit it through the environment)."""
+    if str(verbose) == "debug":
+        os.environ[TF_LOGS_ENV] = "1"
+
+
+def quiet_import() -> None:
+    """Import TensorFlow and find its devices with fd 2 captured: its start-up lines are dropped, anything
+    else it printed is passed on. A no-op once TensorFlow is imported, or with FASHION_LAB_TF_LOGS=1."""
+    if "tensorflow" in sys.modules or os.environ.get(TF_LOGS_ENV) == "1":
+        return
+    import logging
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # the CUDA probe ("failed call to cuInit") happens here
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode(errors="replace").splitlines(keepends=True)
+                    if not _NOISE.match(line)]
+            with contextlib.suppress(OSError):
+                sys.stderr.write("".join(kept))
+    tf.get_logger().setLevel(logging.ERROR)  # "tf.function retracing" warnings: sweeps rebuild models on purpose
 
 
 def configure(trainer_cfg) -> None:
@@ -29,4 +72,4 @@ def keras_verbosity(verbose) -> int:
     """Keras progress: a bar on a terminal, one line per epoch in logs and CI."""
     if str(verbose) == "auto":
         return 1 if sys.stdout.isatty() else 2
-    return int(verbose)
+    return 2 if str(verbose) == "debug" else int(verbose)

@@ -218,9 +218,32 @@ def best_run(search: Search, trial_id: str):
     return pick(runs, key=lambda run: _run_score(search, run)) if runs else None
 
 
+CHANCE = 0.10  # 10 balanced classes
+
+
+def versus_chance_and_base(search: Search, best, completed: list) -> str:
+    """The best trial against chance and against the base configuration when a trial ran it."""
+    from fashion_lab.config import flatten
+
+    base = flatten(search.cfg)
+    def is_base(trial) -> bool:
+        pairs = [o.split("=", 1) for o in to_overrides(search.dims, trial.hyperparameters)]
+        return all(str(base.get(k, base.get(f"{k}.name"))) == v for k, v in pairs)
+
+    text = f"chance is {CHANCE:.2f} (10 classes)"
+    if search.cfg.tuner.objective == "val_accuracy":
+        text += f": the best is {(best.score - CHANCE) * 100:+.1f} pt above it"
+    found = [t for t in completed if is_base(t)]
+    if found:
+        return text + (f"; the base configuration (trial {found[0].trial_id}) scored {found[0].score:.4f}, "
+                       f"{(best.score - found[0].score) * 100:+.1f} pt from the best (single runs)")
+    return text + "; the base configuration was not among the trials"
+
+
 def _register(search: Search, run, name: str) -> Optional[str]:
     """Register the best run's network as an MLflow Keras model (rebuilt from its config and weights
-    when the run did not log one), once per run; None, with the reason, when it has nothing to rebuild."""
+    when the run did not log one), once per run; None, with the reason, when it has nothing to rebuild.
+    Below tuner.register_min_accuracy the version carries a fashion_lab.warning tag, and the summary says so."""
     from fashion_lab import tracking
 
     existing = tracking.registered_version(search.cfg.tracking, name, run.info.run_id)
@@ -231,10 +254,16 @@ def _register(search: Search, run, name: str) -> Optional[str]:
     except LookupError as error:  # tracking.log_weights=false and no logged model
         print(f"fashion-lab: no model registered: {error}", file=sys.stderr)
         return None
+    accuracy, floor = float(run.data.metrics["test_accuracy"]), float(search.cfg.tuner.register_min_accuracy)
+    warning = {} if accuracy >= floor else {tracking.TAG + "warning": (
+        f"test accuracy {accuracy:.4f} is below tuner.register_min_accuracy={floor:g} (chance {CHANCE:.2f})")}
+    if warning:
+        print(f"fashion-lab: warning: registering {name} tagged fashion_lab.warning: "
+              f"{warning[tracking.TAG + 'warning']}", file=sys.stderr)
     return tracking.register_model(
         search.cfg.tracking, model_uri, name,
         tags={tracking.TAG + k: run.data.tags.get(tracking.TAG + k, "") for k in ("trial_id", "overrides", "config_id")}
-        | {tracking.TAG + "sweep_id": search.parent_run_id},
+        | {tracking.TAG + "sweep_id": search.parent_run_id} | warning,
         description=f"best of search {search.project} ({search.strategy}); an MLflow Keras model "
                     f"(float32 images (N, 28, 28, 1) in, class probabilities (N, 10) out)")
 
@@ -269,6 +298,7 @@ def finish(search: Search, oracle, aborted: Optional[str]) -> bool:
     summary[f"best_trial_{objective}"] = float(best.score)  # mean over its executions
     print(f"search {search.project}: {len(completed)} completed, {len(failed)} failed trials")
     print(f"best trial {best.trial_id}: {objective}={best.score:.4f}")
+    print(f"against chance and the base: {versus_chance_and_base(search, best, completed)}")
     from fashion_lab.stats import search_caveat
 
     print(search_caveat(len(completed), int(search.cfg.tuner.executions_per_trial)))
@@ -285,7 +315,10 @@ def finish(search: Search, oracle, aborted: Optional[str]) -> bool:
         print(f"best run {run.info.run_id}: test_accuracy={m['test_accuracy']:.4f} "
               f"(test set evaluated once, never used for selection)")
         if version:
-            print(f"registered model {name} version {version}")
+            below = m["test_accuracy"] < float(search.cfg.tuner.register_min_accuracy)
+            print(f"registered model {name} version {version}" + (
+                f" (tagged fashion_lab.warning: below tuner.register_min_accuracy="
+                f"{search.cfg.tuner.register_min_accuracy:g})" if below else ""))
     campaign.close_parent(search.cfg.tracking, search.parent_run_id, "FAILED" if aborted else "FINISHED", summary)
     print("reproduce: fashion-lab train " + " ".join(shlex.quote(o) for o in overrides))
     return not aborted

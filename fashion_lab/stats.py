@@ -65,6 +65,16 @@ def detectable_difference(sd: float, n: int) -> float:
     return (float(stats.t.ppf(0.5 + LEVEL / 2, df)) + float(stats.t.ppf(POWER, df))) * sd / math.sqrt(n)
 
 
+def sd_interval(sd: float, n: int) -> tuple[float, float]:
+    """95 % chi-square interval of the true SD behind ``sd``, estimated from ``n`` values (n - 1 df).
+    With 3 pairs (2 df) it spans about 0.52x to 6.3x the estimate: the spread itself is barely known."""
+    if n < 2 or not sd > 0:
+        return math.nan, math.nan
+    df = n - 1
+    return (sd * math.sqrt(df / float(stats.chi2.ppf(0.5 + LEVEL / 2, df))),
+            sd * math.sqrt(df / float(stats.chi2.ppf(0.5 - LEVEL / 2, df))))
+
+
 def pairs_needed(sd: float, effect: float, limit: int = 100_000) -> Optional[int]:
     """Pairs a paired t test needs to detect ``effect`` (80 % power, 5 % two-sided), or None if unknown."""
     if not sd > 0 or not effect > 0:
@@ -113,12 +123,28 @@ class Effect:
         return "detected" if self.detected else "undetected"
 
     @property
+    def sd_low(self) -> float:
+        return sd_interval(self.sd, self.n)[0]
+
+    @property
+    def sd_high(self) -> float:
+        return sd_interval(self.sd, self.n)[1]
+
+    @property
     def detectable(self) -> float:
         return detectable_difference(self.sd, self.n)
 
     def seeds_for(self, effect: float) -> Optional[int]:
         """Seeds per level that would detect ``effect`` with this spread (pairs / pairs per seed)."""
-        pairs = pairs_needed(self.sd, effect)
+        return self._seeds(self.sd, effect)
+
+    def seeds_range(self, effect: float) -> tuple[Optional[int], Optional[int]]:
+        """Seeds per level for ``effect`` at both ends of the SD's 95 % interval (None: beyond 100,000 pairs)."""
+        low, high = sd_interval(self.sd, self.n)
+        return self._seeds(low, effect), self._seeds(high, effect)
+
+    def _seeds(self, sd: float, effect: float) -> Optional[int]:
+        pairs = pairs_needed(sd, effect)
         return None if pairs is None else max(2, math.ceil(pairs / max(1, self.pairs_per_seed)))
 
     def row(self) -> dict:
@@ -307,7 +333,8 @@ def sentence(e: Effect, metric_label: str) -> str:
                 f"({e.n} matched pair; repeat with more seeds).")
     ci = f"95 % CI {pt(e.low)} to {pt(e.high)} pt, {e.n} matched pairs"
     if not e.detected:
-        return f"{what}: no detectable difference in {metric_label} ({pt(e.diff)} pt, {ci})."
+        # "no detectable difference" read as "no difference", even at -41.9 pt: say it is not decided
+        return f"{what}: undecided on {metric_label}: {pt(e.diff)} pt, {ci}; the interval includes 0."
     return f"{what} changed {metric_label} by {pt(e.diff)} pt ({ci})."
 
 
@@ -321,7 +348,15 @@ def sensitivity(e: Effect, target: float) -> Optional[str]:
     seeds = e.seeds_for(target)
     if seeds is not None:
         text += f"; about {seeds} seeds per level to detect \u00b1{target * 100:.1f} pt"
+        low, high = e.seeds_range(target)
+        text += (f" (anywhere from {count(low)} to {count(high)}: the spread of {e.n} pairs is known only to "
+                 f"{e.sd_low * 100:.2f} to {e.sd_high * 100:.2f} pt, 95 % chi-square interval)")
     return text + "."
+
+
+def count(seeds: Optional[int]) -> str:
+    """A seed count for a sentence: 2,054, or "over 100,000" where pairs_needed gave up."""
+    return "over 100,000" if seeds is None else f"{seeds:,}"
 
 
 def interaction_sentence(i: Interaction, metric_label: str) -> str:

@@ -113,11 +113,85 @@ def size(path: Path) -> str:
     return f"{total * int(OmegaConf.select(node, 'sweep.seeds', default=1))} points"
 
 
+# Training throughput behind the expected times: the tutorial network at batch 32 on 2 AMD EPYC cores
+# (README, "The quickstart"; the quickstart measured 300 to 400 under load). Evaluating an image costs
+# about a third of training on one.
+IMAGES_PER_S = 400
+_POOL = {"fashion_mnist": 60000, "synthetic": 10000}
+
+
+def _group_option(node, group: str) -> Optional[str]:
+    """The ``override /GROUP: option`` a sweep file's defaults list selects, if any."""
+    for entry in OmegaConf.select(node, "defaults", default=None) or []:
+        if isinstance(entry, dict) or OmegaConf.is_config(entry):
+            for key, value in dict(entry).items():
+                if str(key).split()[-1].lstrip("/") == group:
+                    return str(value)
+    return None
+
+
+def _value(node, key: str, group_file: Optional[Path], default):
+    """A key as the sweep sees it: the sweep file's, else its selected group file's, else ``default``."""
+    found = OmegaConf.select(node, key, default=None)
+    if found is None and group_file is not None and group_file.exists():
+        found = OmegaConf.select(OmegaConf.load(group_file), key.split(".", 1)[1], default=None)
+    return default if found is None else found
+
+
+def budget(path: Path) -> dict:
+    """Seeds per point, epochs, training images and the expected minutes of a sweep file (None where unknown:
+    a Hyperband schedule), from IMAGES_PER_S for the tutorial network."""
+    from fashion_lab.config import CONF_DIR
+
+    node = OmegaConf.load(path)
+    data = _group_option(node, "data") or "fashion_mnist"
+    data_file = CONF_DIR / "data" / f"{data}.yaml"
+    val = int(_value(node, "data.val_samples", data_file, 5000))
+    pool = int(_value(node, "data.synthetic_train", data_file, _POOL["synthetic"])) if data == "synthetic" \
+        else _POOL["fashion_mnist"]
+    train = int(_value(node, "data.train_samples", data_file, None) or pool - val)
+    test = int(_value(node, "data.synthetic_test", data_file, 2000)) if data == "synthetic" else 10000
+    epochs = int(OmegaConf.select(node, "trainer.epochs", default=None) or 10)
+    seeds = int(OmegaConf.select(node, "sweep.seeds", default=1) or 1)
+    swept_seed = dimensions(_params(node)).get("trainer.seed")
+    if swept_seed is not None and swept_seed.is_sweep_override() and swept_seed.is_discrete_sweep():
+        seeds = len(list(swept_seed.sweep_string_iterator()))  # seeds given as a dimension (ablation)
+    most = int(OmegaConf.select(node, "sweep.max_seeds", default=10)) if OmegaConf.select(
+        node, "sweep.until_sure", default=False) else seeds
+    shown = size(path)
+    runs = int(shown.split()[0]) if shown.split()[0].isdigit() else None
+    tuner = _group_option(node, "tuner") or str(OmegaConf.select(node, "tuner.strategy", default="random"))
+    if strategy(path) != "grid":
+        runs = None if tuner == "hyperband" else (runs or 10) * int(
+            OmegaConf.select(node, "tuner.executions_per_trial", default=1))
+    per_run = (epochs * (train + val / 3) + test / 3) / IMAGES_PER_S
+    minutes = None if runs is None else (runs * per_run / 60, runs // max(1, seeds) * max(seeds, most) * per_run / 60)
+    return {"seeds": (seeds, max(seeds, most)), "epochs": epochs, "train_images": train, "minutes": minutes}
+
+
+def _budget_text(b: dict) -> tuple[str, str, str, str]:
+    low, high = b["seeds"]
+    seeds = f"{low}" if low == high else f"{low}-{high}"
+    if b["minutes"] is None:
+        time = "schedule"
+    else:
+        a, z = (max(1, round(m)) for m in b["minutes"])
+        time = f"~{a} min" if a == z else f"~{a}-{z} min"
+    return seeds, str(b["epochs"]), f"{b['train_images']:,}", time
+
+
 def list_sweeps(stream=sys.stdout) -> None:
+    """Every sweep: strategy, size, seeds per point, epochs, training images, expected time, description."""
     files = sweep_files()
     width = max((len(n) for n in files), default=4)
+    # the column header goes to stderr: stdout stays one line per sweep, for scripts
+    print(f"{'NAME':<{width}}  {'STRATEGY':<9} {'SIZE':>10}  {'SEEDS':>5} {'EPOCHS':>6} {'IMAGES':>7} {'TIME':>11}  "
+          f"DESCRIPTION   (TIME: expected, from ~{IMAGES_PER_S} training images/s, the tutorial network on "
+          f"2 CPU cores; IMAGES: training images per epoch)", file=sys.stderr if stream is sys.stdout else stream)
     for name, path in files.items():
-        print(f"{name:<{width}}  {strategy(path):<9} {size(path):>10}  {description(path)}", file=stream)
+        seeds, epochs, images, time = _budget_text(budget(path))
+        print(f"{name:<{width}}  {strategy(path):<9} {size(path):>10}  {seeds:>5} {epochs:>6} {images:>7} {time:>11}  "
+              f"{description(path)}", file=stream)
 
 
 # --- launching -------------------------------------------------------------------------------

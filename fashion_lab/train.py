@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-import keras
+from fashion_lab import runtime as _runtime
+
+_runtime.quiet_import()  # before Keras: TensorFlow's start-up lines stay out of the output
+import keras  # noqa: E402
 import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf

@@ -14,8 +14,9 @@ from test_sweep import TINY, runs_in
 
 @pytest.mark.slow
 def test_quickstart_ends_with_the_answer_and_its_budget(run_cli, store):
-    """The shipped quickstart, shrunk by overrides: 2 optimizers x 3 seeds (sweep.seeds in the file)."""
-    result = run_cli("sweep", "quickstart", *TINY, f"tracking.uri={store}", timeout=600)
+    """The shipped quickstart, shrunk by overrides: 2 learning rates x 3 seeds (sweep.seeds in the file; its
+    until_sure cap held at 3 here, so the run count is fixed)."""
+    result = run_cli("sweep", "quickstart", *TINY, "sweep.max_seeds=3", f"tracking.uri={store}", timeout=600)
     assert result.returncode == 0, result.stderr
     parents, children = runs_in(store)
     assert len(parents) == 1 and len(children) == 6
@@ -23,7 +24,7 @@ def test_quickstart_ends_with_the_answer_and_its_budget(run_cli, store):
     out = result.stdout[result.stdout.index("Answer:"):]
     assert "Budget: 6 finished runs, 2 cells, 3 seed(s) per cell, 1 epoch(s), 240 training images, " \
            "100 test images." in out
-    assert "optimizer adam (vs sgd)" in out and "95 % CI" in out and "3 matched pairs" in out
+    assert "learning rate 0.0001 (vs 0.01)" in out and "95 % CI" in out and "3 matched pairs" in out
     assert "smallest difference this design could detect" in out and "seeds per level to detect" in out
     assert "Caveat: 1 epochs is short of convergence" in out
     assert "best point:" not in result.stdout  # the top single run is never crowned without its caveat
@@ -35,7 +36,7 @@ def test_quickstart_ends_with_the_answer_and_its_budget(run_cli, store):
 
     experiment = MlflowClient(tracking_uri=store).get_experiment(parents[0].info.experiment_id)
     view = json.loads(experiment.tags[f"mlflow.sharedViewState.{pid}"])
-    assert view["selectedColumns"][:2] == ["params.`optimizer.name`", "params.`trainer.seed`"]
+    assert view["selectedColumns"][:2] == ["params.`optimizer.learning_rate`", "params.`trainer.seed`"]
     assert "metrics.`test_accuracy`" in view["selectedColumns"]
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
@@ -145,3 +146,36 @@ def test_until_sure_adds_seeds_only_to_undecided_comparisons(run_cli, store, tmp
     names = [c.info.run_name for c in children]
     assert len(set(names)) == len(names)  # the seed is part of every child's name
     assert f"sweep sure: {len(children)} of {len(children)} points finished" in result.stdout
+
+
+@pytest.mark.slow
+def test_the_answer_says_what_else_changes_the_next_step_and_progress(run_cli, store):
+    """A real tiny grid: SGD vs Adam over 2 seeds. The answer names the keys the optimizer group also changes,
+    ends with the next step and its cost; each point says where the sweep stands; no TensorFlow noise."""
+    result = run_cli("train", "-m", *TINY, "optimizer=sgd,adam", "trainer.seed=0,1", f"tracking.uri={store}",
+                     timeout=600)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "point 1 of 4" in lines  # numbered from 1; nothing finished yet, so no estimate
+    assert any(line.startswith("point 4 of 4, about ") and line.endswith(" left") for line in lines)
+    out = result.stdout[result.stdout.index("Answer:"):]
+    assert "optimizer adam (vs sgd) also changes optimizer.learning_rate (0.001 vs 0.01), optimizer.momentum" in out
+    step = next(line for line in out.splitlines() if line.strip().startswith("Next:"))
+    assert " here (" in step and " s per run in this sweep)" in step or "fully trained" in step
+    assert "fashion-lab train -m" in step and "optimizer=sgd,adam" in step and "trainer.seed" not in step
+    for noise in ("cuInit", "oneDNN", "absl::InitializeLog", "cuda drivers", "retracing"):
+        assert noise not in result.stderr and noise not in result.stdout, noise
+
+
+@pytest.mark.slow
+def test_tensorflow_start_up_lines_only_when_asked(run_cli, store):
+    """A real tiny train: stderr holds none of TensorFlow's start-up lines unless trainer.verbose=debug."""
+    quiet = run_cli("train", *TINY, "tracking=none", timeout=300)
+    assert quiet.returncode == 0, quiet.stderr
+    assert not [line for line in quiet.stderr.splitlines() if "cuda" in line.lower() or "onednn" in line.lower()
+                or line.startswith(("I0000", "E0000", "W0000", "WARNING: All log messages before absl"))], quiet.stderr
+    loud = run_cli("train", *[o for o in TINY if o != "trainer.verbose=0"], "trainer.verbose=debug", "tracking=none",
+                   timeout=300)
+    assert loud.returncode == 0, loud.stderr
+    assert "oneDNN" in loud.stderr or "cuda" in loud.stderr.lower(), loud.stderr[-2000:]
+    assert "val_accuracy:" in loud.stdout  # debug trains with Keras' one line per epoch

@@ -103,7 +103,7 @@ def test_sentences_state_no_difference_and_a_clear_gap(store, tmp_path):
                        failed="TrainingDiverged: loss became nan at epoch 2")
     folder = build_report(store, tmp_path / "rep", progress=None)
     md = (folder / "report.md").read_text()
-    assert "bn placement before (vs after): no detectable difference in test accuracy (+0.0 pt" in md
+    assert "bn placement before (vs after): undecided on test accuracy: +0.0 pt, 95 % CI" in md  # issue 19: "undecided", was "no detectable difference"
     gap = re.search(r"conv dropout 0.25 \(vs 0.0\) changed test accuracy by (\S+) pt "
                     r"\(95 % CI (\S+) to (\S+) pt, 6 matched pairs\)", md)
     assert gap, md

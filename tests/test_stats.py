@@ -129,3 +129,34 @@ def test_a_search_best_trial_comes_with_how_sure():
     text = stats.search_caveat(12, 1)
     assert "highest of 12 trials, each one run" in text and "sweep.seeds=3" in text
     assert "the mean of 3 runs" in stats.search_caveat(4, 3)
+
+
+def test_the_sd_of_three_pairs_has_a_chi_square_interval():
+    """2 degrees of freedom: the true SD lies within 0.52x to 6.3x the estimate (95 %): known constants."""
+    low, high = stats.sd_interval(0.01, 3)
+    assert low == pytest.approx(0.01 * math.sqrt(2 / 7.3778), rel=1e-3)
+    assert high == pytest.approx(0.01 * math.sqrt(2 / 0.050636), rel=1e-3)
+    assert math.isnan(stats.sd_interval(0.01, 1)[0])
+
+
+def test_seeds_needed_comes_with_its_range():
+    """The issue's case: 3 pairs whose spread asks about 52 seeds for +-0.5 pt; the true figure can be
+    anywhere from about 14 to 2,000 (seeds scale with the SD squared: 0.27x to 39x)."""
+    frame = pd.DataFrame({"opt": ["sgd"] * 3 + ["adam"] * 3, "seed": [0, 1, 2] * 2,
+                          "test_accuracy": [0.80, 0.80, 0.80, 0.80 - 0.0125, 0.80, 0.80 + 0.0125]})
+    e = only(stats.effects(frame, ["opt"], {"opt": "sgd"}, METRICS), "opt", "adam")
+    assert e.sd == pytest.approx(0.0125) and e.seeds_for(0.005) == 52
+    low, high = e.seeds_range(0.005)
+    assert 14 <= low <= 17 and 1_800 <= high <= 2_100
+    text = stats.sensitivity(e, 0.005)
+    assert f"about 52 seeds per level to detect ±0.5 pt (anywhere from {low} to {high:,}" in text
+
+
+def test_an_undetected_effect_is_undecided_with_its_estimate():
+    frame = pd.DataFrame({"opt": ["sgd"] * 3 + ["adam"] * 3, "seed": [0, 1, 2] * 2,
+                          "test_accuracy": [0.85, 0.85, 0.85, 0.20, 0.85, 0.70]})
+    e = only(stats.effects(frame, ["opt"], {"opt": "sgd"}, METRICS), "opt", "adam")
+    text = stats.sentence(e, "test accuracy")
+    assert not e.detected and "no detectable difference" not in text
+    assert f"undecided on test accuracy: {stats.pt(e.diff)} pt, 95 % CI {stats.pt(e.low)} to" in text
+    assert stats.pt(e.diff) == "\u2212" "26.7"

@@ -162,8 +162,10 @@ def test_quickstart_on_real_data(run_cli, store):
     assert result.returncode == 0, result.stderr
     parents, children = runs_in(store)
     assert len(parents) == 1 and parents[0].data.tags["fashion_lab.sweep_name"] == "quickstart"
-    assert len(children) == 6 and all(c.info.status == "FINISHED" for c in children)
+    # 2 learning rates x 3 seeds, until sure up to 5 (sweeps/quickstart.yaml)
+    assert len(children) in (6, 8, 10) and all(c.info.status == "FINISHED" for c in children)
     assert all(c.data.params["data.name"] == "fashion_mnist" for c in children)
+    assert "learning rate 0.0001 (vs 0.01)" in result.stdout[result.stdout.index("Answer:"):]
     assert parents[0].data.metrics["best_val_accuracy"] > 0.5
 
 
@@ -175,3 +177,14 @@ def test_non_grid_strategy_goes_to_the_tuner(run_cli, store):
     result = run_cli("sweep", "bn_placement", "sweep.strategy=random", f"tracking.uri={store}")
     assert result.returncode != 0 and "fashion_lab.tune" in result.stderr
     assert runs_in(store) == ([], [])
+
+
+def test_list_shows_seeds_epochs_images_and_expected_time(run_cli):
+    """Known answers from sweep.IMAGES_PER_S (400/s): a quickstart run is 3 x (10,000 + 2,000/3) + 10,000/3
+    images = 88 s, so 6 runs ~9 min and, until sure up to 5 seeds, 10 runs ~15 min."""
+    result = run_cli("sweep", "--list", check=True)
+    rows = {line.split()[0]: line for line in result.stdout.splitlines()}
+    assert rows["quickstart"].split()[1:8] == ["grid", "6", "points", "3-5", "3", "10,000", "~9-15"]
+    assert rows["ablation"].split()[1:8] == ["grid", "18", "points", "3", "5", "10,000", "~42"]
+    assert "SEEDS" in result.stderr and "400 training images/s" in result.stderr  # the header says where times come from
+    assert sweep.IMAGES_PER_S == 400

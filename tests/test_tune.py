@@ -498,3 +498,24 @@ def test_the_same_search_draws_the_same_trials_with_the_default_seed(tmp_path):
     assert first_trials("a") == first_trials("b")  # two fresh searches, one command
     assert first_trials("c", "tuner.seed=7") == first_trials("d", "tuner.seed=7")
     assert first_trials("e", "tuner.seed=7") != first_trials("f")
+
+
+@pytest.mark.slow
+def test_summary_compares_with_chance_and_the_base_and_flags_a_weak_model(run_cli, store):
+    """A real grid search of 3 tiny trials (after = the base configuration is one of them): each trial says
+    where the search stands, the summary compares the best with chance and the base, and a best run below
+    tuner.register_min_accuracy is registered only with a warning tag."""
+    result = run_cli("tune", *GRID, "tuner.max_trials=3", "tuner.register_min_accuracy=0.99",
+                     f"tracking.uri={store}", timeout=600)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert {"trial 1 of 3", "trial 2 of 3", "trial 3 of 3"} <= set(lines)
+    against = next(l for l in lines if l.startswith("against chance and the base: "))
+    assert "chance is 0.10 (10 classes): the best is " in against and " pt above it" in against
+    assert "the base configuration (trial " in against and " pt from the best (single runs)" in against
+    assert "(tagged fashion_lab.warning: below tuner.register_min_accuracy=0.99)" in result.stdout
+    assert "fashion-lab: warning: registering fashion-lab-cnn tagged fashion_lab.warning" in result.stderr
+    from mlflow import MlflowClient
+
+    (version,) = MlflowClient(tracking_uri=store).search_model_versions("name='fashion-lab-cnn'")
+    assert "below tuner.register_min_accuracy=0.99 (chance 0.10)" in version.tags["fashion_lab.warning"]
