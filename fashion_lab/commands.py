@@ -165,6 +165,10 @@ def tune_command(argv: list[str]) -> int:
     from fashion_lab.space import SpaceError
 
     hydra_args = [a for a in argv if a.startswith("hydra")]  # hydra/launcher=..., hydra.launcher.n_jobs=...
+    for arg in hydra_args:  # Hydra's basic-sweeper knob: refused here, never ignored or a struct error
+        if arg.split("=", 1)[0] == "hydra.sweeper.max_batch_size":
+            fail(f"{arg} is not allowed: the kerastuner sweeper launches tuner.parallel_trials trials at a "
+                 f"time; set tuner.parallel_trials=N instead")
     try:
         overrides = search.command_overrides([a for a in argv if a not in hydra_args])
         search.prepare(search.config.compose(overrides, return_hydra_config=True), overrides)  # fail fast, no run

@@ -85,8 +85,12 @@ class UntilSureSweeper(BasicSweeper):
             seeds_run[cell(p)] = start
         while batch:
             self.validate_batch_is_legal(batch)
-            results = self.launcher.launch(batch, initial_job_idx=job)
-            job += len(batch)
+            results = []
+            size = self.max_batch_size or len(batch)  # hydra.sweeper.max_batch_size, as the basic sweeper reads it
+            for first in range(0, len(batch), size):
+                chunk = batch[first:first + size]
+                results += list(self.launcher.launch(chunk, initial_job_idx=job))
+                job += len(chunk)
             returns.append(results)
             for point, result in zip(batch, results):
                 value = result.return_value or {}
