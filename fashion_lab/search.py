@@ -273,6 +273,16 @@ def reproduce_overrides(run_overrides: str) -> list[str]:
     return [o for o in shlex.split(run_overrides) if not override_key(o).startswith("tuner")]
 
 
+def best_of(completed: list, direction: str):
+    """The best completed trial; among equal scores the one started first (lowest trial id)."""
+    sign = -1.0 if direction == "max" else 1.0
+    return min(completed, key=lambda t: (sign * float(t.score), _trial_order(t.trial_id)))
+
+
+def _trial_order(trial_id: str):
+    return (0, int(trial_id), "") if str(trial_id).isdigit() else (1, 0, str(trial_id))
+
+
 def finish(search: Search, oracle, aborted: Optional[str]) -> bool:
     """Print and record the outcome, register the best run; True when the whole budget was searched."""
     from fashion_lab import tracking
@@ -293,7 +303,9 @@ def finish(search: Search, oracle, aborted: Optional[str]) -> bool:
         campaign.close_parent(search.cfg.tracking, search.parent_run_id, "FAILED",
                               {**summary, "error": "all trials failed"})
         return False
-    best = oracle.get_best_trials(1)[0]
+    # KerasTuner breaks ties by dict order, which a reopened Tuner rebuilds from a glob:
+    # pick the earliest of the tied trials so the record names the same best every time.
+    best = best_of(completed, oracle.objective.direction)
     objective = search.cfg.tuner.objective
     summary[f"best_trial_{objective}"] = float(best.score)  # mean over its executions
     print(f"search {search.project}: {len(completed)} completed, {len(failed)} failed trials")
