@@ -55,7 +55,7 @@ def count_epochs(db: Path) -> dict[str, int]:
 def run_search(continue_rounds: bool, overrides: list[str]) -> dict:
     with tempfile.TemporaryDirectory(prefix="hyperband-epochs-") as folder:
         db = Path(folder) / "m.db"
-        command = [sys.executable, "-m", "fashion_lab.cli", *SEARCH, *overrides,
+        command = [sys.executable, "-m", "fashion_lab.cli.main", *SEARCH, *overrides,
                    f"tuner.continue_rounds={str(continue_rounds).lower()}", f"tracking.uri=sqlite:///{db}"]
         started = time.perf_counter()
         subprocess.run(command, cwd=folder, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

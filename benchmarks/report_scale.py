@@ -64,8 +64,8 @@ def main() -> None:
     if not db.exists():
         generate(uri, args.runs)
 
-    from fashion_lab import results
-    from fashion_lab.report import build_report
+    from fashion_lab.record import results
+    from fashion_lab.report.build import build_report
 
     results.runs_frame(uri, progress=None).head()  # warm: imports and the store's schema check
     started = time.perf_counter()

@@ -259,7 +259,7 @@ class Bench:
         n = max(3, self.repeats * 3)
         time_cmd = lambda cmd: (lambda: self._wall(cmd))
         bare, helped = interleaved(n, time_cmd([sys.executable, "-c", "pass"]),
-                                   time_cmd([sys.executable, "-m", "fashion_lab.cli", "--help"]))
+                                   time_cmd([sys.executable, "-m", "fashion_lab.cli.main", "--help"]))
         value = med(helped)
         row("CLI start-up: fashion-lab --help", fmt(med(bare), " s") + " bare python",
             fmt(value, " s") + spread(helped), fmt(value, " s"), "< 0.3 s", value < 0.3,
@@ -276,7 +276,7 @@ class Bench:
         row("data load: full Fashion-MNIST", fmt(med(r["cold"]), " s") + " cold", fmt(warm, " s") + " warm",
             fmt(warm, " s") + f" (cold/warm {med(r['cold']) / warm:.0f}x)", "warm < 0.5 s", warm < 0.5,
             "cold = data.cache=false (decompress + sha256 + parse the Debian .gz files; OS page cache warm); "
-            "warm = data.cache=true (verified parsed-array cache, fashion_lab/data.py)")
+            "warm = data.cache=true (verified parsed-array cache, fashion_lab/data/__init__.py)")
 
     def memory(self):
         trials = 2 if self.a.smoke else self.a.trials
@@ -430,7 +430,7 @@ class Bench:
                     subprocess.run([sys.executable, "-c", "import mlflow; mlflow.MlflowClient("
                                     f"'sqlite:///{tmp}/m.db').search_experiments()"], env=env(), check=True,
                                    capture_output=True, stdin=subprocess.DEVNULL)
-                    cmd = [sys.executable, "-m", "fashion_lab.cli", *base, f"tracking.uri=sqlite:///{tmp}/m.db",
+                    cmd = [sys.executable, "-m", "fashion_lab.cli.main", *base, f"tracking.uri=sqlite:///{tmp}/m.db",
                            f"hydra.sweep.dir={tmp}/multirun", *extra]
                     start = time.perf_counter()
                     proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, env=env(),

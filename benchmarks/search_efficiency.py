@@ -66,7 +66,7 @@ def run_cli(arguments: list[str], folder: Path, stop=None, poll_s: float = 3.0) 
     """Runs ``fashion-lab ARGS`` in ``folder``; ``stop()`` is polled and ends it early (SIGTERM). Wall seconds."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "fashion_lab.cli", *arguments], cwd=folder, env=env,
+    process = subprocess.Popen([sys.executable, "-m", "fashion_lab.cli.main", *arguments], cwd=folder, env=env,
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True, start_new_session=True)
     while process.poll() is None:

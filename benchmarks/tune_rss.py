@@ -26,7 +26,7 @@ def search_rss(trials: int, overrides: list[str] = (), quiet: bool = True) -> di
     """Run one search of ``trials`` tiny trials; its per-trial memory series, from the MLflow record."""
     with tempfile.TemporaryDirectory(prefix="tune-rss-") as folder:
         uri = f"sqlite:///{folder}/m.db"
-        command = [sys.executable, "-m", "fashion_lab.cli", "tune", *TINY_TRIAL, f"tuner.max_trials={trials}",
+        command = [sys.executable, "-m", "fashion_lab.cli.main", "tune", *TINY_TRIAL, f"tuner.max_trials={trials}",
                    f"tracking.uri={uri}", *overrides]
         out = subprocess.DEVNULL if quiet else None
         subprocess.run(command, cwd=folder, check=True, stdout=out, stderr=out, stdin=subprocess.DEVNULL,

@@ -58,7 +58,8 @@ class _TimedClient:
 
 def _instrument(clock):
     """Time every MLflow client call, the per-epoch callback and the artifact files (plots included)."""
-    from fashion_lab import tracking, train
+    from fashion_lab.record import tracking
+    from fashion_lab.run import train
 
     def wrap(owner, name, key):
         original = getattr(owner, name)
@@ -80,14 +81,14 @@ def _instrument(clock):
 
 def fashion_lab_train(args):
     """train(cfg) on a real-data subset (or synthetic); epoch times and the record's own cost."""
-    from fashion_lab.train import train
+    from fashion_lab.run.train import train
 
     with tempfile.TemporaryDirectory() as tmp:
         overrides = [f"tracking.uri=sqlite:///{tmp}/m.db", "trainer.verbose=0"] + list(args["overrides"])
         cfg = _compose(overrides)
         store_seconds = 0.0
         if cfg.tracking.enabled:  # a new sqlite store runs its schema migrations once: not a per-run cost
-            from fashion_lab import tracking
+            from fashion_lab.record import tracking
 
             start = time.perf_counter()
             tracking.ensure_experiment(tracking.client_for(cfg.tracking), cfg.tracking)
@@ -119,13 +120,13 @@ def train_ab(args):
     sys.path.insert(0, str(REPO / "benchmarks"))
     import tutorial_keras
     from fashion_lab.data import load_data
-    from fashion_lab.train import train
+    from fashion_lab.run.train import train
 
     with tempfile.TemporaryDirectory() as tmp:
         base = [f"tracking.uri=sqlite:///{tmp}/m.db", "trainer.verbose=0"] + list(args["overrides"])
         tracked_cfg, untracked_cfg = _compose(base), _compose(base + ["tracking.enabled=false"])
         splits = load_data(tracked_cfg.data)
-        from fashion_lab import tracking
+        from fashion_lab.record import tracking
 
         start = time.perf_counter()
         tracking.ensure_experiment(tracking.client_for(tracked_cfg.tracking), tracked_cfg.tracking)
@@ -210,7 +211,7 @@ def memory(args):
     """RSS after each of N small train() calls in one process, tracking into a temp sqlite store."""
     import keras
 
-    from fashion_lab.train import train
+    from fashion_lab.run.train import train
 
     rss = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -237,7 +238,7 @@ def precision_ab(args):
     import keras
 
     from fashion_lab.data import load_data
-    from fashion_lab.train import train
+    from fashion_lab.run.train import train
 
     base = ["tracking.enabled=false", "trainer.verbose=0"] + list(args["overrides"])
     splits = load_data(_compose(base).data)  # the same arrays for every run
@@ -265,7 +266,7 @@ def overrides_ab(args):
     import keras
 
     from fashion_lab.data import load_data
-    from fashion_lab.train import train
+    from fashion_lab.run.train import train
 
     base = ["tracking.enabled=false", "trainer.verbose=0"] + list(args["overrides"])
     splits = load_data(_compose(base).data)
@@ -287,10 +288,10 @@ def _timed_trial(job: dict, t_call: float) -> dict:
     t_enter = time.time()
     import keras
 
-    import fashion_lab.train as train_module  # what a fresh process pays before it can train
+    import fashion_lab.run.train as train_module  # what a fresh process pays before it can train
 
     t_ready = time.time()
-    from fashion_lab.campaign import _train
+    from fashion_lab.sweeps.campaign import _train
 
     first_step = []
 
@@ -314,9 +315,9 @@ def trial_start(args):
     """A trial in a fresh process vs in a warm worker vs in this process, A/B alternated per repeat."""
     import workers as me  # by module name, so the trial processes can import the function
 
-    from fashion_lab import tracking
-    from fashion_lab.fresh_process import call_in_fresh_process
-    from fashion_lab.warm_worker import call_in_warm_worker, stop_all
+    from fashion_lab.record import tracking
+    from fashion_lab.runtime.fresh_process import call_in_fresh_process
+    from fashion_lab.runtime.warm_worker import call_in_warm_worker, stop_all
 
     with tempfile.TemporaryDirectory() as tmp:
         overrides = [f"tracking.uri=sqlite:///{tmp}/m.db", "trainer.verbose=0"] + list(args["overrides"])

@@ -100,8 +100,8 @@ def build_sweep_store(uri: str, name: str = "tiny_grid") -> str:
     """A 2x2 grid with 2 seeds (8 children) on tiny synthetic data, recorded as a real sweep; returns its id."""
     import itertools
 
-    from fashion_lab import tracking
-    from fashion_lab.train import train
+    from fashion_lab.record import tracking
+    from fashion_lab.run.train import train
 
     base = ["data=synthetic", "data.synthetic_train=300", "data.synthetic_test=100", "data.val_samples=60",
             "trainer.epochs=1", "trainer.batch_size=32", "trainer.verbose=0", "trainer.deterministic=true",

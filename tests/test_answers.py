@@ -56,7 +56,7 @@ def test_sweep_seeds_is_checked_before_anything_runs(run_cli, store):
 
 def test_report_with_nothing_finished_says_so_in_one_line(run_cli, store, tmp_path):
     from conftest import compose
-    from fashion_lab import tracking
+    from fashion_lab.record import tracking
 
     cfg = compose([f"tracking.uri={store}"])
     client = tracking.client_for(cfg.tracking)
@@ -104,7 +104,7 @@ def test_ground_truth_grid_finds_the_real_effect_and_not_the_null_one(run_cli, s
     assert float(lr["reference"]) == 0.01 and lr["verdict"] == "detected" and lr["ci_high"] < -0.2
     assert decay["verdict"] == "undetected" and decay["ci_low"] <= 0 <= decay["ci_high"] and decay["n"] == 6
     runs = pd.read_csv(tmp_path / "rep" / "runs.csv")
-    from fashion_lab.stats import welch_difference
+    from fashion_lab.analysis.stats import welch_difference
 
     pooled = welch_difference(runs[runs["optimizer.decay"] > 0]["test_accuracy"],
                               runs[runs["optimizer.decay"] == 0]["test_accuracy"])

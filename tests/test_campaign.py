@@ -15,7 +15,8 @@ import pytest
 
 from conftest import FASHION_LAB, as_from_a_terminal, cli_env, compose
 
-from fashion_lab import campaign, tracking
+from fashion_lab.sweeps import campaign
+from fashion_lab.record import tracking
 
 TINY = ["data=synthetic", "trainer.epochs=1", "trainer.verbose=0", "data.synthetic_train=300",
         "data.synthetic_test=100", "data.val_samples=60", "model.filters=[8,16]", "model.dense_units=32"]

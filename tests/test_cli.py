@@ -8,7 +8,7 @@ from conftest import cli_env
 
 PROBE = """
 import sys
-from fashion_lab.cli import main
+from fashion_lab.cli.main import main
 try:
     main({argv!r})
 except SystemExit:

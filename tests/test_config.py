@@ -4,7 +4,8 @@ import pytest
 from conftest import REPO, compose
 from hydra.errors import ConfigCompositionException
 
-from fashion_lab.config import ConfigError, flatten, validate
+from fashion_lab.config import ConfigError, flatten
+from fashion_lab.preflight import validate
 
 
 def options(group):

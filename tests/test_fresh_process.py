@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fashion_lab.fresh_process import ChildProcessDied, call_in_fresh_process
+from fashion_lab.runtime.fresh_process import ChildProcessDied, call_in_fresh_process
 
 HERE = Path(__file__).resolve().parent
 
@@ -65,7 +65,7 @@ def test_child_dies_when_its_parent_is_killed(tmp_path):
     pid_file = tmp_path / "child.pid"
     parent = subprocess.Popen(
         [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import test_fresh_process as t; "
-         "from fashion_lab.fresh_process import call_in_fresh_process as call; "
+         "from fashion_lab.runtime.fresh_process import call_in_fresh_process as call; "
          "call(t.write_pid_then_sleep, sys.argv[2])", str(HERE), str(pid_file)],
         stdin=subprocess.DEVNULL)
     deadline = time.time() + 60

@@ -52,7 +52,7 @@ def _metric(store: str, run_id: str, key: str) -> float:
 @pytest.fixture
 def recorded_rounds(store, tmp_path):
     """A parent with trial 0000 (execution 0, with weights, 2 epochs) and trial 0001 (no weights)."""
-    from fashion_lab import tracking
+    from fashion_lab.record import tracking
 
     cfg = compose(["data=synthetic", "trainer.epochs=6", f"tracking.uri={store}"])
     parent = tracking.open_parent_run(cfg.tracking, name="hb", role="search", strategy="hyperband",
@@ -76,7 +76,7 @@ def recorded_rounds(store, tmp_path):
 
 
 def test_a_promoted_round_continues_the_recorded_run_of_its_earlier_trial(recorded_rounds, tmp_path):
-    from fashion_lab.campaign import round_start
+    from fashion_lab.sweeps.campaign import round_start
 
     cfg, parent, runs = recorded_rounds
     start, tags = round_start(cfg, parent, {"trial_id": "0002", "continues_trial": "0000", "execution": "0"}, tmp_path)
@@ -93,7 +93,7 @@ def test_a_promoted_round_continues_the_recorded_run_of_its_earlier_trial(record
 ])
 def test_a_round_that_cannot_continue_trains_from_scratch_and_says_why(recorded_rounds, tmp_path, capsys,
                                                                          trial, setting, reason):
-    from fashion_lab.campaign import round_start
+    from fashion_lab.sweeps.campaign import round_start
 
     cfg, parent, _ = recorded_rounds
     cfg = compose(["data=synthetic", "trainer.epochs=6", f"tracking.uri={cfg.tracking.uri}", *setting])
@@ -113,8 +113,8 @@ def test_continue_rounds_is_a_bool(run_cli, store):
 # --- train() continues a run --------------------------------------------------------------------
 
 def test_train_continues_a_runs_weights_and_numbers_its_epochs_on(store, tmp_path):
-    from fashion_lab import tracking
-    from fashion_lab.train import WarmStart, train
+    from fashion_lab.record import tracking
+    from fashion_lab.run.train import WarmStart, train
 
     fresh = train(compose([*QUICK, "trainer.epochs=2", f"tracking.uri={store}"]))
     cfg = compose([*QUICK, "trainer.epochs=4", f"tracking.uri={store}"])
@@ -172,8 +172,8 @@ def test_hyperband_rounds_continue_the_runs_of_their_earlier_rounds(run_cli, sto
 
 @pytest.mark.slow  # two runs and a reproduce in a fresh process (~40 s on 2 cores)
 def test_reproduce_continues_the_same_weights_and_matches(store, tmp_path, run_cli):
-    from fashion_lab import tracking
-    from fashion_lab.train import WarmStart, train
+    from fashion_lab.record import tracking
+    from fashion_lab.run.train import WarmStart, train
 
     exact = [*QUICK, "trainer.deterministic=true", f"tracking.uri={store}"]
     fresh = train(compose([*exact, "trainer.epochs=1"]))

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from conftest import compose
 
-from fashion_lab.importance import applies, parameter_importance
+from fashion_lab.analysis.importance import applies, parameter_importance
 
 KEYS = ["optimizer.learning_rate", "model.bn_placement", "model.dense_dropout", "model.filters"]
 
@@ -57,8 +57,8 @@ def test_which_reports_get_it(strategy, n_keys, expected):
 
 def test_search_report_has_the_labelled_section_and_plot(store, tmp_path):
     """A recorded random search (constructed metrics, real store): its report ranks the driving key."""
-    from fashion_lab import tracking
-    from fashion_lab.report import build_report
+    from fashion_lab.record import tracking
+    from fashion_lab.report.build import build_report
 
     cfg = compose([f"tracking.uri={store}"])
     client = tracking.client_for(cfg.tracking)

@@ -4,7 +4,9 @@ import pytest
 from conftest import compose
 from mlflow import MlflowClient
 
-from fashion_lab.config import ConfigError, check_geometry, validate
+from fashion_lab.config import ConfigError
+from fashion_lab.model.geometry import check_geometry
+from fashion_lab.preflight import validate
 
 GEOMETRY = ["model.conv_stride=1", "model.conv_padding=valid", "model.pool_size=3", "model.pool_stride=2"]
 
@@ -23,6 +25,23 @@ def test_default_geometry_is_the_tutorials():
     # two stacks of two same-padded convs, each followed by a 2x2 pooling: 28 -> 14 -> 7
     assert check_geometry(m) == [28, 28, 28, 14, 14, 14, 7]
 
+
+@pytest.mark.parametrize("overrides", [
+    [],
+    GEOMETRY,
+    ["model.conv_stride=2", "model.filters=[8,16]", "model.pool_size=2", "model.pool_stride=1"],
+    ["model.conv_padding=valid", "model.kernel_size=5", "model.pooling=l2", "model=no_bn", "model.dense_units=64"],
+])
+def test_the_size_estimate_walks_the_same_shapes_as_keras(overrides):
+    """One shape walk behind the geometry check and the memory bound: the estimated parameter count
+    is Keras' own for any stride, padding and pooling (it once assumed same-padded 2x2 pooling)."""
+    from fashion_lab.model.geometry import estimate_size
+    from fashion_lab.model.network import build_model
+
+    cfg = compose(overrides)
+    params, memory = estimate_size(cfg.model, cfg.trainer.batch_size)
+    assert params == build_model(cfg.model).count_params()
+    assert memory > 16 * params  # float32 weights, gradients and two optimizer slots at least
 
 def test_valid_padding_and_overlapping_pooling_shrink_as_keras_computes():
     # valid 3x3 convs trim 2 px each; a 3-wide pooling at stride 2 overlaps its windows by one
@@ -62,7 +81,7 @@ def test_four_stacks_still_fit_the_tutorials_pooling():
 
 def test_model_layers_take_stride_padding_and_pool_geometry():
     keras = pytest.importorskip("keras")
-    from fashion_lab.model import build_model
+    from fashion_lab.model.network import build_model
 
     cfg = compose(GEOMETRY + ["model.pooling=l2"])
     model = build_model(cfg.model)
@@ -80,7 +99,7 @@ def test_overlapping_pooling_runs_for_every_kind(pooling):
     pytest.importorskip("keras")
     import numpy as np
 
-    from fashion_lab.model import build_model
+    from fashion_lab.model.network import build_model
 
     cfg = compose(["model.pool_size=3", "model.pool_stride=1", f"model.pooling={pooling}", "model.filters=[4,8]"])
     model = build_model(cfg.model)
@@ -101,7 +120,7 @@ def test_mixed_precision_computes_low_keeps_float32_weights_and_probabilities_an
     keras = pytest.importorskip("keras")
     import numpy as np
 
-    from fashion_lab.model import build_model
+    from fashion_lab.model.network import build_model
 
     model = build_model(compose().model, precision=precision)
     conv = next(l for l in model.layers if isinstance(l, keras.layers.Conv2D))
@@ -114,7 +133,7 @@ def test_mixed_precision_computes_low_keeps_float32_weights_and_probabilities_an
 
 
 def test_mixed_bfloat16_run_trains_and_records_precision(store):
-    from fashion_lab.train import train
+    from fashion_lab.run.train import train
 
     cfg = compose(["data=synthetic", "trainer.epochs=2", "trainer.verbose=0", "trainer.precision=mixed_bfloat16",
                    f"tracking.uri={store}"])
@@ -169,8 +188,8 @@ def test_every_corner_of_the_geometry_search_fits_the_input():
 def test_mixed_float16_compiles_with_loss_scaling():
     """float16 gradients underflow without it; Keras wraps the optimizer for a mixed_float16 model."""
     keras = pytest.importorskip("keras")
-    from fashion_lab.model import build_model
-    from fashion_lab.optim import build_optimizer
+    from fashion_lab.model.network import build_model
+    from fashion_lab.model.optimizers import build_optimizer
 
     cfg = compose(["trainer.precision=mixed_float16", "model.filters=[4]"])
     model = build_model(cfg.model, precision=cfg.trainer.precision)

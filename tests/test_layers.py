@@ -1,4 +1,5 @@
-"""The layers: fashion_lab's import graph has no cycle, and only the record layer imports mlflow."""
+"""The layers: one folder per layer, imports only along the table below, no cycle, and the heavy
+libraries (mlflow, keras_tuner, keras, tensorflow) each behind their own layer."""
 
 from __future__ import annotations
 
@@ -8,7 +9,25 @@ from pathlib import Path
 from conftest import REPO
 
 PACKAGE = REPO / "fashion_lab"
-RECORD_LAYER = "fashion_lab.tracking"
+PLUGINS = REPO / "hydra_plugins"
+
+# layer -> the layers it may import (docs/architecture.md draws it). Anything else fails.
+ALLOWED = {
+    "config": set(),                                    # the schema and its keys
+    "runtime": {"config"},                              # processes and workers; no TF, no MLflow
+    "data": {"config"},
+    "model": {"config"},                                # everything that knows the network
+    "record": {"config", "runtime"},                    # the only mlflow importer
+    "analysis": {"config"},                             # pure pandas and scipy (config.keys only)
+    "preflight": {"config", "data", "model"},           # validate(cfg) before any work
+    "run": {"config", "data", "model", "record", "runtime", "preflight"},           # one run
+    "report": {"config", "analysis", "record", "run"},  # run: the figures a run draws, redrawn
+    "sweeps": {"config", "analysis", "preflight", "record", "run", "runtime", "report"},  # report: the end answer
+    "search": {"config", "analysis", "preflight", "record", "run", "sweeps"},
+    "cli": {"config", "data", "model", "preflight", "record", "report", "run", "runtime", "search", "sweeps",
+            "analysis"},
+    "hydra_plugins": {"config", "analysis", "record", "search", "sweeps"},
+}
 
 
 def module_name(path: Path) -> str:
@@ -26,6 +45,32 @@ def imported(path: Path) -> set[str]:
             names.add(node.module)
             names.update(f"{node.module}.{alias.name}" for alias in node.names)  # from fashion_lab import tracking
     return names
+
+
+def layer(module: str) -> str:
+    """fashion_lab.record.tracking -> record; hydra_plugins.* -> hydra_plugins; fashion_lab -> ''."""
+    parts = module.split(".")
+    return "hydra_plugins" if parts[0] == "hydra_plugins" else (parts[1] if len(parts) > 1 else "")
+
+
+def every_file() -> list[Path]:
+    return [*PACKAGE.rglob("*.py"), *PLUGINS.rglob("*.py")]
+
+
+def users_of(*libraries: str) -> set[str]:
+    """The modules (fashion_lab and the plugins) that import any of ``libraries``, at any depth."""
+    return {module_name(p) for p in every_file()
+            if any(m.split(".")[0] in libraries for m in imported(p))}
+
+
+def layer_edges() -> dict[str, set[str]]:
+    """layer -> the other fashion_lab layers its modules import."""
+    edges: dict[str, set[str]] = {}
+    for path in every_file():
+        source = layer(module_name(path))
+        targets = {layer(m) for m in imported(path) if m.startswith("fashion_lab.")}
+        edges.setdefault(source, set()).update(targets - {source})
+    return edges
 
 
 def graph() -> dict[str, set[str]]:
@@ -57,7 +102,7 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str]:
 
 def test_graph_sees_lazy_imports():
     edges = graph()
-    assert "fashion_lab.train" in edges["fashion_lab.campaign"]  # imported inside a function
+    assert "fashion_lab.run.train" in edges["fashion_lab.sweeps.campaign"]  # imported inside a function
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
 
 
@@ -66,13 +111,74 @@ def test_fashion_lab_has_no_import_cycle():
     assert not cycle, "import cycle: " + " -> ".join(cycle)
 
 
+def test_every_module_lives_in_a_layer_folder():
+    loose = sorted(p.name for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "preflight"))
+    assert not loose, f"modules outside a layer folder: {loose}"
+    assert set(layer_edges()) - {""} <= set(ALLOWED), sorted(set(layer_edges()) - set(ALLOWED))
+
+
+def test_layers_import_only_what_the_table_allows():
+    broken = {f"{source} -> {target}" for source, targets in layer_edges().items() if source
+              for target in targets - ALLOWED[source]}
+    assert not broken, f"imports the layer table does not allow: {sorted(broken)}"
+
+
+def test_the_table_checks_what_it_says():
+    assert layer("fashion_lab.record.tracking") == "record" and layer("hydra_plugins.x.y") == "hydra_plugins"
+    assert "run" in layer_edges()["sweeps"]  # campaign imports run.train inside a function
+
+
+def test_record_never_imports_run_or_model():
+    assert not layer_edges()["record"] & {"run", "model"}
+
+
+def test_analysis_imports_no_other_layer_but_the_config_keys():
+    imports = {m for p in (PACKAGE / "analysis").rglob("*.py") for m in imported(p)
+               if m.startswith("fashion_lab.") and layer(m) != "analysis"}
+    assert imports <= {"fashion_lab.config.keys", "fashion_lab.config.keys.typed"}, sorted(imports)
+
+
+def test_the_sweepers_never_import_the_report():
+    assert "report" not in layer_edges()["hydra_plugins"]
+
+
+def test_a_run_knows_nothing_of_sweeps():
+    assert "sweeps" not in layer_edges()["run"]
+
+
 def test_only_the_record_layer_imports_mlflow():
-    users = {module_name(p) for p in PACKAGE.rglob("*.py")
-             if any(m == "mlflow" or m.startswith("mlflow.") for m in imported(p))}
-    assert users == {RECORD_LAYER}, f"mlflow is imported by {sorted(users - {RECORD_LAYER})}; go through {RECORD_LAYER}"
+    users = users_of("mlflow")
+    assert users and {layer(u) for u in users} == {"record"}, f"mlflow is imported by {sorted(users)}"
 
 
-def test_the_sweeper_plugin_reaches_keras_tuner_only_through_tuner_fixes():
-    files = [*PACKAGE.rglob("*.py"), *(REPO / "hydra_plugins").rglob("*.py")]
-    users = {module_name(p) for p in files if any(m.startswith("keras_tuner.src") for m in imported(p))}
-    assert users <= {"fashion_lab.tuner_fixes"}, sorted(users)
+def test_only_the_keras_tuner_adapter_imports_keras_tuner():
+    users = users_of("keras_tuner")
+    assert users == {"fashion_lab.search.keras_tuner", "fashion_lab.search.keras_tuner_fixes"}, sorted(users)
+    internals = {module_name(p) for p in every_file() if any(m.startswith("keras_tuner.src") for m in imported(p))}
+    assert internals <= {"fashion_lab.search.keras_tuner_fixes"}, sorted(internals)
+
+
+def test_only_model_and_run_import_keras_or_tensorflow():
+    users = users_of("keras", "tensorflow")
+    assert users and {layer(u) for u in users} <= {"model", "run"}, sorted(users)
+    assert "fashion_lab.model.geometry" not in users  # the shape walk needs no TensorFlow
+
+
+def exits(path: Path) -> bool:
+    """True where a file raises SystemExit or calls sys.exit/exit."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            raised = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+            if isinstance(raised, ast.Name) and raised.id == "SystemExit":
+                return True
+        if isinstance(node, ast.Call):
+            f = node.func
+            if (isinstance(f, ast.Attribute) and f.attr == "exit" and getattr(f.value, "id", "") == "sys") or (
+                    isinstance(f, ast.Name) and f.id == "exit"):
+                return True
+    return False
+
+
+def test_only_the_cli_turns_errors_into_exit_codes():
+    users = {module_name(p) for p in every_file() if exits(p)}
+    assert users and {layer(u) for u in users} == {"cli"}, sorted(users)

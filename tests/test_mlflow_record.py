@@ -14,9 +14,9 @@ import pytest
 from conftest import REPO, compose
 from mlflow import MlflowClient
 
-from fashion_lab import tracking
+from fashion_lab.record import tracking
 from fashion_lab.data import DEBIAN_DIR, FILES
-from fashion_lab.train import train
+from fashion_lab.run.train import train
 
 TINY = ["data=synthetic", "trainer.epochs=1", "data.synthetic_train=300", "data.synthetic_test=100",
         "data.val_samples=60", "trainer.verbose=0", "model.filters=[8,16]", "model.dense_units=32"]

@@ -7,7 +7,7 @@ from conftest import compose
 keras = pytest.importorskip("keras")
 from keras import layers  # noqa: E402
 
-from fashion_lab.model import L2Pooling2D, build_model  # noqa: E402
+from fashion_lab.model.network import L2Pooling2D, build_model  # noqa: E402
 
 
 def tutorial_by_hand() -> keras.Model:

@@ -6,7 +6,7 @@ from conftest import compose
 
 keras = pytest.importorskip("keras")
 
-from fashion_lab.optim import build_optimizer, current_learning_rate, legacy_decay_schedule  # noqa: E402
+from fashion_lab.model.optimizers import build_optimizer, current_learning_rate, legacy_decay_schedule  # noqa: E402
 
 
 @pytest.mark.parametrize("step", [0, 1, 10, 1718, 43_000])

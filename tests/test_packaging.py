@@ -100,7 +100,7 @@ def test_installed_wheel_imports_itself_and_composes(installed):
 
 
 def test_installed_cli_lists_sweeps_and_runs_hydra(installed):
-    listing = run_installed(installed, "-m", "fashion_lab.cli", "sweep", "--list").stdout
+    listing = run_installed(installed, "-m", "fashion_lab.cli.main", "sweep", "--list").stdout
     listed = {line.split()[0] for line in listing.splitlines() if line.strip()}
     assert {"quickstart", "search", "ablation", "bn_placement"} <= listed
     assert listed == {p.stem for p in (REPO / "sweeps").glob("*.yaml")}

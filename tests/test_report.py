@@ -12,8 +12,9 @@ from scipy import stats as scipy_stats
 
 from conftest import SWEEP_KEYS, compose
 
-from fashion_lab import results, stats
-from fashion_lab.report import Document, build_report
+from fashion_lab.record import results
+from fashion_lab.analysis import stats
+from fashion_lab.report.build import Document, build_report
 
 
 # --- on a real recorded 2x2 sweep with 2 seeds ---------------------------------------------
@@ -69,7 +70,7 @@ def test_unknown_sweep_fails_with_the_known_names(sweep_store, run_cli):
 def _constructed_store(uri: str, points: list[dict], swept: list[str], failed: str | None = None,
                        name: str = "known", role: str = "sweep", strategy: str = "grid") -> str:
     """A parent ``name`` with one child per point: params and test/val accuracy as given."""
-    from fashion_lab import tracking
+    from fashion_lab.record import tracking
 
     cfg = compose([f"tracking.uri={uri}"])
     client = tracking.client_for(cfg.tracking)
@@ -133,7 +134,7 @@ def test_welch_interval_matches_scipy():
 
 
 def test_report_without_sweeps_reads_plain_runs(store, tmp_path):
-    from fashion_lab import tracking
+    from fashion_lab.record import tracking
 
     cfg = compose([f"tracking.uri={store}"])
     client = tracking.client_for(cfg.tracking)

@@ -7,7 +7,7 @@ import re
 import mlflow
 import pytest
 
-from fashion_lab.report_cli import compare
+from fashion_lab.cli.record_commands import compare
 
 
 def _children(uri: str, pid: str) -> list:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from fashion_lab import stats
+from fashion_lab.analysis import stats
 
 METRICS = ["test_accuracy"]
 

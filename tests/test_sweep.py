@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from fashion_lab import sweep
-from fashion_lab.config import SWEEPS_DIR, validate
+from fashion_lab.sweeps import grid as sweep
+from fashion_lab.config import SWEEPS_DIR
+from fashion_lab.preflight import validate
 
 # Tiny synthetic points: one epoch on 300 images trains in seconds.
 TINY = ["data=synthetic", "trainer.epochs=1", "trainer.verbose=0", "data.synthetic_train=300",
@@ -57,7 +58,7 @@ def test_every_sweep_point_composes_and_validates(name):
     dims = sweep.dimensions({str(k): str(v) for k, v in cfg.hydra.sweeper.params.items()})
     assert sweep.swept_keys(dims), f"{name} varies nothing"
     if cfg.sweep.strategy != "grid":
-        return  # a tuner's space: composed and checked by fashion_lab.search
+        return  # a tuner's space: composed and checked by fashion_lab.search.study
     points = sweep.points(dims)
     assert f"{len(points) * cfg.sweep.seeds} points" == sweep.size(path)  # sweep.seeds repeats each point
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -172,8 +173,8 @@ def test_quickstart_on_real_data(run_cli, store):
 def test_non_grid_strategy_goes_to_the_tuner(run_cli, store):
     import importlib.util
 
-    if importlib.util.find_spec("fashion_lab.search") is not None:  # was fashion_lab.tune
-        pytest.skip("fashion_lab.search exists: its own tests cover the search")
+    if importlib.util.find_spec("fashion_lab.search.study") is not None:  # was fashion_lab.tune
+        pytest.skip("fashion_lab.search.study exists: its own tests cover the search")
     result = run_cli("sweep", "bn_placement", "sweep.strategy=random", f"tracking.uri={store}")
     assert result.returncode != 0 and "fashion_lab.tune" in result.stderr
     assert runs_in(store) == ([], [])

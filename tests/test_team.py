@@ -26,7 +26,7 @@ def _client(uri):
 def test_runs_record_host_and_slurm_job(monkeypatch):
     import socket
 
-    from fashion_lab.tracking import TAG, provenance_tags
+    from fashion_lab.record.tracking import TAG, provenance_tags
 
     for key in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
         monkeypatch.delenv(key, raising=False)
@@ -46,7 +46,7 @@ def test_runs_record_host_and_slurm_job(monkeypatch):
 def test_unreachable_tells_outage_from_refusal():
     from mlflow.exceptions import MlflowException
 
-    from fashion_lab.offline import unreachable
+    from fashion_lab.record.offline import unreachable
 
     assert unreachable(ConnectionRefusedError(111, "refused"))
     assert unreachable(MlflowException("API request to http://h/api/2.0/mlflow/runs/log-batch failed with "
@@ -57,7 +57,8 @@ def test_unreachable_tells_outage_from_refusal():
 
 
 def test_kept_record_uploads_into_its_run_and_into_a_new_store(tmp_path):
-    from fashion_lab import offline, tracking
+    from fashion_lab.record import offline
+    from fashion_lab.record import tracking
 
     uri = f"sqlite:///{tmp_path / 'a.db'}"
     client = _client(uri)

@@ -33,7 +33,7 @@ def scalars(event_dir: Path) -> dict[str, list[float]]:
 
 
 def test_tensorboard_logs_are_an_artifact_with_the_epoch_scalars(store, tmp_path):
-    from fashion_lab.train import train
+    from fashion_lab.run.train import train
 
     cfg = compose(TINY + ["tracking.tensorboard=true", f"tracking.uri={store}"])
     result = train(cfg, run_name="bn after")
@@ -88,7 +88,7 @@ def test_registered_version_loads_with_pyfunc_and_predicts_probabilities(searche
     import mlflow
     from omegaconf import OmegaConf
 
-    from fashion_lab.model import build_model
+    from fashion_lab.model.network import build_model
 
     store, _ = searched
     mlflow.set_tracking_uri(store)
@@ -120,7 +120,7 @@ def test_a_single_run_opts_in_with_log_model_loadable_without_fashion_lab(store,
 
     import mlflow
 
-    from fashion_lab.train import train
+    from fashion_lab.run.train import train
 
     result = train(compose(TINY + [f"model.pooling={pooling}", "tracking.log_model=true", f"tracking.uri={store}"]))
     mlflow.set_tracking_uri(store)
@@ -237,12 +237,13 @@ def test_registering_reuses_a_model_the_run_logged_itself(store):
     """A trial that ran with tracking.log_model=true is registered with that model, not a second copy."""
     import mlflow
 
-    from fashion_lab import tracking
-    from fashion_lab.train import train
+    from fashion_lab.record import tracking
+    from fashion_lab.run.registered_model import log_run_model
+    from fashion_lab.run.train import train
 
     cfg = compose(TINY + ["tracking.log_model=true", f"tracking.uri={store}"])
     result = train(cfg)
-    uri = tracking.log_run_model(cfg.tracking, result.run_id)
+    uri = log_run_model(cfg.tracking, result.run_id)
     experiment = MlflowClient(store).get_run(result.run_id).info.experiment_id
     (logged,) = mlflow.search_logged_models(experiment_ids=[experiment], output_format="list")  # its run's
     assert uri == f"models:/{logged.model_id}" and logged.source_run_id == result.run_id

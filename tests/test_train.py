@@ -9,9 +9,9 @@ import pytest
 from conftest import compose
 from mlflow import MlflowClient
 
-from fashion_lab import tracking
-from fashion_lab.model import build_model
-from fashion_lab.train import evaluate_test, train
+from fashion_lab.record import tracking
+from fashion_lab.model.network import build_model
+from fashion_lab.run.train import evaluate_test, train
 
 
 def runs_in(store, experiment="fashion-lab"):
@@ -104,7 +104,7 @@ def test_exception_mid_fit_ends_the_run_failed(synthetic_cfg, store, monkeypatch
         def on_epoch_end(self, epoch, logs=None):
             raise RuntimeError("boom at epoch end")
 
-    import fashion_lab.train as train_module
+    import fashion_lab.run.train as train_module
     original = train_module._callbacks
     monkeypatch.setattr(train_module, "_callbacks", lambda cfg, logger: original(cfg, logger) + [Explode()])
     with pytest.raises(RuntimeError, match="boom"):
@@ -115,7 +115,7 @@ def test_exception_mid_fit_ends_the_run_failed(synthetic_cfg, store, monkeypatch
 
 
 def test_diverging_learning_rate_is_failed_with_the_reason(store):
-    from fashion_lab.tracking import TrainingDiverged
+    from fashion_lab.record.tracking import TrainingDiverged
 
     cfg = compose(["data=synthetic", "trainer.epochs=3", "trainer.verbose=0", "optimizer.learning_rate=1e30",
                    "data.synthetic_train=300", "data.val_samples=60", f"tracking.uri={store}"])
@@ -211,7 +211,7 @@ def test_fit_reads_keras_own_batches_without_the_autotuner(tmp_path, monkeypatch
     import math
 
     from fashion_lab.data import load_data
-    from fashion_lab.pipeline import dataset
+    from fashion_lab.run.fit_data import dataset
 
     monkeypatch.chdir(tmp_path)
     base = ["data=synthetic", "data.synthetic_train=400", "data.val_samples=70", "trainer.epochs=2",

@@ -96,7 +96,7 @@ def sweeps(tmp_path):
 # --- the space, without training -------------------------------------------------------------
 
 def test_search_file_parses_into_the_lectures_space():
-    from fashion_lab.space import parse_space
+    from fashion_lab.search.space import parse_space
 
     cfg = compose(["sweep=search"])
     from fashion_lab.config import compose as tune_compose
@@ -114,7 +114,7 @@ def test_search_file_parses_into_the_lectures_space():
 
 def test_sampled_values_become_overrides_hydra_composes():
     import keras_tuner as kt
-    from fashion_lab.space import declare, parse_space, to_overrides
+    from fashion_lab.search.space import declare, parse_space, to_overrides
     from fashion_lab.config import compose as tune_compose
 
     dims = parse_space({"optimizer": "sgd,adam", "optimizer.momentum": "interval(0.1, 0.9)",
@@ -131,7 +131,7 @@ def test_sampled_values_become_overrides_hydra_composes():
 
 
 def test_command_line_pins_swept_keys():
-    from fashion_lab.space import SpaceError, parse_space, pin
+    from fashion_lab.search.space import SpaceError, parse_space, pin
 
     dims = parse_space({"optimizer": "sgd,adam", "optimizer.momentum": "interval(0.1, 0.9)",
                         "model.pooling": "max,avg"}, {"optimizer.momentum": "optimizer=sgd"})
@@ -151,7 +151,7 @@ def test_command_line_pins_swept_keys():
     ({}, {}, "nothing to search"),
 ])
 def test_bad_spaces_are_refused_with_a_clear_message(params, conditions, message):
-    from fashion_lab.space import SpaceError, parse_space
+    from fashion_lab.search.space import SpaceError, parse_space
 
     with pytest.raises(SpaceError, match=message):
         parse_space(params, conditions)
@@ -302,8 +302,8 @@ def test_bad_sweep_name_or_tuner_value_fails_before_any_run(run_cli, store):
 @pytest.mark.slow
 def test_fingerprint_without_trained_overrides_is_unchanged():
     """State files written before base overrides counted still resume: no such override, same value."""
-    from fashion_lab import search as tune  # the search definition moved from tune.py to search.py
-    from fashion_lab.space import fingerprint, parse_space
+    from fashion_lab.search import study as tune  # the search definition moved from tune.py to search.py
+    from fashion_lab.search.space import fingerprint, parse_space
 
     dims = parse_space({"optimizer": "sgd,adam", "optimizer.learning_rate": "tag(log, interval(0.001, 0.05))"})
     assert fingerprint(dims, "random") == fingerprint(dims, "random", []) == "a534a3b93179a38c"
@@ -408,7 +408,8 @@ def test_executions_per_trial_train_each_trial_twice_and_resume_per_execution(ru
 def test_val_loss_objective_picks_the_lowest_validation_loss(run_cli, store):
     """val_loss is scored as its minimum over epochs (as best_val_accuracy is the maximum) by the
     fresh trial, the resume path (a recorded run) and the choice of the run to register."""
-    from fashion_lab import search as tune, tracking  # tune.py's search logic lives in search.py
+    from fashion_lab.search import study as tune
+    from fashion_lab.record import tracking  # tune.py's search logic lives in search.py
 
     args = [*GRID, "tuner.max_trials=3", "tuner.objective=val_loss", "trainer.epochs=2", f"tracking.uri={store}"]
     result = run_cli("tune", *args, check=True)
@@ -479,20 +480,22 @@ def test_consecutive_failures_after_a_success_stop_the_search_and_report_the_bes
 
 def test_bayesian_search_starts_with_the_random_trials_it_is_given(tmp_path):
     """tuner.num_initial_points reaches the oracle; null keeps KerasTuner's 3 x dimensions."""
-    from fashion_lab import search as tune
+    from fashion_lab.search import study as tune
+    from fashion_lab.search.keras_tuner import make_oracle
 
     common = ["bn_placement", "tuner=bayesian", f"tuner.directory={tmp_path}"]
-    given = tune.make_oracle(tune.prepare_command(common + ["tuner.num_initial_points=2"]))
-    default = tune.make_oracle(tune.prepare_command(common + ["tuner.project=default"]))
+    given = make_oracle(tune.prepare_command(common + ["tuner.num_initial_points=2"]))
+    default = make_oracle(tune.prepare_command(common + ["tuner.project=default"]))
     assert given.num_initial_points == 2 and default.num_initial_points is None  # KerasTuner: max(3 x dims, 3)
 
 
 def test_the_same_search_draws_the_same_trials_with_the_default_seed(tmp_path):
     """tuner.seed=0 (the default) is a seed: KerasTuner alone reads 0 as "no seed" and draws at random."""
-    from fashion_lab import search as tune
+    from fashion_lab.search import study as tune
+    from fashion_lab.search.keras_tuner import make_oracle
 
     def first_trials(folder, *extra):
-        oracle = tune.make_oracle(tune.prepare_command(["search", f"tuner.directory={tmp_path / folder}", *extra]))
+        oracle = make_oracle(tune.prepare_command(["search", f"tuner.directory={tmp_path / folder}", *extra]))
         return [oracle.create_trial(f"tuner{i}").hyperparameters.values for i in range(3)]
 
     assert first_trials("a") == first_trials("b")  # two fresh searches, one command

@@ -169,7 +169,7 @@ def test_a_fresh_browser_opens_the_printed_sweep_link_in_the_model_training_view
 
     import mlflow
 
-    from fashion_lab.tracking import sweep_view_url
+    from fashion_lab.record.tracking import sweep_view_url
 
     uri, pid = sweep_store
     client = mlflow.MlflowClient(tracking_uri=uri)

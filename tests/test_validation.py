@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from fashion_lab.config import ConfigError, estimate_size, validate
+from fashion_lab.config import ConfigError
+from fashion_lab.model.geometry import estimate_size
+from fashion_lab.preflight import validate
 from conftest import compose
 
 TRAIN = ("train", "data=synthetic", "trainer.epochs=1")

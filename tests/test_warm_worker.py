@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from fashion_lab.fresh_process import call_in_fresh_process
-from fashion_lab.warm_worker import call_in_warm_worker, stop_all, worker_pids
+from fashion_lab.runtime.fresh_process import call_in_fresh_process
+from fashion_lab.runtime.warm_worker import call_in_warm_worker, stop_all, worker_pids
 
 _CALLS = 0  # per process: a worker that re-imported this module would count from 1 again
 
@@ -137,7 +137,8 @@ def test_a_search_records_the_same_trials_in_warm_workers_as_in_fresh_processes(
 
 def test_trials_per_worker_below_one_is_refused_before_any_run():
     from conftest import compose
-    from fashion_lab.config import ConfigError, validate
+    from fashion_lab.config import ConfigError
+    from fashion_lab.preflight import validate
 
     with pytest.raises(ConfigError, match="tuner.trials_per_worker"):
         validate(compose(["tuner.trials_per_worker=0"]))

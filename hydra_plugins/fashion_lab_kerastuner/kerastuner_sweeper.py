@@ -2,8 +2,8 @@
 ``tuner.parallel_trials`` trials, launch the batch through the configured launcher (basic, joblib,
 submitit, ...), tell the oracle each trial's result (the jobs' return values).
 
-The search itself (space, fingerprint, oracle, trial overrides, the end) is fashion_lab/search.py;
-the parent run and the jobs are fashion_lab/campaign.py. Hydra imports this module whenever it
+The search itself (space, fingerprint, oracle, trial overrides, the end) is fashion_lab/search/study.py;
+the parent run and the jobs are fashion_lab/sweeps/campaign.py. Hydra imports this module whenever it
 scans for plugins, so it imports nothing heavy at the top.
 """
 
@@ -51,8 +51,10 @@ class KerasTunerSweeper(Sweeper):
             config=config, hydra_context=hydra_context, task_function=task_function)
 
     def sweep(self, arguments: List[str]) -> Any:
-        from fashion_lab import campaign, search
-        from fashion_lab.tuner_fixes import TooManyFailures, TrialStatus
+        from fashion_lab.sweeps import campaign
+        from fashion_lab.search import study as search
+        from fashion_lab.search.keras_tuner import make_oracle
+        from fashion_lab.search.keras_tuner_fixes import TooManyFailures, TrialStatus
 
         try:
             s = search.prepare(self.config, arguments)
@@ -63,7 +65,7 @@ class KerasTunerSweeper(Sweeper):
             s.cfg.tracking, key=f"search:{s.directory.absolute()}", restart=not resuming, name=f"search {s.project} {s.strategy}",
             role="search", strategy=s.strategy, sweep_name=s.name, swept_keys=s.swept_keys, definition=s.definition,
             tags={f"fashion_lab.tuner.{k}": str(v) for k, v in s.cfg.tuner.items()} | {"fashion_lab.fingerprint": s.fingerprint})
-        oracle = search.make_oracle(s)
+        oracle = make_oracle(s)
         search.save_state(s)
         campaign.raise_on_sigterm()
         aborted = None
@@ -100,7 +102,8 @@ class KerasTunerSweeper(Sweeper):
 
     @staticmethod
     def _tell(s, oracle, trial, results: list[dict], TrialStatus) -> None:
-        from fashion_lab import search, tracking
+        from fashion_lab.search import study as search
+        from fashion_lab.record import tracking
 
         failed = [r for r in results if r["status"] != "FINISHED"]
         if failed:

@@ -5,7 +5,7 @@ the cells of the comparisons with the reference level that are still undecided (
 matched pairs spans 0, on ``report.metric``: validation accuracy, so the test set stays unseen by the
 decision). It stops when every comparison excludes 0 or when the cells involved reach ``sweep.max_seeds``.
 Batches go through whatever launcher is configured; decisions read the jobs' return values
-(``fashion_lab.campaign.run_job``), so the sweep's parent run and summary work as for any grid.
+(``fashion_lab.sweeps.campaign.run_job``), so the sweep's parent run and summary work as for any grid.
 """
 
 
@@ -32,39 +32,19 @@ ConfigStore.instance().store(group="hydra/sweeper", name="until_sure", node=Unti
                              provider="fashion_lab")
 
 
-def undecided_cells(rows: List[dict], keys: List[str], references: dict, metric: str) -> set:
-    """Cells (tuples of the swept values, as text) that belong to a comparison whose interval spans 0."""
-    import pandas as pd
-
-    from fashion_lab import stats
-
-    frame = pd.DataFrame(rows)
-    if frame.empty or metric not in frame:
-        return set()
-    cells = set()
-    for effect in stats.effects(frame, keys, references, [metric]):
-        if effect.verdict in ("detected", "confounded"):
-            continue
-        pair = {str(effect.level), str(effect.reference)}
-        for values in frame[keys].astype(str).drop_duplicates().itertuples(index=False):
-            if str(values[keys.index(effect.factor)]) in pair:
-                cells.add(tuple(values))
-    return cells
-
-
 class UntilSureSweeper(BasicSweeper):
     def __init__(self, max_batch_size: Optional[int] = None, params: Optional[Dict[str, str]] = None) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
 
     def sweep(self, arguments: List[str]) -> Any:
         from fashion_lab.config import flatten
-        from fashion_lab.report import base_level
-        from fashion_lab.results import typed
+        from fashion_lab.analysis.answers import base_level, undecided_cells
+        from fashion_lab.record.results import typed
 
         cfg = self.config
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides(self._parse_config() + list(arguments))
-        dims = {o.get_key_element(): o for o in overrides}  # a later key wins, like fashion_lab.sweep.dimensions
+        dims = {o.get_key_element(): o for o in overrides}  # a later key wins, like fashion_lab.sweeps.grid.dimensions
         seed_override = dims.pop("trainer.seed", None)
         first_seed = int(seed_override.value()) if seed_override is not None and not \
             seed_override.is_sweep_override() else int(cfg.trainer.seed)

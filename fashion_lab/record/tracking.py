@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from fashion_lab.config import run_params
-from fashion_lab.store import write_artifacts
+from fashion_lab.record.store import write_artifacts
 
 TAG = "fashion_lab."  # prefix of every tag fashion-lab writes
 PACKAGES = ("fashion-lab", "tensorflow", "keras", "keras-tuner", "mlflow", "hydra-core", "numpy")
@@ -396,7 +396,7 @@ def short_timeouts(uri: str) -> Iterator[None]:
 
 def upload_record(folder: Path, uri: Optional[str] = None) -> str:
     """Put one record kept by ``offline.Spool`` into its store; returns the run id. Safe to repeat."""
-    from fashion_lab import offline
+    from fashion_lab.record import offline
 
     done = folder / offline.UPLOADED_FILE
     if done.exists():
@@ -423,7 +423,7 @@ class Recorder:
     """Writes one run. ``run_id`` is None when tracking is off and every call does nothing.
 
     A call the store cannot take (server unreachable) is kept in a local spool
-    (fashion_lab/offline.py) and retried later, so training never waits on the store.
+    (fashion_lab/record/offline.py) and retried later, so training never waits on the store.
     """
 
     def __init__(self, client=None, run_id: Optional[str] = None, identity: Optional[dict[str, Any]] = None,
@@ -446,7 +446,7 @@ class Recorder:
         try:
             self._apply(op, kwargs)
         except Exception as error:
-            from fashion_lab import offline
+            from fashion_lab.record import offline
 
             # Only a server can be away and come back; a local store's OSError (a full disk) is a failure.
             remote = str(self.identity.get("uri", "")).startswith(("http://", "https://"))
@@ -865,29 +865,22 @@ def register_model(tracking_cfg, model_uri: str, name: str, *, tags: dict[str, s
     return version.version
 
 
-def log_run_model(tracking_cfg, run_id: str) -> str:
-    """Rebuild a recorded run's network from its ``config.yaml`` and ``model.weights.h5`` and log it
-    to that run as an MLflow Keras model (a search's best trial may have trained in another process)."""
-    import tempfile
-
+def logged_model_uri(tracking_cfg, run_id: str) -> Optional[str]:
+    """``models:/ID`` of the MLflow model a run logged itself (tracking.log_model=true), else None."""
     import mlflow
-    from omegaconf import OmegaConf
-
-    from fashion_lab.config import Config
-    from fashion_lab.model import build_model
 
     client = client_for(tracking_cfg)
     logged = mlflow.search_logged_models(experiment_ids=[client.get_run(run_id).info.experiment_id],
                                          filter_string=f"source_run_id = '{run_id}'", output_format="list")
-    if logged:  # the run logged its own (tracking.log_model=true)
-        return f"models:/{logged[0].model_id}"
+    return f"models:/{logged[0].model_id}" if logged else None
+
+
+def download_model_files(tracking_cfg, run_id: str, folder: str) -> tuple[str, str]:
+    """(config.yaml, model.weights.h5) of a recorded run, downloaded into ``folder``; LookupError
+    when the run kept no weights."""
+    client = client_for(tracking_cfg)
     if "model.weights.h5" not in {f.path for f in client.list_artifacts(run_id)}:
         raise LookupError(f"run {run_id} has no model.weights.h5 to rebuild its model from "
                           "(it ran with tracking.log_weights=false); use tracking.log_model=true")
-    with tempfile.TemporaryDirectory(prefix="fashion-lab-model-") as folder:
-        # onto the schema, so a run logged before a key existed gets that key's default
-        cfg = OmegaConf.merge(OmegaConf.structured(Config),
-                              OmegaConf.load(client.download_artifacts(run_id, "config.yaml", folder)))
-        model = build_model(cfg.model, precision=cfg.trainer.precision)
-        model.load_weights(client.download_artifacts(run_id, "model.weights.h5", folder))
-    return log_keras_model(tracking_cfg, run_id, model)
+    return (client.download_artifacts(run_id, "config.yaml", folder),
+            client.download_artifacts(run_id, "model.weights.h5", folder))

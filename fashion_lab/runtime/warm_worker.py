@@ -21,11 +21,11 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Hashable
 
-from fashion_lab.fresh_process import (_STOP_GRACE_S, ChildProcessDied, _die_with_parent, call_in_fresh_process,
+from fashion_lab.runtime.fresh_process import (_STOP_GRACE_S, ChildProcessDied, _die_with_parent, call_in_fresh_process,
                                        spawn_context)
 
 # Imported before the first job: the expensive part of a trial's start (TensorFlow alone is ~3-5 s).
-PRELOAD = ("tensorflow", "keras", "fashion_lab.train")
+PRELOAD = ("tensorflow", "keras", "fashion_lab.run.train")
 
 
 def _peak_rss_mb() -> float:

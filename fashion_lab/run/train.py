@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from fashion_lab import runtime as _runtime
+from fashion_lab.model import tf_settings as _runtime
 
 _runtime.quiet_import()  # before Keras: TensorFlow's start-up lines stay out of the output
 import keras  # noqa: E402
@@ -17,14 +17,16 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from fashion_lab import plots, runtime
-from fashion_lab.config import config_hash, is_setting, override_key, point_name, validate
+from fashion_lab.run import plots
+from fashion_lab.model import tf_settings as runtime
+from fashion_lab.config import config_hash, is_setting, override_key, point_name
+from fashion_lab.preflight import validate
 from fashion_lab.data import Splits, describe_splits, load_data
-from fashion_lab.model import build_model
-from fashion_lab.optim import build_optimizer, current_learning_rate
-from fashion_lab.pipeline import fit_data
-from fashion_lab.tensorboard_logs import tensorboard_logs
-from fashion_lab.tracking import TAG, Recorder, TrainingDiverged, log_keras_model, provenance_tags, tracked_run
+from fashion_lab.model.network import build_model
+from fashion_lab.model.optimizers import build_optimizer, current_learning_rate
+from fashion_lab.run.fit_data import fit_data
+from fashion_lab.run.tensorboard_logs import tensorboard_logs
+from fashion_lab.record.tracking import TAG, Recorder, TrainingDiverged, log_keras_model, provenance_tags, tracked_run
 
 
 @dataclass

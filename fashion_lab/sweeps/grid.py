@@ -1,7 +1,7 @@
 """Sweep files (``sweeps/``, the Hydra group ``sweep``): listing, grid dimensions and points, sizes.
 
 ``fashion-lab sweep NAME [overrides]`` is ``fashion-lab train -m sweep=NAME [overrides]`` for a grid
-and ``fashion-lab tune NAME`` for a search (fashion_lab/commands.py); fashion_lab/campaign.py
+and ``fashion-lab tune NAME`` for a search (fashion_lab/cli/commands.py); fashion_lab/sweeps/campaign.py
 records either. Importing this module stays cheap: no TensorFlow, no MLflow.
 """
 

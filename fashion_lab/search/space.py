@@ -16,6 +16,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Optional, Sequence
 
+from omegaconf import DictConfig
+
 
 class SpaceError(ValueError):
     """The search space is malformed; the message names the entry and what is allowed."""
@@ -192,3 +194,43 @@ def fingerprint(dims: list[Dimension], strategy: str, base: Sequence[str] = ()) 
 def describe(dims: list[Dimension]) -> list[dict]:
     """A plain-data view of the space (stored with the search)."""
     return [{k: v for k, v in asdict(d).items() if v not in (None, (), False)} for d in dims]
+
+
+# --- the space against the config: each entry a known key, each end of its range allowed -------
+
+def check_space(cfg: DictConfig, dims) -> None:
+    """Every search-space entry names a known key or group, and each end of its range (each choice)
+    passes ``validate`` on ``cfg``: refused before the first trial, not by every trial."""
+    import copy
+
+    import yaml
+    from omegaconf import OmegaConf
+
+    from fashion_lab.config import CONF_DIR, ConfigError, group_names, unknown_key_message
+    from fashion_lab.preflight import validate
+
+    for d in dims:
+        message = unknown_key_message(d.key)
+        if message:
+            raise ConfigError(f"search space entry {d.key}: {message}")
+        if d.key in group_names():
+            options = sorted(p.stem for p in (CONF_DIR / d.key).glob("*.yaml"))
+            bad = [c for c in d.choices if str(c) not in options]
+            if bad:
+                raise ConfigError(f"search space entry {d.key}={','.join(map(str, d.choices))}: {bad} "
+                                  f"not allowed: options of group {d.key} are {', '.join(options)}")
+            continue
+        shown = ",".join(map(str, d.choices)) if d.kind == "choice" else f"interval({d.low}, {d.high})"
+        for value in (d.choices if d.kind == "choice" else (d.low, d.high)):
+            trial = copy.deepcopy(cfg)
+            try:
+                OmegaConf.update(trial, d.key, yaml.safe_load(value) if isinstance(value, str) else value,
+                                 merge=False)
+                validate(trial)
+            except ConfigError as error:
+                if str(error).startswith(d.key + "="):  # only this entry's own range, not other rules
+                    raise ConfigError(f"search space entry {d.key}={shown} reaches a value that "
+                                      f"is not allowed: {error}") from None
+            except Exception as error:  # OmegaConf: a value of the wrong type
+                raise ConfigError(f"search space entry {d.key}={shown}: {value!r} is not allowed: "
+                                  f"{str(error).splitlines()[0]}") from None

@@ -29,10 +29,11 @@ from typing import Any, Optional
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from fashion_lab import sweep
+from fashion_lab.sweeps import grid as sweep
 from fashion_lab.config import (ConfigError, check_overrides, config_hash, flatten, is_plumbing, is_setting,
-                                override_key, point_name, short_key, sweep_files, validate)
-from fashion_lab.store import check_store
+                                override_key, point_name, short_key, sweep_files)
+from fashion_lab.preflight import validate
+from fashion_lab.record.store import check_store
 
 _OPEN: dict[str, Any] = {}  # parent run id -> tracking config, for abort()
 
@@ -61,7 +62,7 @@ def open_parent(tracking_cfg, *, key: str, restart: bool, name: str, role: str, 
     """The parent run of this sweep command: the last one recorded under ``key``, resumed, or a new one."""
     if not tracking_cfg.enabled:
         return None
-    from fashion_lab import tracking
+    from fashion_lab.record import tracking
 
     tracking.reap(tracking_cfg)  # runs of a killed earlier attempt: KILLED before anything resumes
     found = None if restart else tracking.find_parent(tracking_cfg, key)
@@ -79,7 +80,7 @@ def open_parent(tracking_cfg, *, key: str, restart: bool, name: str, role: str, 
 
 def close_parent(tracking_cfg, parent: Optional[str], status: str, summary: dict[str, Any]) -> None:
     if parent:
-        from fashion_lab import tracking
+        from fashion_lab.record import tracking
 
         tracking.close_parent_run(tracking_cfg, parent, status=status, summary=summary)
         _OPEN.pop(parent, None)
@@ -87,7 +88,7 @@ def close_parent(tracking_cfg, parent: Optional[str], status: str, summary: dict
 
 def raise_on_sigterm() -> None:
     """SIGTERM unwinds the sweep like Ctrl-C, so ``abort`` can close what it had open."""
-    from fashion_lab.tracking import install_signal_handlers
+    from fashion_lab.record.tracking import install_signal_handlers
 
     install_signal_handlers()
 
@@ -130,7 +131,7 @@ def abort(reason: str, status: str = "KILLED") -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the clean-up short
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stop_workers()
-    from fashion_lab import tracking
+    from fashion_lab.record import tracking
 
     for parent, tracking_cfg in list(_OPEN.items()):
         tracking.reap(tracking_cfg)
@@ -144,8 +145,8 @@ def round_start(cfg, parent: Optional[str], trial: dict[str, str], folder: Path)
     """Where a promoted Hyperband round starts: (WarmStart, tags) continuing its previous round's run,
     whose weights come from the record (so any launcher, any machine sharing the store, works);
     else (None, tags) with the reason it trains from scratch, also printed in one line."""
-    from fashion_lab import tracking
-    from fashion_lab.train import WarmStart
+    from fashion_lab.record import tracking
+    from fashion_lab.run.train import WarmStart
 
     earlier = trial.get("continues_trial")
     if not earlier:
@@ -175,7 +176,7 @@ def _train(cfg, overrides: list[str], name: Optional[str], parent: Optional[str]
            trial: Optional[dict[str, str]] = None) -> dict:
     """train() and what a sweeper needs of it (it crosses processes, so plain data only). Each job
     loads its data (from the verified array cache: a fraction of a second)."""
-    from fashion_lab.train import print_result, train
+    from fashion_lab.run.train import print_result, train
 
     with tempfile.TemporaryDirectory(prefix="fashion-lab-round-") as folder:
         start, start_tags = round_start(cfg, parent, trial or {}, Path(folder))
@@ -189,7 +190,7 @@ def _train(cfg, overrides: list[str], name: Optional[str], parent: Optional[str]
 
 
 def _recorded(cfg, run) -> dict[str, Any]:
-    from fashion_lab import tracking
+    from fashion_lab.record import tracking
 
     metrics = dict(run.data.metrics)
     return {"run_id": run.info.run_id, "metrics": metrics,
@@ -202,9 +203,9 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     a raising job would stop Hydra's sweepers; the run is FAILED with its reason, the result says so."""
     from hydra.core.hydra_config import HydraConfig
 
-    from fashion_lab import tracking
-    from fashion_lab.fresh_process import memory_mb
-    from fashion_lab.warm_worker import call_in_warm_worker, peak_mb
+    from fashion_lab.record import tracking
+    from fashion_lab.runtime.fresh_process import memory_mb
+    from fashion_lab.runtime.warm_worker import call_in_warm_worker, peak_mb
 
     hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
     overrides = [o for o in (hydra_cfg.overrides.task if hydra_cfg else []) if not is_plumbing(override_key(o))]
@@ -264,7 +265,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
 
 def planned(config: DictConfig, points: list) -> dict[str, str]:
     """Tags for progress: the runs this sweep plans, and with sweep.until_sure the most it may run."""
-    from fashion_lab.tracking import TAG
+    from fashion_lab.record.tracking import TAG
 
     if not config.sweep.until_sure:
         return {TAG + "runs_planned": str(len(points))}
@@ -275,7 +276,7 @@ def planned(config: DictConfig, points: list) -> dict[str, str]:
 def progress(cfg, parent: Optional[str], trial: dict[str, str], hydra_cfg) -> str:
     """"point 4 of 6, about 5 min left" (from the finished points' wall times, one point at a time),
     or "trial 3 of 20"; numbered from 1."""
-    from fashion_lab import tracking
+    from fashion_lab.record import tracking
 
     if trial:
         n = int(trial["trial_id"]) + 1 if trial.get("trial_id", "").isdigit() else trial.get("trial_id")
@@ -356,7 +357,7 @@ class Campaign(Callback):
         return dims
 
     def _start(self, config: DictConfig) -> None:
-        from fashion_lab.tracking import TAG
+        from fashion_lab.record.tracking import TAG
 
         self.name = config.sweep.name or "multirun"
         if str(config.sweep.strategy) != "grid":
@@ -403,7 +404,7 @@ class Campaign(Callback):
 
     def _children(self, config: DictConfig) -> list[dict[str, Any]]:
         """One row per point as recorded: its FINISHED run if any, else its latest."""
-        from fashion_lab import tracking
+        from fashion_lab.record import tracking
 
         latest: dict[str, dict[str, Any]] = {}
         for run in tracking.children(config.tracking, self.parent):
@@ -457,7 +458,7 @@ class Campaign(Callback):
                                 also=level_differences(self.composed, self.keys))))
         if len(failed_rows):
             summary["failed_points"] = "; ".join(str(n) for n in failed_rows["_name"])
-        from fashion_lab import tracking
+        from fashion_lab.record import tracking
 
         tracking.client_for(config.tracking).log_text(self.parent, text + "\n", "summary.txt")
         close_parent(config.tracking, self.parent, "FINISHED" if summary["points_failed"] == 0 else "FAILED", summary)
@@ -485,10 +486,10 @@ def level_differences(composed: dict[tuple, dict], keys: list[str]) -> dict:
 
 def answer(config: DictConfig, children: list, keys: list, parent: Optional[str], best,
            plan: Optional[dict] = None, also: Optional[dict] = None) -> list[str]:
-    """The sweep's answer with its budget (fashion_lab.report), or a line saying why there is none."""
+    """The sweep's answer with its budget (fashion_lab.report.build), or a line saying why there is none."""
     try:
-        from fashion_lab.report import sweep_end_lines
-        from fashion_lab.tracking import client_for, sweep_view_url
+        from fashion_lab.report.build import sweep_end_lines
+        from fashion_lab.record.tracking import client_for, sweep_view_url
 
         defaults = flatten(OmegaConf.masked_copy(config, [k for k in config if k != "hydra"]))
         command = f"fashion-lab report report.sweep={parent} tracking.uri={config.tracking.uri}"

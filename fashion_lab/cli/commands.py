@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from fashion_lab import sweep
+from fashion_lab.sweeps import grid as sweep
 from fashion_lab.config import CONF_DIR, ConfigError, check_overrides, register_configs, sweep_files
 
 
@@ -28,9 +28,9 @@ def fail(message: str, code: int = 2) -> None:
 def run_hydra(task: Callable[[DictConfig], object], argv: list[str], prog: str,
               config_name: str = "config") -> int:
     """Run ``task`` as a Hydra app on ``argv`` (overrides, -m, --help, ...); typed errors become exits."""
-    from fashion_lab import campaign
-    from fashion_lab.space import SpaceError
-    from fashion_lab.tracking import Terminated
+    from fashion_lab.sweeps import campaign
+    from fashion_lab.search.space import SpaceError
+    from fashion_lab.record.tracking import Terminated
 
     try:
         register_configs()
@@ -68,23 +68,23 @@ def run_hydra(task: Callable[[DictConfig], object], argv: list[str], prog: str,
 
 
 def _train_task(cfg: DictConfig):
-    from fashion_lab.runtime import show_tf_logs
+    from fashion_lab.model.tf_settings import show_tf_logs
 
     show_tf_logs(cfg.trainer.verbose)  # before TensorFlow is imported
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-        from fashion_lab.campaign import run_job  # a grid point or a trial: a child run, failures reported at the end
+        from fashion_lab.sweeps.campaign import run_job  # a grid point or a trial: a child run, failures reported at the end
 
         return run_job(cfg)
-    from fashion_lab.config import validate
-    from fashion_lab.store import check_store
+    from fashion_lab.preflight import validate
+    from fashion_lab.record.store import check_store
 
     try:  # before TensorFlow is imported: a bad value is refused in a second, in one line
         validate(cfg)
         check_store(cfg.tracking)
     except ConfigError as error:
         fail(str(error))
-    from fashion_lab.tracking import Terminated
-    from fashion_lab.train import print_result, train
+    from fashion_lab.record.tracking import Terminated
+    from fashion_lab.run.train import print_result, train
 
     try:
         result = train(cfg, overrides=list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [])
@@ -161,8 +161,8 @@ def tune_command(argv: list[str]) -> int:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from fashion_lab import search
-    from fashion_lab.space import SpaceError
+    from fashion_lab.search import study as search
+    from fashion_lab.search.space import SpaceError
 
     hydra_args = [a for a in argv if a.startswith("hydra")]  # hydra/launcher=..., hydra.launcher.n_jobs=...
     for arg in hydra_args:  # Hydra's basic-sweeper knob: refused here, never ignored or a struct error
@@ -192,8 +192,8 @@ or to tracking.uri when given; MLFLOW_TRACKING_USERNAME/PASSWORD are used as usu
 def upload_command(argv: list[str]) -> int:
     from pathlib import Path
 
-    from fashion_lab.offline import RUN_FILE, records
-    from fashion_lab.tracking import upload_record
+    from fashion_lab.record.offline import RUN_FILE, records
+    from fashion_lab.record.tracking import upload_record
 
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(UPLOAD_USAGE)

@@ -27,7 +27,8 @@ from typing import Any, Iterator, NamedTuple, Optional
 
 import numpy as np
 
-from fashion_lab.config import FILES, DataName, check_dir, describe_data_dir, missing_data_files
+from fashion_lab.config import DataName
+from fashion_lab.data.files import FILES, check_dir, describe_data_dir, missing_data_files
 
 CLASS_NAMES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",

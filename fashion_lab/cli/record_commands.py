@@ -11,8 +11,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from fashion_lab.commands import fail, run_hydra
-from fashion_lab.untrusted import UntrustedValue, plain_config
+from fashion_lab.cli.commands import fail, run_hydra
+from fashion_lab.record.untrusted import UntrustedValue, plain_config
 
 # Metrics that measure the machine, not the model: never compared by reproduce.
 TIMING = ("train_seconds", "epoch_seconds")
@@ -21,8 +21,9 @@ TIMING = ("train_seconds", "epoch_seconds")
 def _preflight(cfg: DictConfig, *, write: bool, missing: str = "") -> None:
     """The reading commands' checks: every setting, and a store that exists (never created here).
     ``missing`` starts the message when there is no store (``run X not found: ``)."""
-    from fashion_lab.config import ConfigError, validate
-    from fashion_lab.store import NoStoreError, check_store
+    from fashion_lab.config import ConfigError
+    from fashion_lab.preflight import validate
+    from fashion_lab.record.store import NoStoreError, check_store
 
     try:
         validate(cfg)
@@ -36,9 +37,9 @@ def _preflight(cfg: DictConfig, *, write: bool, missing: str = "") -> None:
 # --- report ---------------------------------------------------------------------------------
 
 def _report_task(cfg: DictConfig) -> None:
-    from fashion_lab.report import NothingToReport, build_report
-    from fashion_lab.results import ResultsError
-    from fashion_lab.tracking import close_dead_runs
+    from fashion_lab.report.build import NothingToReport, build_report
+    from fashion_lab.record.results import ResultsError
+    from fashion_lab.record.tracking import close_dead_runs
 
     _preflight(cfg, write=False)
     r = cfg.report
@@ -99,8 +100,8 @@ def compare(original: dict, new: dict, tolerance: float) -> tuple[list[tuple], b
 
 def _continued_start(cfg: DictConfig, original, folder: Path):
     """A run that continued another (a Hyperband round) is reproduced from the same weights and epoch."""
-    from fashion_lab.tracking import TAG, download_weights
-    from fashion_lab.train import WarmStart
+    from fashion_lab.record.tracking import TAG, download_weights
+    from fashion_lab.run.train import WarmStart
 
     earlier = original.data.tags.get(TAG + "continues")
     if not earlier:
@@ -115,9 +116,10 @@ def _continued_start(cfg: DictConfig, original, folder: Path):
 
 
 def _reproduce_task(cfg: DictConfig, run_id: str, overrides: list[str]) -> int:
-    from fashion_lab.config import ConfigError, validate
+    from fashion_lab.config import ConfigError
+    from fashion_lab.preflight import validate
     from fashion_lab.data import DataError, load_data
-    from fashion_lab.tracking import TAG, NotInStore, close_dead_runs, get_run
+    from fashion_lab.record.tracking import TAG, NotInStore, close_dead_runs, get_run
 
     # Checks first, Keras later: a bad id or other data is refused in seconds.
     _preflight(cfg, write=True, missing=f"run {run_id!r} not found: ")
@@ -153,7 +155,7 @@ def _reproduce_task(cfg: DictConfig, run_id: str, overrides: list[str]) -> int:
 
     import tempfile
 
-    from fashion_lab.train import train
+    from fashion_lab.run.train import train
 
     name = f"reproduce {original.info.run_name or run_id[:8]}"[:60]
     with tempfile.TemporaryDirectory(prefix="fashion-lab-reproduce-") as folder:
@@ -203,7 +205,7 @@ def ui_argv(cfg: DictConfig) -> list[str]:
 
 
 def _ui_task(cfg: DictConfig) -> int:
-    from fashion_lab.tracking import close_dead_runs
+    from fashion_lab.record.tracking import close_dead_runs
 
     _preflight(cfg, write=False)
     close_dead_runs(cfg.tracking.uri)

@@ -8,7 +8,7 @@ Defaults give the tutorial's network layer for layer (1,679,082 parameters):
 
 from __future__ import annotations
 
-from fashion_lab import runtime as _runtime
+from fashion_lab.model import tf_settings as _runtime
 
 _runtime.quiet_import()  # before Keras: TensorFlow's start-up lines stay out of the output
 import keras  # noqa: E402

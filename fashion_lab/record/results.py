@@ -13,8 +13,10 @@ from typing import Iterable, Optional
 
 import pandas as pd
 
+from fashion_lab.config import keys
+
 # The record layer (tracking) owns the client and the queries; importing it never imports Keras.
-from fashion_lab.tracking import (TAG, NotInStore, client as _client, experiment_ids,  # noqa: F401 - re-exported
+from fashion_lab.record.tracking import (TAG, NotInStore, client as _client, experiment_ids,  # noqa: F401 - re-exported
                                   role_filter, search_all, sweep_filter)
 
 # fashion_lab.* tags that become their own columns (tag suffix -> column).
@@ -25,20 +27,9 @@ BASE_COLUMNS = ["run_id", "run_name", "status", "start_time", "end_time", "durat
 
 
 ResultsError = NotInStore  # the asked-for experiment or sweep is not in the store
+typed = keys.typed  # an MLflow param string back to a Python value
 
 
-def typed(value: Optional[str]):
-    """An MLflow param string back to a Python value: numbers as numbers, 'None' as None."""
-    if value is None or value == "None":
-        return None
-    if value in ("True", "False"):
-        return value == "True"
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value
 
 
 def _row(run) -> dict:

@@ -22,8 +22,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from fashion_lab import importance, results, stats  # noqa: E402
-from fashion_lab.untrusted import path_component  # noqa: E402
+from fashion_lab.analysis import importance, stats  # noqa: E402
+from fashion_lab.analysis.answers import base_level  # noqa: E402
+from fashion_lab.record import results  # noqa: E402
+from fashion_lab.record.untrusted import path_component  # noqa: E402
 
 METRICS = {"test_accuracy": "test accuracy", "best_val_accuracy": "validation accuracy"}
 # Params that never define a factor: replication, bookkeeping, where things are stored.
@@ -154,19 +156,6 @@ def tutorial_defaults() -> dict:
     return flatten(compose())
 
 
-def base_level(frame: pd.DataFrame, key: str, defaults: dict):
-    """The tutorial's value of ``key`` if the sweep has it, else the first level."""
-    levels = sorted(frame[key].dropna().unique(), key=str)
-    default = defaults.get(key, defaults.get(f"{key}.name"))  # a group choice (optimizer) is its .name
-    for level in levels:
-        if default is not None and str(level) == str(results.typed(str(default))):
-            return level
-        if default is not None and isinstance(level, (int, float)) and isinstance(default, (int, float)) \
-                and float(level) == float(default):
-            return level
-    return levels[0] if levels else None
-
-
 # --- plots ----------------------------------------------------------------------------------
 
 def plot_learning_curves(frame, history, keys) -> Optional[bytes]:
@@ -278,7 +267,7 @@ def best_confusion_matrix(tracking_uri: str, run_id: str) -> Optional[bytes]:
                 continue
             if name.endswith(".png"):
                 return path.read_bytes()
-            from fashion_lab import plots
+            from fashion_lab.run import plots
 
             matrix = pd.read_csv(path, index_col=0)
             out = Path(folder) / "cm.png"

@@ -20,13 +20,14 @@ from typing import Any, Optional
 
 from omegaconf import OmegaConf
 
-from fashion_lab import campaign, config, sweep
-from fashion_lab.config import is_setting, override_key, validate
-from fashion_lab.space import SpaceError, describe, fingerprint, has_intervals, parse_space, pin, to_overrides
-from fashion_lab.store import check_store
+from fashion_lab import config
+from fashion_lab.sweeps import campaign
+from fashion_lab.sweeps import grid as sweep
+from fashion_lab.config import STRATEGIES, is_setting, override_key
+from fashion_lab.preflight import validate
+from fashion_lab.search.space import SpaceError, check_space, describe, fingerprint, has_intervals, parse_space, pin, to_overrides
+from fashion_lab.record.store import check_store
 
-STRATEGIES = {"random": "RandomSearchOracle", "bayesian": "BayesianOptimizationOracle",  # tuner.strategy: oracle
-              "hyperband": "HyperbandOracle", "grid": "GridSearchOracle"}
 OBJECTIVES = {"val_accuracy": "max", "val_loss": "min"}
 STATE_FILE = "fashion_lab.json"
 
@@ -102,7 +103,7 @@ def prepare(cfg, arguments: list[str]) -> Search:
                          f"{[d.key for d in dims if d.kind != 'choice']} are intervals: use tuner=random|bayesian|hyperband")
     plain = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     validate(plain)  # the base config itself must be valid before anything starts
-    config.check_space(plain, dims)  # every entry's keys and bounds, before the first trial
+    check_space(plain, dims)  # every entry's keys and bounds, before the first trial
     check_store(plain.tracking)
     name = cfg.sweep.name or "search"
     definition = OmegaConf.to_yaml({"sweep": name, "strategy": tuner.strategy, "params": params,
@@ -149,25 +150,7 @@ def save_state(search: Search) -> None:
         "trained_overrides": trained_overrides(search.base)}, indent=2))
 
 
-# --- the oracle and its trials ---------------------------------------------------------------
-
-def make_oracle(search: Search):
-    """The strategy's KerasTuner oracle on the search's folder, reloaded when resuming."""
-    import keras_tuner as kt
-
-    from fashion_lab.space import declare
-    from fashion_lab.tuner_fixes import open_oracle, oracle_seed
-
-    t = search.cfg.tuner
-    budget = dict(max_epochs=t.max_epochs, factor=t.factor) if t.strategy == "hyperband" else dict(max_trials=t.max_trials)
-    if t.strategy == "bayesian":
-        budget["num_initial_points"] = t.num_initial_points
-    oracle = getattr(kt.oracles, STRATEGIES[t.strategy])(
-        objective=kt.Objective(t.objective, OBJECTIVES[t.objective]), seed=oracle_seed(t.seed),
-        max_consecutive_failed_trials=t.max_consecutive_failed_trials, **budget)
-    hp = kt.HyperParameters()
-    declare(hp, search.dims)
-    return open_oracle(oracle, str(t.directory), search.project, hp, grid=t.strategy == "grid")
+# --- the trials ----------------------------------------------------------------------------
 
 
 def trial_jobs(search: Search, trial) -> list[list[str]]:
@@ -202,7 +185,7 @@ def score(search: Search, results: list[dict]) -> float:
 
 def _run_score(search: Search, run) -> float:
     """A recorded run's objective: best_val_accuracy, or val_loss's minimum over epochs."""
-    from fashion_lab import tracking
+    from fashion_lab.record import tracking
 
     if search.cfg.tuner.objective == "val_loss":
         return tracking.min_metric(search.cfg.tracking, run.info.run_id, "val_loss")
@@ -211,7 +194,7 @@ def _run_score(search: Search, run) -> float:
 
 def best_run(search: Search, trial_id: str):
     """The trial's best FINISHED run by the objective (of its executions, the best; ties: the first)."""
-    from fashion_lab import tracking
+    from fashion_lab.record import tracking
 
     runs = tracking.children(search.cfg.tracking, search.parent_run_id, trial_id=trial_id, finished=True)
     pick = min if OBJECTIVES[search.cfg.tuner.objective] == "min" else max
@@ -244,13 +227,14 @@ def _register(search: Search, run, name: str) -> Optional[str]:
     """Register the best run's network as an MLflow Keras model (rebuilt from its config and weights
     when the run did not log one), once per run; None, with the reason, when it has nothing to rebuild.
     Below tuner.register_min_accuracy the version carries a fashion_lab.warning tag, and the summary says so."""
-    from fashion_lab import tracking
+    from fashion_lab.record import tracking
+    from fashion_lab.run.registered_model import log_run_model
 
     existing = tracking.registered_version(search.cfg.tracking, name, run.info.run_id)
     if existing:
         return existing
     try:
-        model_uri = tracking.log_run_model(search.cfg.tracking, run.info.run_id)
+        model_uri = log_run_model(search.cfg.tracking, run.info.run_id)
     except LookupError as error:  # tracking.log_weights=false and no logged model
         print(f"fashion-lab: no model registered: {error}", file=sys.stderr)
         return None
@@ -285,8 +269,8 @@ def _trial_order(trial_id: str):
 
 def finish(search: Search, oracle, aborted: Optional[str]) -> bool:
     """Print and record the outcome, register the best run; True when the whole budget was searched."""
-    from fashion_lab import tracking
-    from fashion_lab.tuner_fixes import TrialStatus
+    from fashion_lab.record import tracking
+    from fashion_lab.search.keras_tuner_fixes import TrialStatus
 
     trials = list(oracle.trials.values())
     completed = [t for t in trials if t.status == TrialStatus.COMPLETED and t.score is not None]
@@ -311,7 +295,7 @@ def finish(search: Search, oracle, aborted: Optional[str]) -> bool:
     print(f"search {search.project}: {len(completed)} completed, {len(failed)} failed trials")
     print(f"best trial {best.trial_id}: {objective}={best.score:.4f}")
     print(f"against chance and the base: {versus_chance_and_base(search, best, completed)}")
-    from fashion_lab.stats import search_caveat
+    from fashion_lab.analysis.stats import search_caveat
 
     print(search_caveat(len(completed), int(search.cfg.tuner.executions_per_trial)))
     overrides = [o for o in merge(search.base, to_overrides(search.dims, best.hyperparameters))

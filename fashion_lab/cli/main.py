@@ -14,13 +14,13 @@ import sys
 
 # name -> ("module:function", one-line help). Each function takes the remaining argv and returns an exit code.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("fashion_lab.commands:train_command", "train one configuration (add -m for a Hydra multirun sweep)"),
-    "sweep": ("fashion_lab.commands:sweep_command", "run a sweep from sweeps/ (fashion-lab sweep --list shows them)"),
-    "tune": ("fashion_lab.commands:tune_command", "KerasTuner search over a sweep file's space: tune [SWEEP] [overrides]"),
-    "report": ("fashion_lab.report_cli:report_command", "write runs.csv, report.md, report.html for a sweep/search"),
-    "reproduce": ("fashion_lab.report_cli:reproduce_command", "re-run a recorded run (RUN_ID) and compare metrics"),
-    "ui": ("fashion_lab.report_cli:ui_command", "start the MLflow UI on the configured store (localhost)"),
-    "upload": ("fashion_lab.commands:upload_command", "upload run records kept on disk while the server was away"),
+    "train": ("fashion_lab.cli.commands:train_command", "train one configuration (add -m for a Hydra multirun sweep)"),
+    "sweep": ("fashion_lab.cli.commands:sweep_command", "run a sweep from sweeps/ (fashion-lab sweep --list shows them)"),
+    "tune": ("fashion_lab.cli.commands:tune_command", "KerasTuner search over a sweep file's space: tune [SWEEP] [overrides]"),
+    "report": ("fashion_lab.cli.record_commands:report_command", "write runs.csv, report.md, report.html for a sweep/search"),
+    "reproduce": ("fashion_lab.cli.record_commands:reproduce_command", "re-run a recorded run (RUN_ID) and compare metrics"),
+    "ui": ("fashion_lab.cli.record_commands:ui_command", "start the MLflow UI on the configured store (localhost)"),
+    "upload": ("fashion_lab.cli.commands:upload_command", "upload run records kept on disk while the server was away"),
 }
 
 USAGE = """usage: fashion-lab COMMAND [hydra overrides...]
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0
     name, rest = argv[0], argv[1:]
-    from fashion_lab import completion  # light: no Hydra, TensorFlow or MLflow
+    from fashion_lab.cli import completion  # light: no Hydra, TensorFlow or MLflow
 
     if completion.wants_script(argv):  # `fashion-lab train --shell-completion install=bash`
         return completion.print_script(argv, list(COMMANDS))

@@ -1,0 +1,105 @@
+"""Where the configs live (conf/, sweeps/), the sweep-file guard, registration and compose()."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from fashion_lab.config.schema import Config
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # fashion_lab/, above this config/ package
+# The repository root when this runs from a checkout (an editable install, the tests, the notebooks);
+# for a regular install it is only the folder that holds the package (site-packages).
+REPO_DIR = PACKAGE_DIR.parent
+# A checkout: conf/ and sweeps/ sit next to the package, with the project file. An installed wheel
+# carries copies inside the package instead (fashion_lab/_conf, fashion_lab/_sweeps; see setup.py).
+# pyproject.toml is checked too so that a stray top-level "conf" in site-packages is never taken.
+FROM_CHECKOUT = (REPO_DIR / "pyproject.toml").is_file() and (REPO_DIR / "conf" / "config.yaml").is_file()
+
+
+def _packaged(name: str) -> Path:
+    """The copy of a data folder that ships in the wheel. Hydra needs a real folder, which a normal
+    (unzipped) install has; a zip import would give a path Hydra reports as not found."""
+    from importlib.resources import files
+
+    return Path(str(files("fashion_lab") / name))
+
+
+CONF_DIR = REPO_DIR / "conf" if FROM_CHECKOUT else _packaged("_conf")
+SWEEPS_DIR = REPO_DIR / "sweeps" if FROM_CHECKOUT else _packaged("_sweeps")
+
+
+EXTRA_SWEEPS_ENV = "FASHION_LAB_SWEEPS_DIR"  # a second folder of sweep files (private spaces, tests)
+
+
+def sweep_dirs() -> list[Path]:
+    """Where sweep files are read from: ``sweeps/`` (the wheel's copy when installed), then
+    ``$FASHION_LAB_SWEEPS_DIR`` (same names win)."""
+    extra = os.environ.get(EXTRA_SWEEPS_ENV)
+    return [SWEEPS_DIR] + ([Path(extra)] if extra else [])
+
+
+def sweep_files() -> dict[str, Path]:
+    """Every sweep file by name."""
+    return {p.stem: p for folder in sweep_dirs() for p in sorted(Path(folder).glob("*.yaml"))}
+
+
+# A sweep file is code: Hydra instantiates any ``_target_`` it names (a hydra.callbacks entry runs
+# at start-up). Only fashion-lab's own classes may be named; a file that names others is refused.
+OWN_TARGETS = ("fashion_lab.",)
+REFUSED_SWEEPS: dict[str, str] = {}  # name -> why, filled by register_configs
+
+
+def sweep_code(node, prefix: str = "") -> Optional[str]:
+    """The first ``_target_`` in a sweep file that is not fashion-lab's own, as a message; else None."""
+    if isinstance(node, DictConfig):
+        items = [(str(k), node._get_node(k)) for k in node.keys()]
+    elif isinstance(node, ListConfig):
+        items = [(str(i), node._get_node(i)) for i in range(len(node))]
+    else:
+        return None
+    for key, child in items:
+        dotted = f"{prefix}{key}"
+        if key == "_target_" and not str(child._value()).startswith(OWN_TARGETS):
+            return (f"{dotted}={child._value()!r} is not allowed: a sweep file may name no code to run "
+                    f"(_target_, hydra.callbacks) apart from fashion-lab's own ({OWN_TARGETS[0]}*)")
+        problem = sweep_code(child, dotted + ".")
+        if problem:
+            return problem
+    return None
+
+
+def register_configs() -> None:
+    """Register the schema, and every sweep file NAME.yaml as option NAME of the ``sweep`` group.
+
+    Sweep files live at the top level (``sweeps/``) but compose like any config group:
+    ``fashion-lab train -m sweep=bn_placement`` is what ``fashion-lab sweep bn_placement`` runs.
+    """
+    cs = ConfigStore.instance()
+    cs.store(name="fashion_lab_schema", node=Config)
+    REFUSED_SWEEPS.clear()
+    for name, path in sweep_files().items():
+        node = OmegaConf.load(path)
+        problem = sweep_code(node)
+        if problem:  # never registered: nothing can compose it
+            REFUSED_SWEEPS[name] = f"sweep={name}: {path} is refused: {problem}"
+            continue
+        OmegaConf.update(node, "sweep.name", name, force_add=True)
+        cs.store(group="sweep", name=name, node=node, package="_global_")
+
+
+def compose(overrides=(), return_hydra_config: bool = False) -> DictConfig:
+    """The config ``fashion-lab train <overrides>`` runs, via Hydra's compose API on ``conf/``."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_configs()
+    if GlobalHydra.instance().is_initialized():  # called from inside a running Hydra command
+        GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides),
+                             return_hydra_config=return_hydra_config)
