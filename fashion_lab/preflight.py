@@ -13,9 +13,10 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from fashion_lab.config.keys import STRATEGIES, check_known_keys
-from fashion_lab.config.schema import ConfigError, OptimizerName, _check
+from fashion_lab.config.schema import ConfigError, _check
 from fashion_lab.data.files import check_dir
 from fashion_lab.model.geometry import check_geometry, estimate_size
+from fashion_lab.model.optimizers import takers
 
 # --- bounds beyond the types (README "Limits") ---------------------------------------------------
 # Upper bounds are far above anything useful for 28x28 images; they exist so a typo (an extra
@@ -133,13 +134,13 @@ def validate(cfg: DictConfig) -> None:
 
     _check(o.learning_rate > 0, "optimizer.learning_rate", o.learning_rate, "a number > 0")
     _check(o.decay >= 0, "optimizer.decay", o.decay, "a number >= 0 (0 = constant rate)")
-    name = OptimizerName(o.name).value if not isinstance(o.name, OptimizerName) else o.name.value
+    name = str(getattr(o.name, "value", o.name))
+    for key, unset in (("momentum", "; leave it null"), ("nesterov", "")):
+        if o[key] not in (None, False):  # given: the optimizer must take it (the registry says which do)
+            _check(name in takers(key), f"optimizer.{key}", o[key],
+                   f"only for optimizer.name {' or '.join(takers(key))} (got {name}){unset}")
     if o.momentum is not None:
-        _check(name in ("sgd", "rmsprop"), "optimizer.momentum", o.momentum,
-               f"only for optimizer.name sgd or rmsprop (got {name}); leave it null")
         _check(0.0 <= o.momentum < 1.0, "optimizer.momentum", o.momentum, "0 <= momentum < 1")
-    if o.nesterov:
-        _check(name == "sgd", "optimizer.nesterov", o.nesterov, f"only for optimizer.name sgd (got {name})")
     if o.weight_decay is not None:
         _check(o.weight_decay >= 0, "optimizer.weight_decay", o.weight_decay, "a number >= 0")
 

@@ -39,3 +39,24 @@ def test_sgd_nesterov_and_weight_decay_reach_keras():
     optimizer = build_optimizer(compose(["optimizer.nesterov=true", "optimizer.weight_decay=0.001"]).optimizer)
     assert optimizer.nesterov is True and optimizer.weight_decay == pytest.approx(0.001)
     assert build_optimizer(compose(["optimizer=adamw"]).optimizer).weight_decay == pytest.approx(0.004)
+
+
+def test_the_registry_names_every_optimizer_the_schema_and_conf_offer():
+    from fashion_lab.config import CONF_DIR, OptimizerName
+    from fashion_lab.model.optimizers import OPTIMIZERS
+
+    assert set(OPTIMIZERS) == {n.value for n in OptimizerName} == {p.stem for p in (CONF_DIR / "optimizer").glob("*.yaml")}
+    for name, spec in OPTIMIZERS.items():
+        assert hasattr(keras.optimizers, spec.keras_class), name
+
+
+def test_validation_reads_which_keys_each_optimizer_takes(monkeypatch):
+    """momentum and nesterov are refused or allowed as the registry says, not by a second list."""
+    from fashion_lab.config import ConfigError
+    from fashion_lab.model import optimizers
+    from fashion_lab.preflight import validate
+
+    with pytest.raises(ConfigError, match=r"optimizer\.nesterov=True is not allowed: only for optimizer.name sgd "):
+        validate(compose(["optimizer=rmsprop", "optimizer.nesterov=true"]))
+    monkeypatch.setitem(optimizers.OPTIMIZERS, "rmsprop", optimizers.OptimizerSpec("RMSprop", ("momentum", "nesterov")))
+    validate(compose(["optimizer=rmsprop", "optimizer.nesterov=true"]))  # the registry now says rmsprop takes it
