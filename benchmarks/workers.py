@@ -283,7 +283,7 @@ def overrides_ab(args):
 
 
 def _timed_trial(job: dict, t_call: float) -> dict:
-    """One search trial (campaign._train: train, record, return) timed from the caller's call:
+    """One search trial (job._train: train, record, return) timed from the caller's call:
     to TensorFlow imported, to the first training step, to the end."""
     t_enter = time.time()
     import keras
@@ -291,7 +291,7 @@ def _timed_trial(job: dict, t_call: float) -> dict:
     import fashion_lab.run.train as train_module  # what a fresh process pays before it can train
 
     t_ready = time.time()
-    from fashion_lab.sweeps.campaign import _train
+    from fashion_lab.sweeps.job import _train
 
     first_step = []
 

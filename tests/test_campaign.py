@@ -15,7 +15,7 @@ import pytest
 
 from conftest import FASHION_LAB, as_from_a_terminal, cli_env, compose
 
-from fashion_lab.sweeps import campaign
+from fashion_lab.sweeps import job
 from fashion_lab.record import tracking
 
 TINY = ["data=synthetic", "trainer.epochs=1", "trainer.verbose=0", "data.synthetic_train=300",
@@ -163,12 +163,12 @@ def test_a_signal_a_library_caught_still_stops_the_sweep(monkeypatch, library):
                 raise TypeError("Failed to convert elements of (None, 1568) to Tensor") from None
         return {"run_id": None, "metrics": {}, "objectives": {}}
 
-    monkeypatch.setattr(campaign, "_train", training_that_catches_the_signal)
+    monkeypatch.setattr(job, "_train", training_that_catches_the_signal)
     monkeypatch.setattr(tracking, "_SIGNALLED", [])
     restore = tracking.install_signal_handlers()  # what a sweep does when it starts
     try:
         with pytest.raises(tracking.Terminated):
-            campaign.run_job(compose(["data=synthetic", "tracking=none"]))
+            job.run_job(compose(["data=synthetic", "tracking=none"]))
     finally:
         restore()
     assert tracking.take_signal() is None  # acted on once
@@ -226,3 +226,16 @@ def test_sigterm_on_a_parallel_search_then_the_same_command_finishes_it(run_cli,
     finished = [c for c in children(store) if c["status"] == "FINISHED"]
     assert sorted(c["tags"]["fashion_lab.trial_id"] for c in finished) == ["0", "1", "2"]
     assert parents(store)[0]["status"] == "FINISHED"
+
+
+def test_a_job_hands_back_a_typed_result_that_pickles():
+    """Every launcher pickles a job's result back to its sweeper: a JobResult, FAILED with the reason."""
+    import pickle
+
+    result = job.run_job(compose(["data=synthetic", "tracking=none", "model.dense_units=0"]))
+    assert isinstance(result, job.JobResult) and result.status == "FAILED" and result.run_id is None
+    assert result.reason.startswith("ConfigError: model.dense_units=0 is not allowed")
+    back = pickle.loads(pickle.dumps(result))
+    assert (back.status, back.reason, back.overrides, back.rss_mb) == (result.status, result.reason, [], result.rss_mb)
+    lost = job.JobResult.lost("CancelledError: the job was cancelled")
+    assert (lost.status, lost.metrics, lost.objectives) == ("LOST", {}, {})

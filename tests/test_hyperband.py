@@ -1,5 +1,5 @@
 """Hyperband rounds continue: a promoted round starts from its previous round's recorded weights
-(campaign.round_start finds them through the record layer; train() continues them)."""
+(job.round_start finds them through the record layer; train() continues them)."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def recorded_rounds(store, tmp_path):
 
 
 def test_a_promoted_round_continues_the_recorded_run_of_its_earlier_trial(recorded_rounds, tmp_path):
-    from fashion_lab.sweeps.campaign import round_start
+    from fashion_lab.sweeps.job import round_start
 
     cfg, parent, runs = recorded_rounds
     start, tags = round_start(cfg, parent, {"trial_id": "0002", "continues_trial": "0000", "execution": "0"}, tmp_path)
@@ -93,7 +93,7 @@ def test_a_promoted_round_continues_the_recorded_run_of_its_earlier_trial(record
 ])
 def test_a_round_that_cannot_continue_trains_from_scratch_and_says_why(recorded_rounds, tmp_path, capsys,
                                                                          trial, setting, reason):
-    from fashion_lab.sweeps.campaign import round_start
+    from fashion_lab.sweeps.job import round_start
 
     cfg, parent, _ = recorded_rounds
     cfg = compose(["data=synthetic", "trainer.epochs=6", f"tracking.uri={cfg.tracking.uri}", *setting])

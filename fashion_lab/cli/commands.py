@@ -72,7 +72,7 @@ def _train_task(cfg: DictConfig):
 
     show_tf_logs(cfg.trainer.verbose)  # before TensorFlow is imported
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-        from fashion_lab.sweeps.campaign import run_job  # a grid point or a trial: a child run, failures reported at the end
+        from fashion_lab.sweeps.job import run_job  # a grid point or a trial: a child run, failures reported at the end
 
         return run_job(cfg)
     from fashion_lab.preflight import validate

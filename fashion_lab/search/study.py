@@ -3,7 +3,7 @@
 The sweeper (hydra_plugins/fashion_lab_kerastuner) turns each trial into job overrides (the
 sampled values after the base overrides, so Hydra composes group choices) and every trial is a
 ``train()`` run. A promoted Hyperband round trains to the round's ``tuner/epochs``, continuing its
-previous round's recorded weights (``tuner.continue_rounds``; campaign.round_start). State
+previous round's recorded weights (``tuner.continue_rounds``; job.round_start). State
 lives in ``<tuner.directory>/<project>/``; ``fashion_lab.json`` keeps the fingerprint (space,
 strategy, base overrides), and a changed search under the same project is refused.
 """
@@ -175,9 +175,9 @@ def trial_jobs(search: Search, trial) -> list[list[str]]:
     return jobs
 
 
-def score(search: Search, results: list[dict]) -> float:
-    """The trial's objective: the mean over its executions of each run's best epoch's value."""
-    values = [r["objectives"][search.cfg.tuner.objective] for r in results]
+def score(search: Search, results: list) -> float:
+    """The trial's objective: the mean over its executions (JobResults) of each run's best epoch's value."""
+    values = [r.objectives[search.cfg.tuner.objective] for r in results]
     return sum(values) / len(values)
 
 

@@ -2,10 +2,8 @@
 
 ``open_parent`` opens or resumes the parent (the same command continues it; ``sweep.restart=true``
 starts anew), ``close_parent`` ends it, ``abort`` (Ctrl-C, SIGTERM) stops the workers and closes it
-and its in-flight children KILLED. ``run_job`` is every job, a grid point or a trial on any
-launcher: it skips a point already FINISHED under the parent (same config and seed), else trains
-it, and returns the result to the sweeper (Hydra's JobReturn). The parent id and the trial reach
-the job in its overrides (``sweep.parent_run_id``, ``sweep.trial``), so it needs nothing else.
+and its in-flight children KILLED. Each job is ``sweeps.job.run_job`` (a grid point or a trial,
+on any launcher), which hands a ``JobResult`` back to the sweeper (Hydra's JobReturn).
 ``Campaign``, a Hydra callback (conf/config.yaml), records grid-like sweepers; the KerasTuner
 sweeper uses the same functions.
 """
@@ -13,24 +11,21 @@ sweeper uses the same functions.
 from __future__ import annotations
 
 import contextlib
-import gc
 import hashlib
 import json
 import math
 import os
 import signal
 import sys
-import tempfile
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Optional
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, read_write
 
 from fashion_lab.sweeps import grid as sweep
-from fashion_lab.config import (ConfigError, check_overrides, config_hash, flatten, is_plumbing, is_setting,
+from fashion_lab.config import (ConfigError, check_overrides, flatten, is_plumbing, is_setting,
                                 override_key, point_name, short_key, sweep_files)
 from fashion_lab.preflight import validate
 from fashion_lab.record.store import check_store
@@ -139,130 +134,6 @@ def abort(reason: str, status: str = "KILLED") -> None:
         close_parent(tracking_cfg, parent, status, {})
 
 
-# --- one job: a grid point or a trial ------------------------------------------------------
-
-def round_start(cfg, parent: Optional[str], trial: dict[str, str], folder: Path):
-    """Where a promoted Hyperband round starts: (WarmStart, tags) continuing its previous round's run,
-    whose weights come from the record (so any launcher, any machine sharing the store, works);
-    else (None, tags) with the reason it trains from scratch, also printed in one line."""
-    from fashion_lab.record import tracking
-    from fashion_lab.run.train import WarmStart
-
-    earlier = trial.get("continues_trial")
-    if not earlier:
-        return None, {}  # a first round, or not Hyperband
-    if not cfg.tuner.continue_rounds:
-        return None, {tracking.TAG + "from_scratch": "tuner.continue_rounds=false"}
-    execution = trial.get("execution", "0")
-    try:
-        run = (tracking.round_run(cfg.tracking, parent, earlier, execution)
-               if parent and cfg.tracking.enabled else None)
-        if run is None:
-            reason = (f"no FINISHED run of trial {earlier} (execution {execution}) under parent run {parent}"
-                      if parent and cfg.tracking.enabled else "nothing recorded to continue (tracking.enabled=false)")
-        elif (stopped := int(run.data.metrics.get("epochs_completed", 0))) >= cfg.trainer.epochs:
-            reason = f"run {run.info.run_id} already trained {stopped} epochs, this round's budget is {cfg.trainer.epochs}"
-        else:
-            weights = tracking.download_weights(cfg.tracking, run.info.run_id, folder)
-            return WarmStart(weights, stopped, run.info.run_id), {}
-    except Exception as error:  # noqa: BLE001 - a round that cannot continue still trains
-        reason = f"could not take trial {earlier}'s weights from the record: {type(error).__name__}: {error}"
-    reason = reason.splitlines()[0][:500]
-    print(f"fashion-lab: trial {trial.get('trial_id')} trains from scratch: {reason}", file=sys.stderr)
-    return None, {tracking.TAG + "from_scratch": reason}
-
-
-def _train(cfg, overrides: list[str], name: Optional[str], parent: Optional[str], tags: dict[str, str],
-           trial: Optional[dict[str, str]] = None) -> dict:
-    """train() and what a sweeper needs of it (it crosses processes, so plain data only). Each job
-    loads its data (from the verified array cache: a fraction of a second)."""
-    from fashion_lab.run.train import print_result, train
-
-    with tempfile.TemporaryDirectory(prefix="fashion-lab-round-") as folder:
-        start, start_tags = round_start(cfg, parent, trial or {}, Path(folder))
-        result = train(cfg, overrides=overrides, run_name=name, parent_run_id=parent, tags={**tags, **start_tags},
-                       start=start)
-    print_result(result)
-    metrics = {k: float(v) for k, v in result.metrics.items()}
-    return {"run_id": result.run_id, "metrics": metrics,
-            "objectives": {"val_accuracy": metrics["best_val_accuracy"],
-                           "val_loss": float(result.history["val_loss"].min())}}
-
-
-def _recorded(cfg, run) -> dict[str, Any]:
-    from fashion_lab.record import tracking
-
-    metrics = dict(run.data.metrics)
-    return {"run_id": run.info.run_id, "metrics": metrics,
-            "objectives": {"val_accuracy": metrics.get("best_val_accuracy", math.nan),
-                           "val_loss": tracking.min_metric(cfg.tracking, run.info.run_id, "val_loss")}}
-
-
-def run_job(cfg: DictConfig) -> dict[str, Any]:
-    """One multirun job: ``train(cfg)`` as a child of the sweep's parent run. Never raises on failure:
-    a raising job would stop Hydra's sweepers; the run is FAILED with its reason, the result says so."""
-    from hydra.core.hydra_config import HydraConfig
-
-    from fashion_lab.record import tracking
-    from fashion_lab.runtime.fresh_process import memory_mb
-    from fashion_lab.runtime.warm_worker import call_in_warm_worker, peak_mb
-
-    hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
-    overrides = [o for o in (hydra_cfg.overrides.task if hydra_cfg else []) if not is_plumbing(override_key(o))]
-    parent, trial = cfg.sweep.parent_run_id, {k: str(v) for k, v in (cfg.sweep.trial or {}).items()}
-    if trial:
-        label = f"trial {trial['trial_id']}" + (f" b{trial['bracket']}r{trial['round']}" if "bracket" in trial else "")
-        name = f"{label} · {(parent or 'local')[:8]}" + (
-            f" x{trial['execution']}" if cfg.tuner.executions_per_trial > 1 else "")
-        role, strategy = "trial", cfg.tuner.strategy
-    else:
-        label = name = point_name(overrides, cfg.sweep.swept_keys) or None
-        role, strategy = "point", "grid"
-    if hydra_cfg is not None and cfg.trainer.threads is None and (threads := sweep.job_threads(hydra_cfg.launcher)):
-        with open_dict(cfg):
-            cfg.trainer.threads = threads  # applied before TF starts in this worker
-    fresh = bool(trial) and cfg.tuner.fresh_process  # a long search's memory stays flat on any launcher
-    result: dict[str, Any] = {"name": label, "overrides": overrides, "trial": trial, "status": "FAILED",
-                              "reason": None, "run_id": None, "metrics": {}}
-    try:  # train() validates the point (a bad one fails as a FAILED run, like any other error)
-        done = (tracking.children(cfg.tracking, parent, run_key=config_hash(cfg, with_seed=True),
-                                  trial_id=trial.get("trial_id"), finished=True)
-                if parent and cfg.tracking.enabled else [])
-        if done:
-            print(f"{label or 'point'}: already recorded as run {done[-1].info.run_id}; not re-run")
-            fresh = False
-            result.update(status="FINISHED", **_recorded(cfg, done[-1]))
-        else:
-            with contextlib.suppress(Exception):  # progress is a courtesy: never a reason to fail a point
-                print(progress(cfg, parent, trial, hydra_cfg), flush=True)
-            tags = {tracking.TAG + k: v for k, v in trial.items()}
-            if parent:
-                tags.update(tracking.child_tags(parent, cfg.sweep.name or "multirun", role, strategy))
-            job = dict(cfg=cfg, overrides=overrides, name=name, parent=parent, tags=tags, trial=trial)
-            # A worker keeps the thread count and op determinism of its first trial: part of its key.
-            worker = dict(trials_per_worker=cfg.tuner.trials_per_worker,
-                          key=(cfg.trainer.threads, cfg.trainer.deterministic))
-            result.update(status="FINISHED", **(call_in_warm_worker(_train, **worker, **job) if fresh
-                                               else _train(**job)))
-        if (stop := tracking.take_signal()) is not None:  # a signal a library swallowed: stop after this point
-            raise stop
-    except Exception as error:  # noqa: BLE001 - a failing point must not stop the others
-        if (stop := tracking.take_signal(error)) is not None:  # Ctrl-C or SIGTERM, re-wrapped by a library
-            raise stop from error
-        result["reason"] = tracking.failure_reason(error)[:2000]
-        print(f"fashion-lab: {label or 'point'} FAILED: {result['reason'].splitlines()[0]}", file=sys.stderr)
-        if not isinstance(error, ConfigError) and type(error).__name__ != "TrainingDiverged":
-            traceback.print_exc()
-    finally:
-        if trial and not fresh and "keras" in sys.modules:  # frees the model; TF keeps ~16 MB of graphs anyway
-            sys.modules["keras"].backend.clear_session()
-            gc.collect()
-    rss, peak = memory_mb()  # finished trial processes; a warm worker reports its own peak
-    peak = max(peak, peak_mb())
-    result.update(rss_mb=rss, peak_child_rss_mb=peak if fresh else math.nan)
-    return result
-
-
 def planned(config: DictConfig, points: list) -> dict[str, str]:
     """Tags for progress: the runs this sweep plans, and with sweep.until_sure the most it may run."""
     from fashion_lab.record.tracking import TAG
@@ -271,31 +142,6 @@ def planned(config: DictConfig, points: list) -> dict[str, str]:
         return {TAG + "runs_planned": str(len(points))}
     return {TAG + "runs_planned": str(len(points) * max(2, int(config.sweep.seeds))),
             TAG + "runs_max": str(len(points) * max(2, int(config.sweep.max_seeds)))}
-
-
-def progress(cfg, parent: Optional[str], trial: dict[str, str], hydra_cfg) -> str:
-    """"point 4 of 6, about 5 min left" (from the finished points' wall times, one point at a time),
-    or "trial 3 of 20"; numbered from 1."""
-    from fashion_lab.record import tracking
-
-    if trial:
-        n = int(trial["trial_id"]) + 1 if trial.get("trial_id", "").isdigit() else trial.get("trial_id")
-        if cfg.tuner.strategy == "hyperband":
-            return f"trial {n} (hyperband bracket {trial.get('bracket')}, round {trial.get('round')})"
-        return f"trial {n} of {cfg.tuner.max_trials}"
-    index = int(hydra_cfg.job.num) + 1 if hydra_cfg is not None and hydra_cfg.job.get("num") is not None else None
-    if not parent or not cfg.tracking.enabled or index is None:
-        return f"point {index}" if index else "point"
-    tags = tracking.client_for(cfg.tracking).get_run(parent).data.tags
-    total = int(tags.get(tracking.TAG + "runs_planned") or tags.get(tracking.TAG + "points") or index)
-    most = int(tags.get(tracking.TAG + "runs_max") or total)
-    text = f"point {index} of {max(total, index)}" + (f" (until sure: up to {most})" if most > total else "")
-    done = [(r.info.end_time - r.info.start_time) / 1000 for r in tracking.children(cfg.tracking, parent, finished=True)
-            if r.info.end_time and r.info.start_time]
-    if done:
-        left = sum(done) / len(done) * (max(total, index) - index + 1)
-        text += f", about {max(1, round(left / 60))} min left" if left >= 60 else f", about {left:.0f} s left"
-    return text
 
 
 # --- grid sweeps: Hydra's basic sweeper, or any grid-like one ---------------------------------

@@ -31,12 +31,14 @@ ConfigStore.instance().store(group="hydra/sweeper", name="kerastuner", node=Kera
                              provider="fashion_lab")
 
 
-def _result(job_return) -> dict:
-    """A job's result; a job that died without one (cancelled, killed) is LOST, not a failed trial."""
+def _result(job_return):
+    """A job's JobResult; a job that died without one (cancelled, killed) is LOST, not a failed trial."""
+    from fashion_lab.sweeps.job import JobResult
+
     try:
         return job_return.return_value
     except Exception as error:  # noqa: BLE001 - Hydra re-raises the job's own exception here
-        return {"status": "LOST", "reason": f"{type(error).__name__}: {error}".splitlines()[0]}
+        return JobResult.lost(f"{type(error).__name__}: {error}".splitlines()[0])
 
 
 class KerasTunerSweeper(Sweeper):
@@ -87,8 +89,8 @@ class KerasTunerSweeper(Sweeper):
                 lost = []
                 for trial, trial_jobs in zip(trials, jobs):
                     trial_results = [next(results) for _ in trial_jobs]
-                    if any(r["status"] == "LOST" for r in trial_results):
-                        lost.append(f"trial {trial.trial_id}: {trial_results[0]['reason']}")
+                    if any(r.status == "LOST" for r in trial_results):
+                        lost.append(f"trial {trial.trial_id}: {trial_results[0].reason}")
                     else:
                         self._tell(s, oracle, trial, trial_results, TrialStatus)
                 if lost:  # left running in the oracle: the same command re-runs them
@@ -101,13 +103,13 @@ class KerasTunerSweeper(Sweeper):
             raise campaign.Stop(campaign.SweepFailed(aborted or "every trial failed"))
 
     @staticmethod
-    def _tell(s, oracle, trial, results: list[dict], TrialStatus) -> None:
+    def _tell(s, oracle, trial, results: list, TrialStatus) -> None:
         from fashion_lab.search import study as search
         from fashion_lab.record import tracking
 
-        failed = [r for r in results if r["status"] != "FINISHED"]
+        failed = [r for r in results if r.status != "FINISHED"]
         if failed:
-            reason = (failed[0]["reason"] or "failed").splitlines()[0][:300]
+            reason = (failed[0].reason or "failed").splitlines()[0][:300]
             s.failures.append(f"trial {trial.trial_id}: {reason}")
             trial.status, trial.message = TrialStatus.FAILED, reason
             print(f"trial {trial.trial_id} failed: {reason}", file=sys.stderr)
@@ -116,10 +118,10 @@ class KerasTunerSweeper(Sweeper):
             oracle.update_trial(trial.trial_id, {s.cfg.tuner.objective: score})
             trial.status = TrialStatus.COMPLETED
             print(f"trial {trial.trial_id}: {' '.join(search.to_overrides(s.dims, trial.hyperparameters))} -> "
-                  f"{s.cfg.tuner.objective}={score:.4f} (runs {' '.join(str(r['run_id']) for r in results)})")
+                  f"{s.cfg.tuner.objective}={score:.4f} (runs {' '.join(str(r.run_id) for r in results)})")
         if s.parent_run_id:
-            memory = {"trial_rss_mb": max(r["rss_mb"] for r in results)}
-            peaks = [r["peak_child_rss_mb"] for r in results if r["peak_child_rss_mb"] == r["peak_child_rss_mb"]]
+            memory = {"trial_rss_mb": max(r.rss_mb for r in results)}
+            peaks = [r.peak_child_rss_mb for r in results if r.peak_child_rss_mb == r.peak_child_rss_mb]
             if peaks:
                 memory["trial_process_peak_rss_mb"] = max(peaks)
             tracking.log_metrics(tracking.client_for(s.cfg.tracking), s.parent_run_id, memory, step=int(trial.trial_id))

@@ -5,7 +5,7 @@ the cells of the comparisons with the reference level that are still undecided (
 matched pairs spans 0, on ``report.metric``: validation accuracy, so the test set stays unseen by the
 decision). It stops when every comparison excludes 0 or when the cells involved reach ``sweep.max_seeds``.
 Batches go through whatever launcher is configured; decisions read the jobs' return values
-(``fashion_lab.sweeps.campaign.run_job``), so the sweep's parent run and summary work as for any grid.
+(``fashion_lab.sweeps.job.run_job``), so the sweep's parent run and summary work as for any grid.
 """
 
 
@@ -73,11 +73,11 @@ class UntilSureSweeper(BasicSweeper):
                 job += len(chunk)
             returns.append(results)
             for point, result in zip(batch, results):
-                value = result.return_value or {}
-                if value.get("status") == "FINISHED":
+                value = result.return_value  # a JobResult (run_job never raises)
+                if value is not None and value.status == "FINISHED":
                     values = dict(line.split("=", 1) for line in point)
                     rows.append({**{k: typed(values[k]) for k in keys}, "seed": int(values["trainer.seed"]),
-                                 metric: (value.get("metrics") or {}).get(metric)})
+                                 metric: value.metrics.get(metric)})
             import pandas as pd
 
             frame = pd.DataFrame(rows)
