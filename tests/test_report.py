@@ -14,7 +14,8 @@ from conftest import SWEEP_KEYS, compose
 
 from fashion_lab.record import results
 from fashion_lab.analysis import stats
-from fashion_lab.report.build import Document, build_report
+from fashion_lab.report.build import build_report
+from fashion_lab.report.document import Document
 
 
 # --- on a real recorded 2x2 sweep with 2 seeds ---------------------------------------------

@@ -334,7 +334,7 @@ def answer(config: DictConfig, children: list, keys: list, parent: Optional[str]
            plan: Optional[dict] = None, also: Optional[dict] = None) -> list[str]:
     """The sweep's answer with its budget (fashion_lab.report.build), or a line saying why there is none."""
     try:
-        from fashion_lab.report.build import sweep_end_lines
+        from fashion_lab.analysis.answers import sweep_end_lines
         from fashion_lab.record.tracking import client_for, sweep_view_url
 
         defaults = flatten(OmegaConf.masked_copy(config, [k for k in config if k != "hydra"]))
