@@ -17,6 +17,7 @@ from conftest import FASHION_LAB, as_from_a_terminal, cli_env, compose
 
 from fashion_lab.sweeps import job
 from fashion_lab.record import tracking
+from fashion_lab.runtime import signals
 
 TINY = ["data=synthetic", "trainer.epochs=1", "trainer.verbose=0", "data.synthetic_train=300",
         "data.synthetic_test=100", "data.val_samples=60", "model.filters=[8,16]", "model.dense_units=32"]
@@ -164,7 +165,7 @@ def test_a_signal_a_library_caught_still_stops_the_sweep(monkeypatch, library):
         return {"run_id": None, "metrics": {}, "objectives": {}}
 
     monkeypatch.setattr(job, "_train", training_that_catches_the_signal)
-    monkeypatch.setattr(tracking, "_SIGNALLED", [])
+    monkeypatch.setattr(signals, "_SIGNALLED", [])  # signals reads it
     restore = tracking.install_signal_handlers()  # what a sweep does when it starts
     try:
         with pytest.raises(tracking.Terminated):

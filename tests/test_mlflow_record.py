@@ -14,7 +14,7 @@ import pytest
 from conftest import REPO, compose
 from mlflow import MlflowClient
 
-from fashion_lab.record import tracking
+from fashion_lab.record import owners, tracking
 from fashion_lab.data import DEBIAN_DIR, FILES
 from fashion_lab.run.train import train
 
@@ -62,16 +62,16 @@ def test_a_foreign_repositorys_head_is_never_recorded_as_fashion_labs(users_repo
     """fashion-lab installed inside the user's repository (a venv there), not tracked by it: no commit of ours."""
     package = users_repo / "venv" / "site-packages" / "fashion_lab"
     package.mkdir(parents=True)
-    shutil.copy(tracking.__file__, package / "tracking.py")  # present, but untracked
-    installed = tracking.PACKAGE_DIR
+    shutil.copy(owners.__file__, package / "owners.py")  # present, but untracked
+    installed = owners.PACKAGE_DIR  # owners reads it (tracking only re-exports it)
     monkeypatch.chdir(users_repo)
-    tracking._checkout.cache_clear()
+    owners._checkout.cache_clear()
     try:
-        tracking.PACKAGE_DIR = package
+        owners.PACKAGE_DIR = package
         tags = tracking.commit_tags()
     finally:
-        tracking.PACKAGE_DIR = installed
-        tracking._checkout.cache_clear()
+        owners.PACKAGE_DIR = installed
+        owners._checkout.cache_clear()
     assert tags == {"fashion_lab.workdir.git_commit": git(users_repo, "rev-parse", "HEAD")}
     # from fashion-lab's own checkout, its working folder is no other repository
     monkeypatch.chdir(REPO)

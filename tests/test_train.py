@@ -10,6 +10,7 @@ from conftest import compose
 from mlflow import MlflowClient
 
 from fashion_lab.record import tracking
+from fashion_lab.runtime import signals
 from fashion_lab.model.network import build_model
 from fashion_lab.run.train import evaluate_test, train
 
@@ -164,7 +165,7 @@ def test_a_signal_a_library_turned_into_its_own_error_still_closes_the_run_kille
     """TensorFlow, tracing a layer when the signal lands, catches its exception and raises a TypeError
     ("Failed to convert elements ... to Tensor"). The run must still end KILLED and unwind as interrupted,
     not FAILED with the sweep going on to its next point."""
-    monkeypatch.setattr(tracking, "_SIGNALLED", [])
+    monkeypatch.setattr(signals, "_SIGNALLED", [])  # signals reads it
     cfg = compose(["data=synthetic", f"tracking.uri={store}"])
     expected = tracking.Terminated if signum == signal.SIGTERM else KeyboardInterrupt
     outer_sigint = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal

@@ -1,0 +1,90 @@
+"""Sweeps and searches: one parent run, its points/trials as children. The parent is opened once
+by the launching process, found and resumed by a rerun of the same command, and closed with the
+sweep's summary; its children carry its tags so reports find their sweep without reading it."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any, Optional
+
+from fashion_lab.record.client import client_for, ensure_experiment, set_tags
+from fashion_lab.record.names import SHARED_VIEW, TAG
+from fashion_lab.record.owners import commit_tags, process_id, system_tags
+from fashion_lab.record.run import log_metrics
+
+
+def open_parent_run(tracking_cfg, *, name: str, role: str, strategy: str, sweep_name: str,
+                    swept_keys: list[str], definition: str, tags: Optional[dict[str, str]] = None) -> str:
+    """Create the experiment (once) and the parent run of a sweep or search; returns its run id.
+
+    Called once in the launching process before any point starts, so parallel points never
+    race to create either. ``definition`` (YAML text) is stored as the parent's ``sweep.yaml``.
+    """
+    client = client_for(tracking_cfg)
+    experiment_id = ensure_experiment(client, tracking_cfg)
+    run = client.create_run(experiment_id, run_name=name, tags={
+        TAG + "role": role,                      # "sweep" (Hydra grid) or "search" (KerasTuner)
+        TAG + "strategy": strategy,
+        TAG + "sweep_name": sweep_name,
+        TAG + "swept_keys": ",".join(swept_keys),
+        TAG + "host": socket.gethostname(),
+        TAG + "owner": process_id(),
+        **system_tags(),
+        **commit_tags(),
+        **(tags or {}),
+    })
+    run_id = run.info.run_id
+    set_tags(client, run_id, {TAG + "sweep_id": run_id})
+    client.set_experiment_tag(experiment_id, SHARED_VIEW + run_id, sweep_view(swept_keys))
+    client.log_text(run_id, definition, "sweep.yaml")
+    return run_id
+
+
+def sweep_view(swept_keys: list[str]) -> str:
+    """A runs-table view (the UI's shared view state) whose columns are the swept params and the key metrics."""
+    import json
+
+    params = [k if "." in k else f"{k}.name" for k in swept_keys]  # a group choice is logged as <group>.name
+    columns = [f"params.`{p}`" for p in dict.fromkeys(params + ["trainer.seed"])] + [
+        f"metrics.`{m}`" for m in ("test_accuracy", "best_val_accuracy", "best_epoch")] + ["attributes.`Duration`"]
+    return json.dumps({"selectedColumns": columns, "columnOrder": [], "columnWidths": {}, "runsHiddenMode": "SHOW_ALL",
+                       "viewMaximized": False, "runListHidden": False, "isAccordionReordered": False,
+                       "useGroupedValuesInCharts": True, "hideEmptyCharts": True})
+
+
+def child_tags(parent_run_id: str, sweep_name: str, role: str, strategy: str) -> dict[str, str]:
+    """Tags every point/trial carries, so reports find its sweep without reading the parent."""
+    return {"mlflow.parentRunId": parent_run_id, TAG + "sweep_id": parent_run_id,
+            TAG + "sweep_name": sweep_name, TAG + "role": role, TAG + "strategy": strategy}
+
+
+def close_parent_run(tracking_cfg, run_id: str, *, status: str, summary: dict[str, Any]) -> None:
+    """End the parent: numeric summary values become metrics, the rest tags (``summary.*``)."""
+    client = client_for(tracking_cfg)
+    numbers = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if numbers:
+        log_metrics(client, run_id, numbers)
+    texts = {f"{TAG}summary.{k}": v for k, v in summary.items() if k not in numbers}
+    if texts:
+        set_tags(client, run_id, texts)
+    client.set_terminated(run_id, status=status)
+
+
+def find_parent(tracking_cfg, campaign_key: str):
+    """The newest parent run recorded for this sweep command (tag ``campaign_key``), or None."""
+    client = client_for(tracking_cfg)
+    found = client.get_experiment_by_name(tracking_cfg.experiment)
+    if found is None:
+        return None
+    runs = client.search_runs([found.experiment_id], f"tags.`{TAG}campaign_key` = '{campaign_key}'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0] if runs else None
+
+
+def resume_parent(tracking_cfg, run_id: str, tags: dict[str, Any]) -> None:
+    """Mark a parent RUNNING again, owned by this process; a killed-owner note no longer applies."""
+    client = client_for(tracking_cfg)
+    client.update_run(run_id, status="RUNNING")
+    if TAG + "failure" in client.get_run(run_id).data.tags:
+        client.delete_tag(run_id, TAG + "failure")
+    set_tags(client, run_id, {TAG + "owner": process_id(), **tags})
