@@ -41,7 +41,7 @@ def make_cfg(**overrides):
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
     """No test sees the real Debian dir, the user's Keras cache, their array cache or a proxy."""
-    monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "debian")
+    monkeypatch.setattr(data.files, "DEBIAN_DIR", tmp_path / "debian")
     monkeypatch.delenv("FASHION_MNIST_DIR", raising=False)
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
@@ -84,7 +84,7 @@ def fake(tmp_path, monkeypatch):
     arrays = fake_arrays()
     expected = {key: data.FileSpec(hashlib.sha256(idx_bytes(a)).hexdigest(), len(a))
                 for key, a in arrays.items()}
-    monkeypatch.setattr(data, "EXPECTED", expected)
+    monkeypatch.setattr(data.files, "EXPECTED", expected)
     return write_fake(tmp_path / "fake", arrays), arrays
 
 
@@ -170,7 +170,7 @@ def test_load_fake_data(fake):
 
 def test_digest_mismatch_names_the_file(fake, monkeypatch):
     directory, _ = fake
-    monkeypatch.setitem(data.EXPECTED, "train_labels", data.FileSpec("0" * 64, N_TRAIN))
+    monkeypatch.setitem(data.files.EXPECTED, "train_labels", data.FileSpec("0" * 64, N_TRAIN))
     with pytest.raises(data.CorruptDataError, match="digest mismatch") as info:
         data.load_data(make_cfg(dir=str(directory), val_samples=50))
     assert str(directory / "train-labels-idx1-ubyte.gz") in str(info.value)
@@ -251,7 +251,7 @@ def test_cache_is_used_and_rebuilt_when_unreadable(fake, tmp_path, monkeypatch):
     assert len(cached) == 1
     # A warm load must not decompress anything.
     with monkeypatch.context() as patch:
-        patch.setattr(data, "_decompress", lambda *a: pytest.fail("cache not used"))
+        patch.setattr(data.files, "_decompress", lambda *a: pytest.fail("cache not used"))
         np.testing.assert_array_equal(data.load_data(cfg).x_train, first.x_train)
     cached[0].write_bytes(b"not a zip file")
     np.testing.assert_array_equal(data.load_data(cfg).x_train, first.x_train)
@@ -395,7 +395,7 @@ def test_no_download_without_flag(fake, tmp_path, serve):
 
 def test_corrupt_download_is_not_kept(fake, tmp_path, serve, monkeypatch):
     directory, _ = fake
-    monkeypatch.setitem(data.EXPECTED, "test_labels", data.FileSpec("0" * 64, N_TEST))
+    monkeypatch.setitem(data.files.EXPECTED, "test_labels", data.FileSpec("0" * 64, N_TEST))
     server = serve(directory)
     with pytest.raises(data.CorruptDataError, match="t10k-labels-idx1-ubyte.gz.*digest mismatch"):
         data.locate(make_cfg(url=server.url, download=True))

@@ -408,8 +408,9 @@ def test_executions_per_trial_train_each_trial_twice_and_resume_per_execution(ru
 def test_val_loss_objective_picks_the_lowest_validation_loss(run_cli, store):
     """val_loss is scored as its minimum over epochs (as best_val_accuracy is the maximum) by the
     fresh trial, the resume path (a recorded run) and the choice of the run to register."""
+    from fashion_lab.record import tracking
+    from fashion_lab.search import outcome
     from fashion_lab.search import study as tune
-    from fashion_lab.record import tracking  # tune.py's search logic lives in search.py
 
     args = [*GRID, "tuner.max_trials=3", "tuner.objective=val_loss", "trainer.epochs=2", f"tracking.uri={store}"]
     result = run_cli("tune", *args, check=True)
@@ -429,8 +430,8 @@ def test_val_loss_objective_picks_the_lowest_validation_loss(run_cli, store):
     search.parent_run_id = parent["id"]
     client = tracking.client_for(search.cfg.tracking)
     for t in trials:
-        assert tune._run_score(search, client.get_run(t["id"])) == pytest.approx(lowest[t["id"]], abs=1e-6)
-    assert tune.best_run(search, best_id).info.run_id == best["id"]
+        assert outcome._run_score(search, client.get_run(t["id"])) == pytest.approx(lowest[t["id"]], abs=1e-6)
+    assert outcome.best_run(search, best_id).info.run_id == best["id"]
 
 
 FLAKY_SPACE = """# the first learning rate trains, the others diverge (NaN loss); tuner=grid tries them in this order
@@ -522,3 +523,38 @@ def test_summary_compares_with_chance_and_the_base_and_flags_a_weak_model(run_cl
 
     (version,) = MlflowClient(tracking_uri=store).search_model_versions("name='fashion-lab-cnn'")
     assert "below tuner.register_min_accuracy=0.99 (chance 0.10)" in version.tags["fashion_lab.warning"]
+
+
+def test_every_strategy_has_a_backend_and_a_tuner_config():
+    from fashion_lab.config import CONF_DIR, STRATEGIES
+    from fashion_lab.search.backend import BACKENDS
+
+    assert set(BACKENDS) == set(STRATEGIES) == {p.stem for p in (CONF_DIR / "tuner").glob("*.yaml")}
+
+
+def test_a_backend_asks_is_told_and_reopens_with_its_trials(tmp_path):
+    """The seam, on KerasTuner for real (no training): trials asked, one scored and one failed, the
+    state saved; a new backend on the same folder sees both, and the best is the scored one."""
+    from fashion_lab.search import study as tune
+    from fashion_lab.search.backend import best, open_backend
+
+    search = tune.prepare_command(["search", "tuner=random", "tuner.max_trials=3", f"tuner.directory={tmp_path}"])
+    backend = open_backend(search)
+    asked = backend.ask(2)
+    assert [t.status for t in asked] == ["RUNNING", "RUNNING"] and all(t.values for t in asked)
+    assert all(k in {d.key for d in search.dims} for t in asked for k in t.values)  # the space's own keys
+    backend.tell(asked[0].trial_id, score=0.8)
+    backend.tell(asked[1].trial_id, failure="ValueError: constructed")
+    reopened = {t.trial_id: t for t in open_backend(search).trials()}
+    assert (reopened[asked[0].trial_id].status, reopened[asked[0].trial_id].score) == ("COMPLETED", 0.8)
+    assert reopened[asked[1].trial_id].status == "FAILED"
+    assert best(list(reopened.values()), backend.direction).trial_id == asked[0].trial_id
+
+
+def test_the_best_of_equal_scores_is_the_earliest_trial():
+    from fashion_lab.search.backend import Trial, best
+
+    trials = [Trial("10", {}, "COMPLETED", 0.9), Trial("2", {}, "COMPLETED", 0.9), Trial("3", {}, "FAILED"),
+              Trial("4", {}, "COMPLETED", 0.5)]
+    assert best(trials, "max").trial_id == "2" and best(trials, "min").trial_id == "4"
+    assert best([Trial("1", {}, "FAILED")], "max") is None

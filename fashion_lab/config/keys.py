@@ -104,6 +104,11 @@ def check_known_keys(cfg: DictConfig) -> None:
     walk(cfg, "")
 
 
+def without_hydra(cfg: DictConfig) -> DictConfig:
+    """A composed config without its ``hydra`` node: what a run is configured by."""
+    return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+
+
 def flatten(cfg: DictConfig | dict, prefix: str = "") -> dict[str, Any]:
     """The resolved config as ``{"model.bn_placement": "after", ...}``: MLflow params and report columns."""
     container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True) if isinstance(

@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from fashion_lab.record.names import EXPERIMENT_KIND
+from fashion_lab.record.store import sqlite_path  # the one sqlite URI parser
 
 
 def _default_artifact_location(uri: str) -> Optional[str]:
     """Artifacts beside a sqlite file, so a store in a temp dir never writes into the cwd."""
     if not uri.startswith("sqlite:///"):
         return None
-    db = Path(uri[len("sqlite:///"):]).expanduser().resolve()
-    return (db.parent / "mlartifacts").as_uri()
+    return (sqlite_path(uri).resolve().parent / "mlartifacts").as_uri()
 
 
 def client(uri: str):
@@ -40,7 +39,7 @@ def client_for(tracking_cfg):
     mlflow.set_tracking_uri(tracking_cfg.uri)
     if not tracking_cfg.uri.startswith("sqlite:///"):
         return mlflow.MlflowClient(tracking_uri=tracking_cfg.uri)
-    db = Path(tracking_cfg.uri[len("sqlite:///"):]).expanduser()
+    db = sqlite_path(tracking_cfg.uri)
     db.parent.mkdir(parents=True, exist_ok=True)
     with open(f"{db}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -18,6 +18,7 @@ from typing import Optional
 
 from fashion_lab.record.client import client, client_for, ensure_experiment
 from fashion_lab.record.names import REAPED, TAG
+from fashion_lab.runtime.processes import START, STATE, proc_stat
 
 PACKAGES = ("fashion-lab", "tensorflow", "keras", "keras-tuner", "mlflow", "hydra-core", "numpy")
 
@@ -25,27 +26,22 @@ PACKAGES = ("fashion-lab", "tensorflow", "keras", "keras-tuner", "mlflow", "hydr
 def process_id() -> str:
     """pid plus the process start time, so a reused pid is never mistaken for a live run's owner."""
     pid = os.getpid()
-    try:
-        start = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except OSError:
-        start = "0"
-    return f"{pid}:{start}"
+    fields = proc_stat(pid)
+    return f"{pid}:{fields[START] if fields else '0'}"
 
 
 def _alive(owner: str) -> bool:
     pid, _, start = owner.partition(":")
-    try:
-        stat = Path(f"/proc/{int(pid)}/stat").read_text()
-    except (OSError, ValueError):
+    fields = proc_stat(pid)
+    if fields is None:  # no such process, or no /proc: ask the kernel
         try:
             os.kill(int(pid), 0)
             return True
         except (OSError, ValueError):
             return False
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] in ("Z", "X"):  # a zombie: exited, not yet reaped by its (possibly dead) parent
+    if fields[STATE] in ("Z", "X"):  # a zombie: exited, not yet reaped by its (possibly dead) parent
         return False
-    return start in ("", "0") or fields[19] == start
+    return start in ("", "0") or fields[START] == start
 
 
 PACKAGE_DIR = Path(__file__).resolve().parent

@@ -1,10 +1,16 @@
-"""The KerasTuner adapter: a strategy's oracle on a search's folder (the only importer of keras_tuner
-with keras_tuner_fixes, which fences its internals)."""
+"""The KerasTuner backend: random, bayesian, hyperband and grid as KerasTuner oracles on the search's
+folder (with keras_tuner_fixes, which fences its internals, the only importer of keras_tuner).
+
+The folder is left as a Tuner leaves it, so KerasTuner's own ``kt.RandomSearch(..., overwrite=False)``
+reopens a finished search."""
 
 from __future__ import annotations
 
-from fashion_lab.search.keras_tuner_fixes import open_oracle, oracle_seed
-from fashion_lab.search.space import declare
+from typing import Optional
+
+from fashion_lab.search.backend import SearchStopped, Trial
+from fashion_lab.search.keras_tuner_fixes import TooManyFailures, TrialStatus, open_oracle, oracle_seed
+from fashion_lab.search.space import active_values, declare
 
 # tuner.strategy -> KerasTuner oracle class
 ORACLES = {"random": "RandomSearchOracle", "bayesian": "BayesianOptimizationOracle",
@@ -27,3 +33,55 @@ def make_oracle(search):
     hp = kt.HyperParameters()
     declare(hp, search.dims)
     return open_oracle(oracle, str(t.directory), search.project, hp, grid=t.strategy == "grid")
+
+
+class KerasTunerBackend:
+    """A SearchBackend over a KerasTuner oracle (tuner.strategy random, bayesian, hyperband or grid)."""
+
+    def __init__(self, search):
+        self.dims = search.dims
+        self.oracle = make_oracle(search)
+        self.direction = self.oracle.objective.direction
+        self.objective = search.cfg.tuner.objective
+        self._running: dict = {}  # trial id -> KerasTuner trial, asked and not yet told
+
+    def _trial(self, kt_trial) -> Trial:
+        hp = kt_trial.hyperparameters
+        budget = {k: v for k, v in hp.values.items() if k.startswith("tuner/")}  # Hyperband's own keys
+        values = {**active_values(self.dims, hp), **budget}
+        if kt_trial.status == TrialStatus.COMPLETED and kt_trial.score is not None:
+            return Trial(kt_trial.trial_id, values, "COMPLETED", float(kt_trial.score))
+        failed = kt_trial.status in (TrialStatus.FAILED, TrialStatus.INVALID)
+        return Trial(kt_trial.trial_id, values, "FAILED" if failed else "RUNNING")
+
+    def ask(self, n: int) -> list[Trial]:
+        asked = []
+        try:
+            for slot in range(n):
+                kt_trial = self.oracle.create_trial(f"worker{slot}")
+                if kt_trial.status != TrialStatus.RUNNING:
+                    break  # STOPPED: the budget is spent; IDLE: Hyperband waits for this batch's results
+                self._running[kt_trial.trial_id] = kt_trial
+                asked.append(self._trial(kt_trial))
+        except TooManyFailures as error:
+            raise SearchStopped(str(error)) from None
+        return asked
+
+    def tell(self, trial_id: str, score: Optional[float] = None, failure: Optional[str] = None) -> None:
+        kt_trial = self._running.pop(trial_id)
+        if failure is not None:
+            kt_trial.status, kt_trial.message = TrialStatus.FAILED, failure
+        else:
+            self.oracle.update_trial(trial_id, {self.objective: score})
+            kt_trial.status = TrialStatus.COMPLETED
+        try:
+            self.oracle.end_trial(kt_trial)
+        except TooManyFailures as error:
+            raise SearchStopped(str(error)) from None
+        self.oracle.save()  # end_trial saved before it let go of the trial: a reload would run it again
+
+    def trials(self) -> list[Trial]:
+        return [self._trial(t) for t in self.oracle.trials.values()]
+
+    def save(self) -> None:
+        self.oracle.save()

@@ -161,13 +161,20 @@ def _declare_one(hp, d: Dimension) -> None:
         hp.Float(d.key, float(d.low), float(d.high), sampling="log" if d.log else "linear")
 
 
-def to_overrides(dims: list[Dimension], hp) -> list[str]:
-    """The active sampled values as Hydra override strings, e.g. ``optimizer.learning_rate=0.00312``."""
+def active_values(dims: list[Dimension], hp) -> dict:
+    """The values of the space's active entries in a KerasTuner ``HyperParameters`` (conditions applied)."""
+    return {d.key: hp.get(d.key) for d in dims if hp.is_active(d.key)}
+
+
+def to_overrides(dims: list[Dimension], values) -> list[str]:
+    """The active sampled values (a mapping of the active entries, or KerasTuner's ``hp``) as Hydra
+    override strings, e.g. ``optimizer.learning_rate=0.00312``."""
+    active = values if isinstance(values, Mapping) else active_values(dims, values)
     overrides = []
     for d in dims:
-        if not hp.is_active(d.key):
+        if d.key not in active:
             continue
-        value = hp.get(d.key)
+        value = active[d.key]
         text = f"{value:.6g}" if isinstance(value, float) else _text(value)
         overrides.append(f"{d.key}={text}")
     return overrides

@@ -11,9 +11,7 @@ strategy, base overrides), and a changed search under the same project is refuse
 from __future__ import annotations
 
 import json
-import shlex
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -21,9 +19,8 @@ from typing import Any, Optional
 from omegaconf import OmegaConf
 
 from fashion_lab import config
-from fashion_lab.sweeps import campaign
 from fashion_lab.sweeps import grid as sweep
-from fashion_lab.config import STRATEGIES, is_setting, override_key
+from fashion_lab.config import STRATEGIES, is_setting, override_key, without_hydra
 from fashion_lab.preflight import validate
 from fashion_lab.search.space import SpaceError, check_space, describe, fingerprint, has_intervals, parse_space, pin, to_overrides
 from fashion_lab.record.store import check_store
@@ -101,7 +98,7 @@ def prepare(cfg, arguments: list[str]) -> Search:
     if tuner.strategy == "grid" and has_intervals(dims):
         raise SpaceError("tuner=grid needs a space of choices only; "
                          f"{[d.key for d in dims if d.kind != 'choice']} are intervals: use tuner=random|bayesian|hyperband")
-    plain = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    plain = without_hydra(cfg)
     validate(plain)  # the base config itself must be valid before anything starts
     check_space(plain, dims)  # every entry's keys and bounds, before the first trial
     check_store(plain.tracking)
@@ -154,8 +151,8 @@ def save_state(search: Search) -> None:
 
 
 def trial_jobs(search: Search, trial) -> list[list[str]]:
-    """A trial's jobs (one per execution, seeds trainer.seed + i): the overrides Hydra composes."""
-    values, t = trial.hyperparameters.values, search.cfg.tuner
+    """A backend Trial's jobs (one per execution, seeds trainer.seed + i): the overrides Hydra composes."""
+    values, t = trial.values, search.cfg.tuner
     extra = [f"trainer.epochs={values['tuner/epochs']}"] if "tuner/epochs" in values else []  # Hyperband's budget
     if t.early_stopping_patience:
         extra.append(f"trainer.early_stopping_patience={t.early_stopping_patience}")
@@ -171,7 +168,7 @@ def trial_jobs(search: Search, trial) -> list[list[str]]:
         plumbing = [f"sweep.trial={{{','.join(f'{k}:{str(v)!r}' for k, v in job_tags.items())}}}"]
         if search.parent_run_id:
             plumbing.append(f"sweep.parent_run_id={search.parent_run_id}")
-        jobs.append(merge(search.base, to_overrides(search.dims, trial.hyperparameters) + extra + seeds + plumbing))
+        jobs.append(merge(search.base, to_overrides(search.dims, values) + extra + seeds + plumbing))
     return jobs
 
 
@@ -179,142 +176,3 @@ def score(search: Search, results: list) -> float:
     """The trial's objective: the mean over its executions (JobResults) of each run's best epoch's value."""
     values = [r.objectives[search.cfg.tuner.objective] for r in results]
     return sum(values) / len(values)
-
-
-# --- the end of a search --------------------------------------------------------------------
-
-def _run_score(search: Search, run) -> float:
-    """A recorded run's objective: best_val_accuracy, or val_loss's minimum over epochs."""
-    from fashion_lab.record import tracking
-
-    if search.cfg.tuner.objective == "val_loss":
-        return tracking.min_metric(search.cfg.tracking, run.info.run_id, "val_loss")
-    return float(run.data.metrics["best_val_accuracy"])
-
-
-def best_run(search: Search, trial_id: str):
-    """The trial's best FINISHED run by the objective (of its executions, the best; ties: the first)."""
-    from fashion_lab.record import tracking
-
-    runs = tracking.children(search.cfg.tracking, search.parent_run_id, trial_id=trial_id, finished=True)
-    pick = min if OBJECTIVES[search.cfg.tuner.objective] == "min" else max
-    return pick(runs, key=lambda run: _run_score(search, run)) if runs else None
-
-
-CHANCE = 0.10  # 10 balanced classes
-
-
-def versus_chance_and_base(search: Search, best, completed: list) -> str:
-    """The best trial against chance and against the base configuration when a trial ran it."""
-    from fashion_lab.config import flatten
-
-    base = flatten(search.cfg)
-    def is_base(trial) -> bool:
-        pairs = [o.split("=", 1) for o in to_overrides(search.dims, trial.hyperparameters)]
-        return all(str(base.get(k, base.get(f"{k}.name"))) == v for k, v in pairs)
-
-    text = f"chance is {CHANCE:.2f} (10 classes)"
-    if search.cfg.tuner.objective == "val_accuracy":
-        text += f": the best is {(best.score - CHANCE) * 100:+.1f} pt above it"
-    found = [t for t in completed if is_base(t)]
-    if found:
-        return text + (f"; the base configuration (trial {found[0].trial_id}) scored {found[0].score:.4f}, "
-                       f"{(best.score - found[0].score) * 100:+.1f} pt from the best (single runs)")
-    return text + "; the base configuration was not among the trials"
-
-
-def _register(search: Search, run, name: str) -> Optional[str]:
-    """Register the best run's network as an MLflow Keras model (rebuilt from its config and weights
-    when the run did not log one), once per run; None, with the reason, when it has nothing to rebuild.
-    Below tuner.register_min_accuracy the version carries a fashion_lab.warning tag, and the summary says so."""
-    from fashion_lab.record import tracking
-    from fashion_lab.run.registered_model import log_run_model
-
-    existing = tracking.registered_version(search.cfg.tracking, name, run.info.run_id)
-    if existing:
-        return existing
-    try:
-        model_uri = log_run_model(search.cfg.tracking, run.info.run_id)
-    except LookupError as error:  # tracking.log_weights=false and no logged model
-        print(f"fashion-lab: no model registered: {error}", file=sys.stderr)
-        return None
-    accuracy, floor = float(run.data.metrics["test_accuracy"]), float(search.cfg.tuner.register_min_accuracy)
-    warning = {} if accuracy >= floor else {tracking.TAG + "warning": (
-        f"test accuracy {accuracy:.4f} is below tuner.register_min_accuracy={floor:g} (chance {CHANCE:.2f})")}
-    if warning:
-        print(f"fashion-lab: warning: registering {name} tagged fashion_lab.warning: "
-              f"{warning[tracking.TAG + 'warning']}", file=sys.stderr)
-    return tracking.register_model(
-        search.cfg.tracking, model_uri, name,
-        tags={tracking.TAG + k: run.data.tags.get(tracking.TAG + k, "") for k in ("trial_id", "overrides", "config_id")}
-        | {tracking.TAG + "sweep_id": search.parent_run_id} | warning,
-        description=f"best of search {search.project} ({search.strategy}); an MLflow Keras model "
-                    f"(float32 images (N, 28, 28, 1) in, class probabilities (N, 10) out)")
-
-
-def reproduce_overrides(run_overrides: str) -> list[str]:
-    """The best trial's overrides minus tuner settings: what ``fashion-lab train`` needs."""
-    return [o for o in shlex.split(run_overrides) if not override_key(o).startswith("tuner")]
-
-
-def best_of(completed: list, direction: str):
-    """The best completed trial; among equal scores the one started first (lowest trial id)."""
-    sign = -1.0 if direction == "max" else 1.0
-    return min(completed, key=lambda t: (sign * float(t.score), _trial_order(t.trial_id)))
-
-
-def _trial_order(trial_id: str):
-    return (0, int(trial_id), "") if str(trial_id).isdigit() else (1, 0, str(trial_id))
-
-
-def finish(search: Search, oracle, aborted: Optional[str]) -> bool:
-    """Print and record the outcome, register the best run; True when the whole budget was searched."""
-    from fashion_lab.record import tracking
-    from fashion_lab.search.keras_tuner_fixes import TrialStatus
-
-    trials = list(oracle.trials.values())
-    completed = [t for t in trials if t.status == TrialStatus.COMPLETED and t.score is not None]
-    failed = [t for t in trials if t.status in (TrialStatus.FAILED, TrialStatus.INVALID)]
-    summary: dict[str, Any] = {"completed_trials": len(completed), "failed_trials": len(failed)}
-    if aborted:
-        reason = summary["stopped"] = aborted.splitlines()[0].rstrip(".")
-        print(f"fashion-lab: search stopped: {reason}"
-              + (f"; the best of the {len(completed)} completed trials follows" if completed else ""), file=sys.stderr)
-    if not completed:
-        reasons = "; ".join(search.failures[-3:]) or (aborted or "no trial ran").splitlines()[0]
-        print(f"fashion-lab: error: all {len(trials)} trials of search {search.project} failed, "
-              f"there is no best configuration. Last reasons: {reasons}", file=sys.stderr)
-        campaign.close_parent(search.cfg.tracking, search.parent_run_id, "FAILED",
-                              {**summary, "error": "all trials failed"})
-        return False
-    # KerasTuner breaks ties by dict order, which a reopened Tuner rebuilds from a glob:
-    # pick the earliest of the tied trials so the record names the same best every time.
-    best = best_of(completed, oracle.objective.direction)
-    objective = search.cfg.tuner.objective
-    summary[f"best_trial_{objective}"] = float(best.score)  # mean over its executions
-    print(f"search {search.project}: {len(completed)} completed, {len(failed)} failed trials")
-    print(f"best trial {best.trial_id}: {objective}={best.score:.4f}")
-    print(f"against chance and the base: {versus_chance_and_base(search, best, completed)}")
-    from fashion_lab.analysis.stats import search_caveat
-
-    print(search_caveat(len(completed), int(search.cfg.tuner.executions_per_trial)))
-    overrides = [o for o in merge(search.base, to_overrides(search.dims, best.hyperparameters))
-                 if not override_key(o).startswith("tuner")]
-    run = best_run(search, best.trial_id) if search.parent_run_id else None
-    if run is not None:
-        overrides = reproduce_overrides(run.data.tags.get(tracking.TAG + "overrides", ""))
-        m, name = run.data.metrics, search.cfg.tuner.model_name
-        version = _register(search, run, name)
-        summary.update(best_val_accuracy=m["best_val_accuracy"], test_accuracy=m["test_accuracy"],
-                       test_loss=m["test_loss"], best_trial_id=best.trial_id, best_run_id=run.info.run_id,
-                       best_overrides=" ".join(overrides), **({"registered_model": f"{name}/{version}"} if version else {}))
-        print(f"best run {run.info.run_id}: test_accuracy={m['test_accuracy']:.4f} "
-              f"(test set evaluated once, never used for selection)")
-        if version:
-            below = m["test_accuracy"] < float(search.cfg.tuner.register_min_accuracy)
-            print(f"registered model {name} version {version}" + (
-                f" (tagged fashion_lab.warning: below tuner.register_min_accuracy="
-                f"{search.cfg.tuner.register_min_accuracy:g})" if below else ""))
-    campaign.close_parent(search.cfg.tracking, search.parent_run_id, "FAILED" if aborted else "FINISHED", summary)
-    print("reproduce: fashion-lab train " + " ".join(shlex.quote(o) for o in overrides))
-    return not aborted

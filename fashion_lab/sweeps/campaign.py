@@ -10,15 +10,10 @@ sweeper uses the same functions.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import math
-import os
 import signal
 import sys
-import time
-from pathlib import Path
 from typing import Any, Optional
 
 from hydra.experimental.callback import Callback
@@ -29,6 +24,8 @@ from fashion_lab.config import (ConfigError, check_overrides, flatten, is_plumbi
                                 override_key, point_name, short_key, sweep_files)
 from fashion_lab.preflight import validate
 from fashion_lab.record.store import check_store
+from fashion_lab.runtime.processes import stop_workers
+from fashion_lab.sweeps.summary import answer, format_table, level_differences, summary_table
 
 _OPEN: dict[str, Any] = {}  # parent run id -> tracking config, for abort()
 
@@ -86,39 +83,6 @@ def raise_on_sigterm() -> None:
     from fashion_lab.record.tracking import install_signal_handlers
 
     install_signal_handlers()
-
-
-def _descendants() -> list[int]:
-    parents: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] not in ("Z", "X"):
-            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [os.getpid()]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def stop_workers(grace_s: float = 20.0) -> None:
-    """SIGTERM every process this one started (launcher workers, trial processes), once: each closes
-    its run KILLED; whatever is still alive after ``grace_s`` is killed (its run is then reaped KILLED)."""
-    deadline, signalled = time.monotonic() + grace_s, set()
-    while (pids := _descendants()) and time.monotonic() < deadline + 5:
-        for pid in pids:
-            if pid not in signalled or time.monotonic() > deadline:
-                signalled.add(pid)
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGTERM if time.monotonic() < deadline else signal.SIGKILL)
-        time.sleep(0.2)
-        with contextlib.suppress(ChildProcessError):
-            while os.waitpid(-1, os.WNOHANG)[0]:  # our own children: collect them, not leave zombies
-                pass
 
 
 def abort(reason: str, status: str = "KILLED") -> None:
@@ -309,71 +273,3 @@ class Campaign(Callback):
         tracking.client_for(config.tracking).log_text(self.parent, text + "\n", "summary.txt")
         close_parent(config.tracking, self.parent, "FINISHED" if summary["points_failed"] == 0 else "FAILED", summary)
         return summary["points_failed"]
-
-
-def level_differences(composed: dict[tuple, dict], keys: list[str]) -> dict:
-    """(factor, level, other level) -> {key: (value at level, value at the other)}: every key of the composed
-    configs, besides the factor itself, that differs between two points differing only in that factor."""
-    out: dict = {}
-    for point, flat in composed.items():
-        values = dict(o.split("=", 1) for o in point)
-        for other, other_flat in composed.items():
-            theirs = dict(o.split("=", 1) for o in other)
-            changed = [k for k in keys if k in values and values[k] != theirs.get(k)]
-            if len(changed) != 1 or (changed[0], values[changed[0]], theirs[changed[0]]) in out:
-                continue
-            factor = changed[0]
-            label = (factor, f"{factor}.name")  # a group's label is its name key
-            out[(factor, values[factor], theirs[factor])] = {
-                k: (flat.get(k, "not set"), other_flat.get(k, "not set")) for k in sorted({*flat, *other_flat})
-                if k not in label and flat.get(k, "not set") != other_flat.get(k, "not set")}
-    return out
-
-
-def answer(config: DictConfig, children: list, keys: list, parent: Optional[str], best,
-           plan: Optional[dict] = None, also: Optional[dict] = None) -> list[str]:
-    """The sweep's answer with its budget (fashion_lab.report.build), or a line saying why there is none."""
-    try:
-        from fashion_lab.analysis.answers import sweep_end_lines
-        from fashion_lab.record.tracking import client_for, sweep_view_url
-
-        defaults = flatten(OmegaConf.masked_copy(config, [k for k in config if k != "hydra"]))
-        command = f"fashion-lab report report.sweep={parent} tracking.uri={config.tracking.uri}"
-        lines = sweep_end_lines(children, keys, defaults, best, command, plan, also)
-        # the runs table with the swept params and key metrics as columns (tracking.sweep_view)
-        experiment = client_for(config.tracking).get_run(parent).info.experiment_id
-        lines.append("In the MLflow UI (fashion-lab ui): " + sweep_view_url(config.ui.host, config.ui.port, experiment, parent))
-        return lines
-    except Exception as error:  # noqa: BLE001 - the sweep is recorded; the answer is a bonus
-        return [f"(no answer: {type(error).__name__}: {error}; run fashion-lab report)"]
-
-
-# --- the end-of-sweep table ------------------------------------------------------------------
-
-def summary_table(children: list[dict[str, Any]], keys: list[str]):
-    """One row per point: swept values, val_accuracy, test_accuracy, epochs, seconds, status; best first."""
-    import pandas as pd
-
-    rows = []
-    for child in children:
-        values = {override_key(o): o.partition("=")[2] for o in child["overrides"]}
-        m = child.get("metrics") or {}
-        row = {short_key(k): values.get(k) for k in keys}
-        row.update(val_accuracy=m.get("best_val_accuracy", math.nan), test_accuracy=m.get("test_accuracy", math.nan),
-                   epochs=m.get("epochs_completed", math.nan), seconds=m.get("train_seconds", math.nan),
-                   status=child.get("status"))
-        row["_name"], row["_reason"], row["_run_id"] = child.get("name"), child.get("reason"), child.get("run_id")
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    if frame.empty:
-        return frame
-    frame["epochs"] = frame["epochs"].astype("Int64") if frame["epochs"].notna().any() else frame["epochs"]
-    return frame.sort_values(["val_accuracy", "test_accuracy"], ascending=False, na_position="last",
-                             kind="stable").reset_index(drop=True)
-
-
-def format_table(frame) -> str:
-    shown = frame[[c for c in frame.columns if not c.startswith("_")]]
-    formats = {"val_accuracy": "{:.4f}".format, "test_accuracy": "{:.4f}".format, "seconds": "{:.1f}".format}
-    return shown.to_string(index=False, na_rep="-", formatters={
-        k: (lambda f: lambda v: "-" if v != v else f(v))(f) for k, f in formats.items() if k in shown})

@@ -54,9 +54,9 @@ class KerasTunerSweeper(Sweeper):
 
     def sweep(self, arguments: List[str]) -> Any:
         from fashion_lab.sweeps import campaign
+        from fashion_lab.search import outcome
         from fashion_lab.search import study as search
-        from fashion_lab.search.keras_tuner import make_oracle
-        from fashion_lab.search.keras_tuner_fixes import TooManyFailures, TrialStatus
+        from fashion_lab.search.backend import SearchStopped, open_backend
 
         try:
             s = search.prepare(self.config, arguments)
@@ -67,20 +67,12 @@ class KerasTunerSweeper(Sweeper):
             s.cfg.tracking, key=f"search:{s.directory.absolute()}", restart=not resuming, name=f"search {s.project} {s.strategy}",
             role="search", strategy=s.strategy, sweep_name=s.name, swept_keys=s.swept_keys, definition=s.definition,
             tags={f"fashion_lab.tuner.{k}": str(v) for k, v in s.cfg.tuner.items()} | {"fashion_lab.fingerprint": s.fingerprint})
-        oracle = make_oracle(s)
+        backend = open_backend(s)
         search.save_state(s)
         campaign.raise_on_sigterm()
         aborted = None
         try:
-            while True:
-                trials = []
-                for slot in range(s.cfg.tuner.parallel_trials):
-                    trial = oracle.create_trial(f"worker{slot}")
-                    if trial.status != TrialStatus.RUNNING:
-                        break  # STOPPED: the budget is spent; IDLE: Hyperband waits for this batch's results
-                    trials.append(trial)
-                if not trials:
-                    break
+            while trials := backend.ask(s.cfg.tuner.parallel_trials):
                 jobs = [search.trial_jobs(s, trial) for trial in trials]
                 returns = self.launcher.launch([job for trial_jobs in jobs for job in trial_jobs],
                                                initial_job_idx=self.job_idx)
@@ -92,18 +84,19 @@ class KerasTunerSweeper(Sweeper):
                     if any(r.status == "LOST" for r in trial_results):
                         lost.append(f"trial {trial.trial_id}: {trial_results[0].reason}")
                     else:
-                        self._tell(s, oracle, trial, trial_results, TrialStatus)
+                        self._tell(s, backend, trial, trial_results)
                 if lost:  # left running in the oracle: the same command re-runs them
                     reason = f"jobs ended without a result ({'; '.join(lost)}); run the same command again"
                     campaign.abort(reason, status="KILLED")
                     raise campaign.Stop(campaign.SweepFailed(reason))
-        except TooManyFailures as error:
+        except SearchStopped as error:
             aborted = str(error)
-        if not search.finish(s, oracle, aborted):
+        if not outcome.finish(s, backend, aborted):
             raise campaign.Stop(campaign.SweepFailed(aborted or "every trial failed"))
 
     @staticmethod
-    def _tell(s, oracle, trial, results: list, TrialStatus) -> None:
+    def _tell(s, backend, trial, results: list) -> None:
+        """A trial's JobResults: its score (or failure) to the backend, its memory to the parent run."""
         from fashion_lab.search import study as search
         from fashion_lab.record import tracking
 
@@ -111,13 +104,12 @@ class KerasTunerSweeper(Sweeper):
         if failed:
             reason = (failed[0].reason or "failed").splitlines()[0][:300]
             s.failures.append(f"trial {trial.trial_id}: {reason}")
-            trial.status, trial.message = TrialStatus.FAILED, reason
             print(f"trial {trial.trial_id} failed: {reason}", file=sys.stderr)
+            told = dict(failure=reason)
         else:
             score = search.score(s, results)
-            oracle.update_trial(trial.trial_id, {s.cfg.tuner.objective: score})
-            trial.status = TrialStatus.COMPLETED
-            print(f"trial {trial.trial_id}: {' '.join(search.to_overrides(s.dims, trial.hyperparameters))} -> "
+            told = dict(score=score)
+            print(f"trial {trial.trial_id}: {' '.join(search.to_overrides(s.dims, trial.values))} -> "
                   f"{s.cfg.tuner.objective}={score:.4f} (runs {' '.join(str(r.run_id) for r in results)})")
         if s.parent_run_id:
             memory = {"trial_rss_mb": max(r.rss_mb for r in results)}
@@ -125,5 +117,4 @@ class KerasTunerSweeper(Sweeper):
             if peaks:
                 memory["trial_process_peak_rss_mb"] = max(peaks)
             tracking.log_metrics(tracking.client_for(s.cfg.tracking), s.parent_run_id, memory, step=int(trial.trial_id))
-        oracle.end_trial(trial)
-        oracle.save()  # end_trial saved before it let go of the trial: a reload would run it again
+        backend.tell(trial.trial_id, **told)

@@ -16,7 +16,6 @@ from typing import Any, Dict, List, Optional
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import OmegaConf
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +36,7 @@ class UntilSureSweeper(BasicSweeper):
         super().__init__(max_batch_size=max_batch_size, params=params)
 
     def sweep(self, arguments: List[str]) -> Any:
-        from fashion_lab.config import flatten
+        from fashion_lab.config import flatten, without_hydra
         from fashion_lab.analysis.answers import base_level, undecided_cells
         from fashion_lab.record.results import typed
 
@@ -52,7 +51,7 @@ class UntilSureSweeper(BasicSweeper):
         grid = self.split_arguments(list(dims.values()), None)[0]
         start, limit = max(2, int(cfg.sweep.seeds)), max(2, int(cfg.sweep.max_seeds))
         metric = str(cfg.report.metric)
-        defaults = flatten(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
+        defaults = flatten(without_hydra(cfg))
 
         def cell(point: list[str]) -> tuple:
             values = dict(line.split("=", 1) for line in point)
