@@ -140,6 +140,8 @@ class Campaign(Callback):
         try:
             check_overrides(f"{k}={v}" for k, v in params.items())  # the sweep file's keys, like the command line's
             dims = sweep.dimensions(params, task, loader)
+            if config.sweep.until_sure:  # its sweeper runs the seeds (a swept trainer.seed is its first round)
+                dims.pop("trainer.seed", None)
             sweep.check_grid(dims, f"sweep {self.name!r}")
             self.points = sweep.points(dims)
         except Exception as error:  # Hydra's grammar errors name the bad override
@@ -210,7 +212,20 @@ class Campaign(Callback):
         except Exception as error:  # noqa: BLE001
             raise Stop(SweepFailed(f"could not summarise the sweep: {type(error).__name__}: {error}")) from error
         if failed:
-            raise Stop(SweepFailed(f"{failed} of {len(self.points)} points failed"))
+            raise Stop(SweepFailed(self.failure_line(config, failed)))
+
+    def failure_line(self, config: DictConfig, failed_runs: int) -> str:
+        """'1 of 4 points failed'; with sweep.until_sure, whose points run several seeds each, the points
+        that have a failed run and the runs: '1 of 2 points failed (2 of 4 runs)'."""
+        if not config.sweep.until_sure:
+            return f"{failed_runs} of {len(self.points)} points failed"
+        keys = [k for k in self.keys if k != "trainer.seed"]
+        children = self._children(config)
+        cells = {tuple(dict(o.split("=", 1) for o in c["overrides"] if "=" in o).get(k) for k in keys)
+                 for c in children if c["status"] != "FINISHED"}
+        lost = max(0, len(self.points) - len(children))
+        return (f"{len(cells) or failed_runs} of {len(self.points)} points failed "
+                f"({failed_runs} of {max(len(children), failed_runs + lost)} runs)")
 
     def _children(self, config: DictConfig) -> list[dict[str, Any]]:
         """One row per point as recorded: its FINISHED run if any, else its latest."""

@@ -10,12 +10,14 @@ Batches go through whatever launcher is configured; decisions read the jobs' ret
 
 
 import logging
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,21 @@ ConfigStore.instance().store(group="hydra/sweeper", name="until_sure", node=Unti
                              provider="fashion_lab")
 
 
+def first_seeds(override, default_seed: int, seeds: int) -> list[int]:
+    """The seeds every point runs first: a swept ``trainer.seed=5,6`` as given (at least two are needed
+    for an interval), else ``sweep.seeds`` seeds (at least 2) counting up from ``trainer.seed``."""
+    if override is not None and override.is_sweep_override():
+        given = [int(v) for v in override.sweep_string_iterator()]
+        return given + [max(given) + 1 + i for i in range(max(0, 2 - len(given)))]
+    first = int(override.value()) if override is not None else default_seed
+    return [first + i for i in range(max(2, seeds))]
+
+
+def next_seed(seeds: list[int], run: int) -> int:
+    """The seed of a point's next round, after ``run`` seeds: past the first ones, counting up."""
+    return seeds[run] if run < len(seeds) else max(seeds) + 1 + run - len(seeds)
+
+
 class UntilSureSweeper(BasicSweeper):
     def __init__(self, max_batch_size: Optional[int] = None, params: Optional[Dict[str, str]] = None) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
@@ -44,12 +61,10 @@ class UntilSureSweeper(BasicSweeper):
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides(self._parse_config() + list(arguments))
         dims = {o.get_key_element(): o for o in overrides}  # a later key wins, like fashion_lab.sweeps.grid.dimensions
-        seed_override = dims.pop("trainer.seed", None)
-        first_seed = int(seed_override.value()) if seed_override is not None and not \
-            seed_override.is_sweep_override() else int(cfg.trainer.seed)
+        seeds = first_seeds(dims.pop("trainer.seed", None), int(cfg.trainer.seed), int(cfg.sweep.seeds))
         keys = [k for k, o in dims.items() if o.is_sweep_override()]
         grid = self.split_arguments(list(dims.values()), None)[0]
-        start, limit = max(2, int(cfg.sweep.seeds)), max(2, int(cfg.sweep.max_seeds))
+        limit = max(len(seeds), int(cfg.sweep.max_seeds))
         metric = str(cfg.report.metric)
         defaults = flatten(without_hydra(cfg))
 
@@ -57,11 +72,13 @@ class UntilSureSweeper(BasicSweeper):
             values = dict(line.split("=", 1) for line in point)
             return tuple(values[k] for k in keys)
 
-        seeds_run = {cell(p): 0 for p in grid}
+        # Like the basic sweeper: the sweep's config in the top-level sweep folder.
+        sweep_dir = Path(cfg.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, sweep_dir / "multirun.yaml")
+        seeds_run = {cell(p): len(seeds) for p in grid}
         rows, returns, job = [], [], 0
-        batch = [p + [f"trainer.seed={first_seed + s}"] for p in grid for s in range(start)]
-        for p in grid:
-            seeds_run[cell(p)] = start
+        batch = [p + [f"trainer.seed={seed}"] for p in grid for seed in seeds]
         while batch:
             self.validate_batch_is_legal(batch)
             results = []
@@ -90,7 +107,7 @@ class UntilSureSweeper(BasicSweeper):
                          f"sweep.max_seeds={limit} seeds: stopping")
             else:
                 log.info(f"until_sure: {len(todo)} cells undecided on {metric}: one more seed for {len(grow)}")
-            batch = [p + [f"trainer.seed={first_seed + seeds_run[cell(p)]}"] for p in grow]
+            batch = [p + [f"trainer.seed={next_seed(seeds, seeds_run[cell(p)])}"] for p in grow]
             for p in grow:
                 seeds_run[cell(p)] += 1
         return returns
