@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 TINY = ["data=synthetic", "trainer.epochs=1", "data.synthetic_train=300", "data.synthetic_test=100",
         "data.val_samples=60", "trainer.verbose=0"]
 PLUMBING = ("sweep.parent_run_id", "sweep.swept_keys", "sweep.trial")
@@ -75,3 +77,116 @@ def test_until_sure_counts_failed_points_and_runs_apart(run_cli, store, tmp_path
                      env=pair_sweep(tmp_path, "optimizer.learning_rate: 0.01,1e30"))
     assert result.returncode != 0
     assert "1 of 2 points failed (2 of 4 runs)" in result.stderr, result.stderr[-2000:]
+
+
+# --- a closed set's typo: one line with the allowed values and the closest, before Hydra composes ---
+
+@pytest.mark.parametrize("override,hint", [
+    ("optimizer=adma", "did you mean optimizer=adam?"),
+    ("data=smal", "did you mean data=small?"),
+    ("model.bn_placement=befor", "did you mean model.bn_placement=before?"),
+    ("trainer.deterministic=maybe", "one of true, false"),
+    ("model.pooling=max,avgg", "did you mean model.pooling=avg?"),
+])
+def test_a_value_outside_its_closed_set_is_refused_with_the_closest(override, hint):
+    from fashion_lab.config import ConfigError, check_overrides
+
+    with pytest.raises(ConfigError, match="is not allowed") as error:
+        check_overrides([override])
+    assert hint in str(error.value) and "\n" not in str(error.value)
+
+
+def test_allowed_values_pass_the_check():
+    from fashion_lab.config import check_overrides
+
+    check_overrides(["optimizer=sgd,adam", "trainer.deterministic=True", "model.pooling=choice(max,avg)",
+                     "data=synthetic", "model.bn_placement=null", "sweep=quickstart"])
+
+
+def test_the_command_line_gets_one_line_for_a_typo_and_exit_2(run_cli, tmp_path):
+    result = run_cli("train", "optimizer=adma", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}")
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "fashion-lab: error: optimizer='adma' is not allowed: one of adam, adamw, rmsprop, sgd; "
+        "did you mean optimizer=adam?"]
+    assert not (tmp_path / "m.db").exists()
+
+
+# --- Hydra's own flags on every command ------------------------------------------------------
+
+def test_hydra_flags_work_on_tune_and_sweep_and_run_nothing(run_cli, tmp_path):
+    store = f"tracking.uri=sqlite:///{tmp_path / 'm.db'}"
+    shown = run_cli("tune", "--cfg", "job", "tuner.max_trials=1", store, check=True).stdout
+    assert "max_trials: 1" in shown and "kerastuner" not in shown  # the job's config, without hydra's
+    plugins = run_cli("tune", "--info", "plugins", store, check=True).stdout
+    assert "KerasTunerSweeper" in plugins and "UntilSureSweeper" in plugins
+    grid = run_cli("sweep", "quickstart", "--cfg", "job", store, check=True).stdout
+    assert "name: quickstart" in grid and "learning_rate:" in grid
+    assert not (tmp_path / "m.db").exists() and not (tmp_path / "outputs").exists()
+
+
+# --- hydra.job.chdir=true: each job in its own folder, the store still the command's -------------
+
+def runs_by_role(db: Path) -> dict:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{db}")
+    experiment = client.get_experiment_by_name("fashion-lab").experiment_id
+    found: dict = {}
+    for run in client.search_runs([experiment]):
+        found.setdefault(run.data.tags.get("fashion_lab.role"), []).append(run.info.status)
+    return found
+
+
+@pytest.mark.slow  # two tiny trials (~30 s)
+def test_a_search_with_hydra_job_chdir_records_every_trial_in_the_commands_store(run_cli, tmp_path):
+    result = run_cli("tune", *TINY, "tuner.max_trials=2", "tuner.fresh_process=false", "hydra.job.chdir=true",
+                     "tracking.uri=sqlite:///m.db", check=True, timeout=600)
+    assert runs_by_role(tmp_path / "m.db") == {"search": ["FINISHED"], "trial": ["FINISHED", "FINISHED"]}
+    assert "registered model" in result.stdout
+    assert not list((tmp_path / "outputs").rglob("m.db"))  # no second store inside a job folder
+
+
+@pytest.mark.slow  # four tiny runs on two joblib workers (~1 min)
+def test_until_sure_on_joblib_with_hydra_job_chdir_finishes_every_point(run_cli, tmp_path):
+    run_cli("sweep", "pair", "sweep.until_sure=true", *TINY, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+            "hydra.job.chdir=true", "tracking.uri=sqlite:///m.db", "data.dir=null",
+            env=pair_sweep(tmp_path, "model.dense_units: 8,16"), check=True, timeout=600)
+    assert runs_by_role(tmp_path / "m.db") == {"sweep": ["FINISHED"], "point": ["FINISHED"] * 4}
+
+
+# --- another Hydra app in the same environment -------------------------------------------------
+
+FOREIGN_APP = '''
+import hydra
+
+
+@hydra.main(config_path=None, config_name=None, version_base="1.3")
+def main(cfg):
+    print("foreign job ran")
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+@pytest.mark.parametrize("sweeper", ["kerastuner", "until_sure"])
+def test_a_foreign_hydra_app_sees_both_sweepers_and_gets_one_line_from_each(sweeper, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import cli_env
+
+    app = tmp_path / "app.py"
+    app.write_text(FOREIGN_APP)
+    python = Path(sys.executable)
+    plugins = subprocess.run([python, app, "--info", "plugins"], cwd=tmp_path, capture_output=True, text=True,
+                             env=cli_env(), timeout=120).stdout
+    assert "KerasTunerSweeper" in plugins and "UntilSureSweeper" in plugins
+    result = subprocess.run([python, app, "-m", f"hydra/sweeper={sweeper}"], cwd=tmp_path, capture_output=True,
+                            text=True, env=cli_env(), timeout=120)
+    assert result.returncode == 1 and "foreign job ran" not in result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip() and "HYDRA_FULL_ERROR" not in line]
+    assert lines == [f"hydra/sweeper={sweeper}: the {sweeper} sweeper runs fashion-lab's train task only "
+                     + ("(fashion-lab tune)" if sweeper == "kerastuner" else "(fashion-lab sweep NAME sweep.until_sure=true)")
+                     + "; this app's config has no sweep, tuner and trainer"], result.stderr

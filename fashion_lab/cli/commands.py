@@ -67,9 +67,40 @@ def run_hydra(task: Callable[[DictConfig], object], argv: list[str], prog: str,
     return 0
 
 
+# Hydra's own flags, with how many values each takes (--info's is optional): passed through untouched.
+HYDRA_FLAGS = {"--cfg": 1, "-c": 1, "--package": 1, "-p": 1, "--resolve": 0, "--hydra-help": 0,
+               "--info": "?", "-i": "?", "--config-path": 1, "-cp": 1, "--config-name": 1, "-cn": 1,
+               "--config-dir": 1, "-cd": 1, "--experimental-rerun": 1}
+INFO_TOPICS = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
+SHOW_FLAGS = ("--cfg", "-c", "--info", "-i", "--hydra-help")  # Hydra shows, runs nothing; not with -m
+
+
+def shows_only(flags: list[str]) -> bool:
+    return any(f.split("=", 1)[0] in SHOW_FLAGS for f in flags)
+
+
+def split_hydra_flags(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(Hydra's flags with their values, the rest): ``tune --cfg job`` and ``sweep NAME --info plugins``
+    reach Hydra as they would on ``train``, and never the override parser."""
+    flags, rest, i = [], [], 0
+    while i < len(argv):
+        arg, takes = argv[i], HYDRA_FLAGS.get(argv[i].split("=", 1)[0])
+        if takes is None or "=" in arg:
+            (rest if takes is None else flags).append(arg)
+            i += 1
+            continue
+        width = 1 if takes == "?" and i + 1 < len(argv) and argv[i + 1] in INFO_TOPICS else (
+            0 if takes == "?" else takes)
+        flags += argv[i:i + 1 + width]
+        i += 1 + width
+    return flags, rest
+
+
 def _train_task(cfg: DictConfig):
+    from fashion_lab.config.loading import absolute_paths
     from fashion_lab.model.tf_settings import show_tf_logs
 
+    absolute_paths(cfg)  # hydra.job.chdir=true: the store and data stay the command's own
     show_tf_logs(cfg.trainer.verbose)  # before TensorFlow is imported
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         from fashion_lab.sweeps.job import run_job  # a grid point or a trial: a child run, failures reported at the end
@@ -112,7 +143,8 @@ def sweep_command(argv: list[str]) -> int:
     if argv[0] == "--list":
         sweep.list_sweeps()
         return 0
-    name, overrides = argv[0], [a for a in argv[1:] if a not in ("-m", "--multirun")]
+    flags, rest = split_hydra_flags(argv[1:])
+    name, overrides = argv[0], [a for a in rest if a not in ("-m", "--multirun")]
     files = sweep_files()
     if name not in files:
         fail(f"unknown sweep {name!r}; available: {', '.join(files) or '(none in sweeps/)'} "
@@ -122,7 +154,9 @@ def sweep_command(argv: list[str]) -> int:
         fail(f"sweep.seeds is for grids; sweep {name!r} is a {strategy} search: repeat each trial with "
              f"tuner.executions_per_trial=N instead")
     if strategy != "grid":
-        return tune_command([name, *overrides])
+        return tune_command([name, *overrides, *flags])
+    if shows_only(flags):  # the job's config before the sweep's params (Hydra shows no multirun)
+        return train_command([f"sweep={name}", *overrides, *flags])
     try:
         if sweep.setting(files[name], overrides, "sweep.until_sure", False).lower() == "true":
             sweep.with_seeds(files[name], overrides)  # the same checks of sweep.seeds; the sweeper adds the seeds
@@ -134,7 +168,7 @@ def sweep_command(argv: list[str]) -> int:
         fail(str(error))
     except Exception as error:  # Hydra's grammar errors name the bad override
         fail(f"sweep {name!r}: {error}")
-    return train_command(["-m", f"sweep={name}", *overrides])
+    return train_command(["-m", f"sweep={name}", *overrides, *flags])
 
 
 # --- tune ---------------------------------------------------------------------------------------
@@ -164,6 +198,7 @@ def tune_command(argv: list[str]) -> int:
     from fashion_lab.search import study as search
     from fashion_lab.search.space import SpaceError
 
+    flags, argv = split_hydra_flags(argv)  # --cfg job, --info plugins, ...: Hydra's, as on train
     hydra_args = [a for a in argv if a.startswith("hydra")]  # hydra/launcher=..., hydra.launcher.n_jobs=...
     for arg in hydra_args:  # Hydra's basic-sweeper knob: refused here, never ignored or a struct error
         if arg.split("=", 1)[0] == "hydra.sweeper.max_batch_size":
@@ -176,7 +211,8 @@ def tune_command(argv: list[str]) -> int:
         fail(str(error))
     except (HydraException, OmegaConfBaseException) as error:  # the reason (not a valid bool) is in the cause
         fail(str(error).strip().splitlines()[0] + (f": {str(error.__cause__).splitlines()[0]}" if error.__cause__ else ""))
-    return train_command(["-m", "hydra/sweeper=kerastuner", *hydra_args, *overrides])
+    multirun = [] if shows_only(flags) else ["-m"]  # Hydra refuses --cfg and --info with -m
+    return train_command([*multirun, "hydra/sweeper=kerastuner", *hydra_args, *overrides, *flags])
 
 
 # --- upload -------------------------------------------------------------------------------------

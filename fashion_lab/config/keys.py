@@ -71,8 +71,58 @@ def unknown_key_message(key: str) -> Optional[str]:
     return f"unknown key {key!r}: not in the config schema (adding it with + does not make it known){hint}"
 
 
+BOOLEANS = ("true", "false", "yes", "no", "on", "off", "1", "0")  # what OmegaConf reads as a bool
+
+
+def _plain_values(value: str) -> Optional[list[str]]:
+    """An override's value as plain words (``a`` or a sweep's ``a,b``); None for anything richer
+    (choice(), range(), lists, quotes, interpolations), which Hydra itself checks."""
+    if not value or any(c in value for c in "()[]{}$'\"\\ "):
+        return None
+    return value.split(",")
+
+
+def _allowed_values(key: str) -> Optional[list[str]]:
+    """The closed set a key's value comes from: a config group's options, an enum's names, or the
+    booleans; None for an open type (numbers, strings)."""
+    from omegaconf.nodes import BooleanNode, EnumNode
+
+    if key == "sweep":
+        from fashion_lab.config.loading import sweep_files
+
+        return sorted(sweep_files())
+    if key in group_names():
+        return sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml"))
+    parent, _, leaf = key.rpartition(".")
+    holder = OmegaConf.select(_schema(), parent) if parent else None
+    node = holder._get_node(leaf) if isinstance(holder, DictConfig) and leaf in holder else None
+    if isinstance(node, EnumNode):
+        return [member.name for member in node._metadata.object_type]
+    if isinstance(node, BooleanNode):
+        return ["true", "false"]
+    return None
+
+
+def value_message(key: str, value: str) -> Optional[str]:
+    """None when each plain value of ``key=value`` is allowed; else one line with the allowed values
+    and the closest one ("did you mean"), before Hydra composes anything."""
+    import difflib
+
+    allowed, words = _allowed_values(key), _plain_values(value)
+    if not allowed or words is None:
+        return None
+    for word in words:
+        if word in allowed or word == "null" or (allowed == ["true", "false"] and word.lower() in BOOLEANS):
+            continue
+        close = difflib.get_close_matches(word, allowed, n=1, cutoff=0.5)
+        hint = f"; did you mean {key}={close[0]}?" if close else ""
+        return f"{key}={word!r} is not allowed: one of {', '.join(allowed)}{hint}"
+    return None
+
+
 def check_overrides(overrides) -> None:
-    """Refuse command-line overrides of unknown keys (with or without +/++/~) before Hydra composes."""
+    """Refuse command-line overrides of unknown keys (with or without +/++/~), and values outside a
+    closed set (a config group's options, an enum, a bool), before Hydra composes."""
     for line in overrides:
         if line.startswith("-") or "=" not in line:
             continue  # Hydra flags (-m, --cfg job, ...)
@@ -86,6 +136,10 @@ def check_overrides(overrides) -> None:
         message = unknown_key_message(key)
         if message:
             raise ConfigError(f"{line}: {message}")
+        if not line.startswith("~"):
+            message = value_message(key, line.split("=", 1)[1])
+            if message:
+                raise ConfigError(message)
 
 
 def check_known_keys(cfg: DictConfig) -> None:

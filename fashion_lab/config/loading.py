@@ -103,3 +103,28 @@ def compose(overrides=(), return_hydra_config: bool = False) -> DictConfig:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=list(overrides),
                              return_hydra_config=return_hydra_config)
+
+
+# Paths a job reads or writes, relative to the folder the command was started in.
+RELATIVE_PATHS = ("data.dir", "tracking.offline_dir", "tracking.artifact_location", "tuner.directory")
+
+
+def absolute_paths(cfg: DictConfig) -> None:
+    """With ``hydra.job.chdir=true`` each job runs in its own output folder: its relative store, data
+    folder and spool are turned back into the folders the command was started in
+    (hydra.utils.to_absolute_path), on every launcher, so the jobs and the sweep share one store."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import to_absolute_path
+    from omegaconf import open_dict
+
+    if not HydraConfig.initialized() or not HydraConfig.get().job.get("chdir"):
+        return  # the job runs where the command started: relative paths already mean that folder
+    with open_dict(cfg):
+        uri = str(cfg.tracking.uri)
+        if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+            path, sep, query = uri[len("sqlite:///"):].partition("?")
+            cfg.tracking.uri = "sqlite:///" + to_absolute_path(path) + sep + query
+        for key in RELATIVE_PATHS:
+            value = OmegaConf.select(cfg, key)
+            if isinstance(value, str) and value and "://" not in value and not value.startswith(("/", "~")):
+                OmegaConf.update(cfg, key, to_absolute_path(value))

@@ -47,6 +47,15 @@ class Stop(BaseException):
         self.error = error
 
 
+def fashion_labs_own(config, sweeper: str, command: str) -> None:
+    """Any Hydra app can select fashion-lab's sweepers; only fashion-lab's train task has what they need."""
+    from hydra.errors import CompactHydraException
+
+    if config is None or not all(section in config for section in ("sweep", "tuner", "trainer")):
+        raise CompactHydraException(f"hydra/sweeper={sweeper}: the {sweeper} sweeper runs fashion-lab's train "
+                                    f"task only ({command}); this app's config has no sweep, tuner and trainer")
+
+
 # --- the parent run ---------------------------------------------------------------------------
 
 def open_parent(tracking_cfg, *, key: str, restart: bool, name: str, role: str, strategy: str,

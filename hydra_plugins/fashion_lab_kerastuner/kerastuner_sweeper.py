@@ -58,6 +58,7 @@ class KerasTunerSweeper(Sweeper):
         from fashion_lab.search import study as search
         from fashion_lab.search.backend import SearchStopped, open_backend
 
+        campaign.fashion_labs_own(self.config, "kerastuner", "fashion-lab tune")
         try:
             s = search.prepare(self.config, arguments)
             resuming = search.check_resumable(s)

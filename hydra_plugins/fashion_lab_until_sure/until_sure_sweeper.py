@@ -53,10 +53,12 @@ class UntilSureSweeper(BasicSweeper):
         super().__init__(max_batch_size=max_batch_size, params=params)
 
     def sweep(self, arguments: List[str]) -> Any:
+        from fashion_lab.sweeps.campaign import fashion_labs_own
         from fashion_lab.config import flatten, without_hydra
         from fashion_lab.analysis.answers import base_level, undecided_cells
         from fashion_lab.record.results import typed
 
+        fashion_labs_own(self.config, "until_sure", "fashion-lab sweep NAME sweep.until_sure=true")
         cfg = self.config
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides(self._parse_config() + list(arguments))
