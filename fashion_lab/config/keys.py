@@ -114,9 +114,11 @@ def value_message(key: str, value: str) -> Optional[str]:
     for word in words:
         if word in allowed or word == "null" or (allowed == ["true", "false"] and word.lower() in BOOLEANS):
             continue
+        if allowed == ["true", "false"]:
+            return f"{key}={word} is not allowed: not a valid bool (true or false)"
         close = difflib.get_close_matches(word, allowed, n=1, cutoff=0.5)
         hint = f"; did you mean {key}={close[0]}?" if close else ""
-        return f"{key}={word!r} is not allowed: one of {', '.join(allowed)}{hint}"
+        return f"{key}={word} is not allowed: one of {', '.join(allowed)}{hint}"
     return None
 
 

@@ -12,7 +12,7 @@ from typing import Optional
 
 import numpy as np
 
-from fashion_lab.data import files as data_files  # data_files.EXPECTED read at call time: tests patch it
+import fashion_lab.data.files as data_files  # data_files.EXPECTED read at call time: tests patch it
 from fashion_lab.data.files import FILES, IMAGE_SHAPE, _CACHE_VERSION, _read_verified
 
 
