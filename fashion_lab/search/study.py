@@ -24,6 +24,7 @@ from fashion_lab.config import STRATEGIES, is_setting, override_key, without_hyd
 from fashion_lab.preflight import validate
 from fashion_lab.search.space import SpaceError, check_space, describe, fingerprint, has_intervals, parse_space, pin, to_overrides
 from fashion_lab.record.store import check_store
+from fashion_lab.search.backend import unavailable
 from fashion_lab.search.start import start_points
 
 OBJECTIVES = {"val_accuracy": "max", "val_loss": "min"}
@@ -87,6 +88,8 @@ def prepare(cfg, arguments: list[str]) -> Search:
     tuner = cfg.tuner
     if tuner.strategy not in STRATEGIES:
         raise SpaceError(f"tuner.strategy={tuner.strategy!r} is not allowed: one of {', '.join(STRATEGIES)}")
+    if unavailable(tuner.strategy):
+        raise SpaceError(unavailable(tuner.strategy))
     if tuner.objective not in OBJECTIVES:
         raise SpaceError(f"tuner.objective={tuner.objective!r} is not allowed: one of {', '.join(OBJECTIVES)}")
     for key in ("max_trials", "max_epochs", "executions_per_trial", "max_consecutive_failed_trials",
