@@ -1,4 +1,4 @@
-"""The CLI stays snappy: help paths import neither TensorFlow nor MLflow; unknown commands fail clearly."""
+"""The CLI stays snappy: help paths import neither TensorFlow nor MLflow (nor Optuna); unknown commands fail clearly."""
 
 import subprocess
 import sys
@@ -13,7 +13,7 @@ try:
     main({argv!r})
 except SystemExit:
     pass
-heavy = sorted(m for m in ("tensorflow", "keras", "mlflow") if m in sys.modules)
+heavy = sorted(m for m in ("tensorflow", "keras", "mlflow", "optuna") if m in sys.modules)
 print("HEAVY:", ",".join(heavy))
 """
 

@@ -1,5 +1,5 @@
 """The layers: one folder per layer, imports only along the table below, no cycle, and the heavy
-libraries (mlflow, keras_tuner, keras, tensorflow) each behind their own layer."""
+libraries (mlflow, keras_tuner, optuna, keras, tensorflow) each behind their own layer."""
 
 from __future__ import annotations
 
@@ -156,6 +156,11 @@ def test_only_the_keras_tuner_adapter_imports_keras_tuner():
     assert users == {"fashion_lab.search.keras_tuner", "fashion_lab.search.keras_tuner_fixes"}, sorted(users)
     internals = {module_name(p) for p in every_file() if any(m.startswith("keras_tuner.src") for m in imported(p))}
     assert internals <= {"fashion_lab.search.keras_tuner_fixes"}, sorted(internals)
+
+
+def test_only_the_optuna_backend_imports_optuna():
+    users = users_of("optuna")
+    assert users == {"fashion_lab.search.optuna_backend"}, sorted(users)
 
 
 def test_only_model_and_run_import_keras_or_tensorflow():

@@ -123,7 +123,7 @@ class TrackingConfig:
 class SweepConfig:
     """What a file in ``sweeps/`` adds besides its ``hydra.sweeper.params`` (the dimensions)."""
     name: Optional[str] = None            # the file's name, set when it is registered
-    strategy: str = "grid"                # grid (Hydra multirun) | random | bayesian | hyperband (KerasTuner)
+    strategy: str = "grid"                # grid (Hydra multirun) | random | bayesian | hyperband (KerasTuner) | tpe (Optuna)
     conditions: Dict[str, str] = field(default_factory=dict)  # tuner: key -> "choice=value" it depends on
     seeds: int = 1                        # grid: repeat every point over seeds trainer.seed .. trainer.seed+seeds-1
     until_sure: bool = False              # grid: add seeds to undecided comparisons (hydra/sweeper=until_sure)
@@ -133,6 +133,7 @@ class SweepConfig:
     parent_run_id: Optional[str] = None   # the sweep's parent run
     trial: Optional[Any] = None           # KerasTuner sweeper: {trial_id, execution, bracket, ...} of this job
     swept_keys: List[str] = field(default_factory=list)  # what the sweep varies: names its child runs
+    initial_points: List[Any] = field(default_factory=list)  # tuner: {key: value} maps tried after the base
 
 
 @dataclass
@@ -160,14 +161,16 @@ class UIConfig:
 
 @dataclass
 class TunerConfig:
-    """KerasTuner search settings (conf/tuner/*.yaml); see fashion_lab/search/study.py."""
-    strategy: str = "random"               # random | bayesian | hyperband | grid
+    """Search settings (conf/tuner/*.yaml); see fashion_lab/search/study.py."""
+    strategy: str = "random"               # random | bayesian | hyperband | grid (KerasTuner) | tpe (Optuna)
     objective: str = "val_accuracy"        # the MLflow metric name; val_accuracy (max) or val_loss (min)
     max_trials: int = 10                   # not used by hyperband (its schedule decides)
     max_epochs: int = 10                   # hyperband: epochs of the longest round
     factor: int = 3                        # hyperband: reduction factor between rounds
     num_initial_points: Optional[int] = None  # bayesian: random trials before the Gaussian process guides
-                                           # (null: KerasTuner's default, 3 x the space's dimensions)
+                                           # (null: KerasTuner's default, 3 x the space's dimensions);
+                                           # tpe: Optuna's n_startup_trials (null: Optuna's default, 10)
+    warm_start: bool = True                # the first trial is the base configuration, clipped into the space
     executions_per_trial: int = 1          # repeats per trial (seeds trainer.seed + i), objective averaged
     early_stopping_patience: Optional[int] = None  # applied as trainer.early_stopping_patience in trials
     directory: str = "outputs/tuner"       # tuner state: <directory>/<project>/

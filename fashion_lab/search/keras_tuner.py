@@ -1,6 +1,10 @@
 """The KerasTuner backend: random, bayesian, hyperband and grid as KerasTuner oracles on the search's
 folder (with keras_tuner_fixes, which fences its internals, the only importer of keras_tuner).
 
+Warm start (search/start.py): KerasTuner's grid starts from its entries' defaults, so the base point is
+declared as the defaults; the other oracles draw the search's start points before any random values
+(``try_first``), each once.
+
 The folder is left as a Tuner leaves it, so KerasTuner's own ``kt.RandomSearch(..., overwrite=False)``
 reopens a finished search."""
 
@@ -9,7 +13,7 @@ from __future__ import annotations
 from typing import Optional
 
 from fashion_lab.search.backend import SearchStopped, Trial
-from fashion_lab.search.keras_tuner_fixes import TooManyFailures, TrialStatus, open_oracle, oracle_seed
+from fashion_lab.search.keras_tuner_fixes import TooManyFailures, TrialStatus, open_oracle, oracle_seed, try_first
 from fashion_lab.search.space import active_values, declare
 
 # tuner.strategy -> KerasTuner oracle class
@@ -31,8 +35,12 @@ def make_oracle(search):
         objective=kt.Objective(t.objective, OBJECTIVES[t.objective]), seed=oracle_seed(t.seed),
         max_consecutive_failed_trials=t.max_consecutive_failed_trials, **budget)
     hp = kt.HyperParameters()
-    declare(hp, search.dims)
-    return open_oracle(oracle, str(t.directory), search.project, hp, grid=t.strategy == "grid")
+    grid = t.strategy == "grid"
+    declare(hp, search.dims, defaults=search.start[0] if grid and t.warm_start and search.start else None)
+    oracle = open_oracle(oracle, str(t.directory), search.project, hp, grid=grid)
+    if not grid:  # the grid starts from its defaults and visits every other point anyway
+        try_first(oracle, search.start)
+    return oracle
 
 
 class KerasTunerBackend:

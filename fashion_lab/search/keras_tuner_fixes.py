@@ -5,7 +5,7 @@ so a sweeper can ask and tell an oracle without a Tuner, and leaves the folder a
 (``tuner0.json``), so KerasTuner's own ``kt.RandomSearch(..., overwrite=False)`` reopens it. Two workarounds patch a live oracle
 after a reload, because KerasTuner's own behaviour breaks resuming a search; they rely on
 1.4.x internals (``_ordered_ids``, ``_populate_next``, ``_compare``,
-``_check_consecutive_failures``), so tests/test_tune.py exercises each through a real
+``_check_consecutive_failures``; ``try_first`` replaces ``_random_values``), so tests/test_tune.py exercises each through a real
 resumed search.
 """
 
@@ -100,3 +100,21 @@ def count_failures_from_now(oracle) -> None:
                                   f"{oracle.max_consecutive_failed_trials})\n{last.message or ''}")
 
     oracle._check_consecutive_failures = check
+
+
+def try_first(oracle, points: list[dict]) -> None:
+    """Warm start for the oracles that draw random values (random, bayesian's initial trials, Hyperband's
+    new candidates): their draws return ``points`` first (each the active values of the space), each
+    once. A point some trial already holds (``_duplicate``: the same values hash, Hyperband's budget
+    keys aside) is skipped, so a resumed search never runs it again."""
+    queue = [dict(p) for p in points]
+    draw = oracle._random_values
+
+    def points_then_random():
+        while queue:
+            values = queue.pop(0)
+            if not oracle._duplicate(values):
+                return values
+        return draw()
+
+    oracle._random_values = points_then_random

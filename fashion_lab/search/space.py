@@ -139,26 +139,28 @@ def pin(dims: list[Dimension], pinned: dict[str, str]) -> list[Dimension]:
     return kept
 
 
-def declare(hp, dims: list[Dimension]) -> None:
-    """Register the space on a KerasTuner HyperParameters object."""
+def declare(hp, dims: list[Dimension], defaults: Optional[Mapping[str, Any]] = None) -> None:
+    """Register the space on a KerasTuner HyperParameters object; ``defaults`` (values by key) become the
+    entries' defaults (KerasTuner's grid starts from them)."""
     for d in dims:
+        default = (defaults or {}).get(d.key)
         if d.parent:
             with hp.conditional_scope(d.parent, list(d.parent_values)):
-                _declare_one(hp, d)
+                _declare_one(hp, d, default)
         else:
-            _declare_one(hp, d)
+            _declare_one(hp, d, default)
 
 
-def _declare_one(hp, d: Dimension) -> None:
+def _declare_one(hp, d: Dimension, default: Any = None) -> None:
     if d.kind == "choice":
         if len(d.choices) == 1:
             hp.Fixed(d.key, d.choices[0])
         else:
-            hp.Choice(d.key, list(d.choices), ordered=False if isinstance(d.choices[0], str) else None)
+            hp.Choice(d.key, list(d.choices), ordered=False if isinstance(d.choices[0], str) else None, default=default)
     elif d.kind == "int":
-        hp.Int(d.key, int(d.low), int(d.high), sampling="log" if d.log else "linear")
+        hp.Int(d.key, int(d.low), int(d.high), sampling="log" if d.log else "linear", default=default)
     else:
-        hp.Float(d.key, float(d.low), float(d.high), sampling="log" if d.log else "linear")
+        hp.Float(d.key, float(d.low), float(d.high), sampling="log" if d.log else "linear", default=default)
 
 
 def active_values(dims: list[Dimension], hp) -> dict:

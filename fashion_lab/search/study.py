@@ -1,4 +1,4 @@
-"""A KerasTuner search: its definition, fingerprint, oracle, trials' overrides and its end.
+"""A search (any backend): its definition, fingerprint, oracle, trials' overrides and its end.
 
 The sweeper (hydra_plugins/fashion_lab_kerastuner) turns each trial into job overrides (the
 sampled values after the base overrides, so Hydra composes group choices) and every trial is a
@@ -24,6 +24,8 @@ from fashion_lab.config import STRATEGIES, is_setting, override_key, without_hyd
 from fashion_lab.preflight import validate
 from fashion_lab.search.space import SpaceError, check_space, describe, fingerprint, has_intervals, parse_space, pin, to_overrides
 from fashion_lab.record.store import check_store
+from fashion_lab.search.backend import unavailable
+from fashion_lab.search.start import start_points
 
 OBJECTIVES = {"val_accuracy": "max", "val_loss": "min"}
 STATE_FILE = "fashion_lab.json"
@@ -70,6 +72,7 @@ class Search:
     definition: str                 # YAML of the space, stored on the parent run
     swept_keys: list[str]
     fingerprint: str
+    start: list = field(default_factory=list)  # points run first (search/start.py): the base, sweep.initial_points
     parent_run_id: Optional[str] = None
     failures: list[str] = field(default_factory=list)
 
@@ -85,6 +88,8 @@ def prepare(cfg, arguments: list[str]) -> Search:
     tuner = cfg.tuner
     if tuner.strategy not in STRATEGIES:
         raise SpaceError(f"tuner.strategy={tuner.strategy!r} is not allowed: one of {', '.join(STRATEGIES)}")
+    if unavailable(tuner.strategy):
+        raise SpaceError(unavailable(tuner.strategy))
     if tuner.objective not in OBJECTIVES:
         raise SpaceError(f"tuner.objective={tuner.objective!r} is not allowed: one of {', '.join(OBJECTIVES)}")
     for key in ("max_trials", "max_epochs", "executions_per_trial", "max_consecutive_failed_trials",
@@ -94,7 +99,8 @@ def prepare(cfg, arguments: list[str]) -> Search:
     if tuner.factor < 2:
         raise SpaceError(f"tuner.factor={tuner.factor!r} is not allowed: an integer >= 2")
     # A swept key given on the command line is pinned: the search varies the rest.
-    dims = pin(parse_space(params, conditions), {override_key(o): o.split("=", 1)[1] for o in arguments})
+    space = parse_space(params, conditions)
+    dims = pin(space, {override_key(o): o.split("=", 1)[1] for o in arguments})
     if tuner.strategy == "grid" and has_intervals(dims):
         raise SpaceError("tuner=grid needs a space of choices only; "
                          f"{[d.key for d in dims if d.kind != 'choice']} are intervals: use tuner=random|bayesian|hyperband")
@@ -108,6 +114,7 @@ def prepare(cfg, arguments: list[str]) -> Search:
     swept = [f"{d.key}.name" if "." not in d.key and "name" in plain.get(d.key, {}) else d.key for d in dims]
     return Search(name=name, project=tuner.project or name, base=list(arguments), cfg=plain, dims=dims,
                   strategy=tuner.strategy, definition=definition, swept_keys=swept,
+                  start=start_points(plain, dims, [d.key for d in space]),
                   fingerprint=fingerprint(dims, tuner.strategy, trained_overrides(arguments)))
 
 

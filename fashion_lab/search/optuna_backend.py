@@ -1,0 +1,114 @@
+"""The Optuna backend: TPE (``tuner=tpe``) through Optuna's ask-and-tell interface; the only importer of optuna.
+
+Optuna keeps its own state: a journal file (``optuna.journal``, Optuna's JournalStorage) in the search's
+folder beside ``fashion_lab.json``, appended as each trial is asked and told, so the same command reopens
+the study, also after kill -9. A trial asked but never told (the command died while it ran) is asked
+again first, under its own number, as KerasTuner re-runs its ongoing trials: no trial is duplicated, and
+the job reuses its run when that had finished. A trial whose values never reached the journal in full is
+marked failed instead. Trial ids are Optuna's trial numbers; ``tuner.max_trials`` counts every trial
+that started. The search's start points (search/start.py) are Optuna's enqueued trials, each skipped when
+the study already holds it, so a resumed search does not run them again.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Optional
+
+from fashion_lab.search.backend import SearchStopped, Trial
+
+JOURNAL = "optuna.journal"
+
+
+def _suggest(trial, d):
+    """One entry of the space on an Optuna trial: categorical, float or int, log sampling kept."""
+    if d.kind == "choice":
+        return trial.suggest_categorical(d.key, list(d.choices))
+    if d.kind == "int":
+        return trial.suggest_int(d.key, int(d.low), int(d.high), log=d.log)
+    return trial.suggest_float(d.key, float(d.low), float(d.high), log=d.log)
+
+
+def _active_keys(dims, params: dict) -> list[str]:
+    """The entries a trial with ``params`` must hold (an entry whose condition does not hold is not)."""
+    return [d.key for d in dims if d.parent is None or params.get(d.parent) in d.parent_values]
+
+
+def open_study(search):
+    """The search's study on its journal (created, or reopened when resuming) with a seeded TPE sampler."""
+    import optuna
+
+    from fashion_lab.search.study import OBJECTIVES
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweeper prints one line per trial instead
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    t = search.cfg.tuner
+    search.directory.mkdir(parents=True, exist_ok=True)
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(search.directory / JOURNAL)))
+    study = optuna.create_study(storage=storage, study_name=search.project, load_if_exists=True,
+                                direction="maximize" if OBJECTIVES[t.objective] == "max" else "minimize")
+    # Seeded by tuner.seed and the trials already held: a resumed study draws on instead of repeating
+    # the first command's draws.
+    startup = {} if t.num_initial_points is None else {"n_startup_trials": t.num_initial_points}
+    study.sampler = optuna.samplers.TPESampler(seed=t.seed + len(study.trials), **startup)
+    return study
+
+
+class OptunaBackend:
+    """A SearchBackend over an Optuna study (tuner.strategy tpe)."""
+
+    def __init__(self, search):
+        from optuna.trial import TrialState
+
+        self.State = TrialState
+        self.dims, self.tuner = search.dims, search.cfg.tuner
+        self.study = open_study(search)
+        self.direction = "max" if self.study.direction.name == "MAXIMIZE" else "min"
+        self._streak = 0  # failures in a row told by this command (tuner.max_consecutive_failed_trials)
+        self._orphans = []  # trials a previous command asked and never told: asked again first
+        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if all(k in frozen.params for k in _active_keys(self.dims, frozen.params)):
+                self._orphans.append(frozen)
+            else:  # killed between Optuna's ask and its last suggestion: nothing ran
+                self.study.tell(frozen.number, state=TrialState.FAIL)
+        for point in search.start:
+            self.study.enqueue_trial(point, skip_if_exists=True)
+
+    def _started(self) -> int:
+        return len(self.study.get_trials(deepcopy=False, states=[s for s in self.State if s != self.State.WAITING]))
+
+    def ask(self, n: int) -> list[Trial]:
+        asked = []
+        while len(asked) < n and self._orphans:
+            frozen = self._orphans.pop(0)
+            asked.append(Trial(str(frozen.number), dict(frozen.params)))
+        while len(asked) < n and self._started() < self.tuner.max_trials:
+            trial = self.study.ask()  # an enqueued start point first, else TPE's (or the startup's) draw
+            values: dict = {}
+            for d in self.dims:  # parents before their dependants
+                if d.parent is None or values.get(d.parent) in d.parent_values:
+                    values[d.key] = _suggest(trial, d)
+            asked.append(Trial(str(trial.number), values))
+        return asked
+
+    def tell(self, trial_id: str, score: Optional[float] = None, failure: Optional[str] = None) -> None:
+        if failure is None:
+            self.study.tell(int(trial_id), float(score))
+            self._streak = 0
+            return
+        self.study.tell(int(trial_id), state=self.State.FAIL)
+        self._streak += 1
+        limit = self.tuner.max_consecutive_failed_trials
+        if self._streak >= limit:
+            raise SearchStopped(f"{self._streak} trials failed in a row (tuner.max_consecutive_failed_trials="
+                                f"{limit})\n{failure}")
+
+    def trials(self) -> list[Trial]:
+        status = {self.State.COMPLETE: "COMPLETED", self.State.FAIL: "FAILED", self.State.PRUNED: "FAILED"}
+        return [Trial(str(t.number), dict(t.params), status.get(t.state, "RUNNING"),
+                      t.value if t.state == self.State.COMPLETE else None)
+                for t in self.study.get_trials(deepcopy=False) if t.state != self.State.WAITING]
+
+    def save(self) -> None:
+        """Nothing to write: the journal holds every ask and tell as it happens."""
