@@ -35,7 +35,10 @@ def power(delta: float, sd: float, n: int, alpha: float = ALPHA) -> float:
     df = n - 1
     crit = float(st.t.ppf(1 - alpha / 2, df))
     shift = abs(delta) * math.sqrt(n) / sd
-    return float(st.nct.sf(crit, df, shift) + st.nct.cdf(-crit, df, shift))
+    upper, lower = float(st.nct.sf(crit, df, shift)), float(st.nct.cdf(-crit, df, shift))
+    if upper != upper:  # scipy's non-central t gives NaN far in the tail: the normal limit there
+        upper = float(st.norm.sf(crit - shift))
+    return min(1.0, upper + (0.0 if lower != lower else lower))
 
 
 def mdd(sd: float, n: int) -> float:
