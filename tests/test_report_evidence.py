@@ -40,7 +40,7 @@ def test_report_shows_the_paired_differences_holm_the_epochs_and_the_bn_caveat(s
     _with_histories(store, gap=0.5)           # the quickstart's Adam: 0.79 training vs ~0.3 validation at epoch 1
     folder = build_report(store, tmp_path / "rep", progress=None)
     md = (folder / "report.md").read_text()
-    assert "## What the answer rests on" in md
+    assert "## What the answer rests on" in md and "Figure plots/paired_differences.png" in md
     assert (folder / "plots" / "paired_differences.png").stat().st_size > 1000
     assert "Multiple comparisons: 2 comparisons on test accuracy; Holm's correction" in md
     assert "| Holm p |" in md or "Holm p" in md

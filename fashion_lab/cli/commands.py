@@ -155,7 +155,8 @@ def plan_command(name: str, path, overrides: list[str], strategy: str) -> int:
     except ConfigError as error:
         fail(str(error))
     except Exception as error:  # Hydra's grammar and composition errors name the bad override
-        fail(f"sweep {name!r}: {str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}")
+        text = str(error).strip()
+        fail(f"sweep {name!r}: {text.splitlines()[0] if text else type(error).__name__}")
     print("\n".join(lines))
     return 0
 

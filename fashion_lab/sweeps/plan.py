@@ -84,8 +84,9 @@ def design(name: str, path: Path, overrides: list[str]) -> Design:
                           int(cfg.trainer.epochs), images(cfg.data)))
     keys = grid.swept_keys(dims)
     launcher = compose([f"sweep={name}", *hydra_args], return_hydra_config=True).hydra.launcher
-    fixed = [o for o in overrides if not o.startswith(("hydra", "sweep.plan", "sweep.seeds", "sweep.until_sure",
-                                                       "sweep.max_seeds", "trainer.seed"))]
+    dropped = ("sweep.plan", "sweep.seeds", "sweep.until_sure", "sweep.max_seeds", "trainer.seed", "trainer.epochs")
+    fixed = [o for o in overrides if not o.startswith("hydra")
+             and o.split("=", 1)[0].lstrip("+~") not in (*dropped, *grid.swept_keys(dims))]  # the pilot's own
     return Design(name, keys, {k: list(dims[k].sweep_string_iterator()) for k in keys}, cells,
                   (seeds, most if until_sure else seeds), jobs(launcher), fixed,
                   store=(str(cfg.tracking.uri), str(cfg.tracking.experiment)))
@@ -259,7 +260,8 @@ def budget_lines(d: Design) -> list[str]:
     thousands = (lambda v: f"{v:,}")
     return [f"Runs: {span(n * low, n * high)} ({n} cell(s) x {span(low, high)} seed(s)"
             + (", sweep.until_sure adds seeds only while a comparison is undecided" if high > low else "") + ")",
-            f"Epochs: {', '.join(map(str, epochs))} per run, {span(run_epochs * low, run_epochs * high, thousands)} in all",
+            f"Epochs: {', '.join(map(str, epochs))} per run, "
+            f"{span(run_epochs * low, run_epochs * high, thousands)} in all",
             f"Images: {d.cells[0].images[0]:,} training, {d.cells[0].images[1]:,} validation, "
             f"{d.cells[0].images[2]:,} test per run; {span(image_epochs * low, image_epochs * high, thousands)} "
             f"training image-epochs in all"]
@@ -270,8 +272,9 @@ def time_lines(d: Design) -> list[str]:
     where = "one run at a time (basic launcher)" if d.jobs == 1 else (
         f"{d.jobs} parallel jobs (joblib), assuming they share the cores without slowing each other")
     sources = sorted({c.source for c in d.cells})
-    return [f"Expected wall time: {minutes(low)} ({low:.0f} s)" + (f" to {minutes(high)} ({high:.0f} s)" if high > low else "")
-            + f" on this machine ({socket.gethostname()}, {os.cpu_count()} CPU(s)), {where}; "
+    most = f" to {minutes(high)} ({high:.0f} s)" if high > low else ""
+    return [f"Expected wall time: {minutes(low)} ({low:.0f} s){most}"
+            f" on this machine ({socket.gethostname()}, {len(os.sched_getaffinity(0))} CPU(s)), {where}; "
               f"start {d.start_s:.0f} s ({d.start_source})",
             *[f"  calibration: {s}" for s in sources]]
 
@@ -289,4 +292,4 @@ def plan_lines(name: str, path: Path, overrides: list[str], frame: Optional[pd.D
     found, note = comparable_spread(frame, d)
     return [f"Plan for sweep {name} (sweep.plan=true: nothing is trained, no run is created; store {d.store[0]}):",
             *budget_lines(d), *time_lines(d), *sensitivity_lines(d, found, note),
-            f"Run it: {' '.join(['fashion-lab sweep', name, *[o for o in overrides if not o.startswith('sweep.plan')]])}"]
+            "Run it: " + " ".join(["fashion-lab sweep", name, *[o for o in overrides if not o.startswith("sweep.plan")]])]
