@@ -228,15 +228,20 @@ def sensitivity_lines(d: Design, found: power.Spread, note: str) -> list[str]:
     for key in d.keys:
         per = pairs_per_seed(d, key)
         planned = power.plan_sensitivity(key, d.seeds[0], per, found, TARGET)
-        text = f"  {key}: {planned.pairs} matched pairs -> \u00b1{planned.mdd * 100:.1f} pt"
+        text = f"  {key}: {planned.pairs} matched pairs -> {shown_mdd(planned.mdd)}"
         if d.seeds[1] > d.seeds[0]:
             most = power.plan_sensitivity(key, d.seeds[1], per, found, TARGET)
-            text += f" (at {d.seeds[1]} seeds: \u00b1{most.mdd * 100:.1f} pt)"
+            text += f" (at {d.seeds[1]} seeds: {shown_mdd(most.mdd)})"
         lines.append(text)
         need.append(f"{key}: about {count(planned.seeds_for_target)} (anywhere from "
                     f"{count(planned.seeds_range[0])} to {count(planned.seeds_range[1])})")
     lines.append(f"Seeds per level for \u00b1{TARGET * 100:.1f} pt: " + "; ".join(need) + ".")
     return lines
+
+
+def shown_mdd(value: float) -> str:
+    """An MDD for a line: beyond 100 pt no accuracy difference could reach it."""
+    return "more than \u00b1100 pt (no useful power)" if value > 1 else f"\u00b1{value * 100:.1f} pt"
 
 
 def count(seeds: Optional[int]) -> str:
