@@ -122,3 +122,9 @@ def test_plan_then_the_real_sweep_predicted_over_measured(run_cli, store, sweeps
     print(f"plan predicted {predicted:.0f} s, measured {measured:.0f} s: ratio {ratio:.2f}")
     assert 0.2 < ratio < 5, (predicted, measured, plan.stdout)
     assert len([r for r in _runs(store) if r.data.tags.get("fashion_lab.role") == "point"]) == 4
+
+
+def test_a_plan_for_a_search_is_refused_in_one_line(run_cli, store, tmp_path):
+    result = run_cli("sweep", "search", "sweep.plan=true", f"tracking.uri={store}", timeout=120)
+    assert result.returncode == 2 and "sweep.plan=true plans grids" in result.stderr, result.stderr
+    assert not (tmp_path / "m.db").exists()
