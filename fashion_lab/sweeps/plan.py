@@ -39,6 +39,7 @@ class Cell:
     images: tuple[int, int, int]        # train, validation, test
     run_s: float = math.nan
     source: str = ""
+    label: str = ""
 
     def shape(self) -> dict:
         return {k: str(v) for k, v in self.flat.items() if k.startswith(SHAPE)}
@@ -76,13 +77,12 @@ def design(name: str, path: Path, overrides: list[str]) -> Design:
         seeds = max(2, int(grid.setting(path, overrides, "sweep.seeds", 1)))
         most = max(seeds, int(grid.setting(path, overrides, "sweep.max_seeds", 10)))
     hydra_args = [o for o in overrides if o.startswith("hydra")]
-    cells = []
+    cells, keys = [], grid.swept_keys(dims)
     for point in grid.points(dims):
         cfg = compose([f"sweep={name}", *point])
         validate(cfg)
         cells.append(Cell(list(point), flatten(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "sweep"])),
-                          int(cfg.trainer.epochs), images(cfg.data)))
-    keys = grid.swept_keys(dims)
+                          int(cfg.trainer.epochs), images(cfg.data), label=grid.point_name(point, keys)))
     launcher = compose([f"sweep={name}", *hydra_args], return_hydra_config=True).hydra.launcher
     dropped = ("sweep.plan", "sweep.seeds", "sweep.until_sure", "sweep.max_seeds", "trainer.seed", "trainer.epochs")
     fixed = [o for o in overrides if not o.startswith("hydra")
@@ -276,7 +276,7 @@ def time_lines(d: Design) -> list[str]:
     low, high = wall_s(d, d.seeds[0]), wall_s(d, d.seeds[1])
     where = "one run at a time (basic launcher)" if d.jobs == 1 else (
         f"{d.jobs} parallel jobs (joblib), assuming they share the cores without slowing each other")
-    sources = sorted({c.source for c in d.cells})
+    sources = [f"{c.label}: {c.source}" if c.label else c.source for c in d.cells]
     most = f" to {minutes(high)} ({high:.0f} s)" if high > low else ""
     return [f"Expected wall time: {minutes(low)} ({low:.0f} s){most}"
             f" on this machine ({socket.gethostname()}, {len(os.sched_getaffinity(0))} CPU(s)), {where}; "
