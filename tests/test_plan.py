@@ -112,7 +112,7 @@ def test_plan_then_the_real_sweep_predicted_over_measured(run_cli, store, sweeps
     plan = run_cli(*args, "sweep.plan=true", env=sweeps, timeout=300)
     assert plan.returncode == 0, plan.stderr
     assert not (tmp_path / "m.db").exists()  # the plan created no store, so no run
-    assert "calibration: timed:" in plan.stdout and "unknown: the store holds no comparable" in plan.stdout
+    assert ": timed: 1280 images of this network" in plan.stdout and "unknown: the store holds no comparable" in plan.stdout
     assert "A pilot measures it: fashion-lab sweep tinyplan optimizer.learning_rate=0.01,0.001" in plan.stdout
     predicted = float(re.search(r"Expected wall time: .*?\((\d+) s\)", plan.stdout).group(1))
     started = time.perf_counter()
