@@ -150,6 +150,11 @@ def sweep_command(argv: list[str]) -> int:
         fail(f"unknown sweep {name!r}; available: {', '.join(files) or '(none in sweeps/)'} "
              f"(fashion-lab sweep --list describes them)")
     strategy = sweep.strategy(files[name], overrides)
+    planned = sweep.setting(files[name], overrides, "sweep.plan", False).lower()
+    if planned not in ("true", "false"):
+        fail(f"sweep.plan={planned}: give true or false")
+    if planned == "true":
+        return plan_command(name, files[name], overrides, strategy)
     if strategy != "grid" and sweep.setting(files[name], overrides, "sweep.seeds", 1) != "1":
         fail(f"sweep.seeds is for grids; sweep {name!r} is a {strategy} search: repeat each trial with "
              f"tuner.executions_per_trial=N instead")
@@ -169,6 +174,25 @@ def sweep_command(argv: list[str]) -> int:
     except Exception as error:  # Hydra's grammar errors name the bad override
         fail(f"sweep {name!r}: {error}")
     return train_command(["-m", f"sweep={name}", *overrides, *flags])
+
+
+def plan_command(name: str, path, overrides: list[str], strategy: str) -> int:
+    """``sweep NAME sweep.plan=true``: the plan, printed; nothing trained, no run created."""
+    from fashion_lab.sweeps.plan import plan_lines
+
+    if strategy != "grid":
+        fail(f"sweep.plan=true plans grids; sweep {name!r} is a {strategy} search (its budget is "
+             f"tuner.max_trials: fashion-lab sweep --list)")
+    try:
+        check_overrides(overrides)
+        lines = plan_lines(name, path, overrides)
+    except ConfigError as error:
+        fail(str(error))
+    except Exception as error:  # Hydra's grammar and composition errors name the bad override
+        text = str(error).strip()
+        fail(f"sweep {name!r}: {text.splitlines()[0] if text else type(error).__name__}")
+    print("\n".join(lines))
+    return 0
 
 
 # --- tune ---------------------------------------------------------------------------------------

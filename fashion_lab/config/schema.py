@@ -129,6 +129,7 @@ class SweepConfig:
     until_sure: bool = False              # grid: add seeds to undecided comparisons (hydra/sweeper=until_sure)
     max_seeds: int = 10                   # until_sure: seeds per cell at most
     restart: bool = False                 # true: a new parent run instead of continuing this command's sweep
+    plan: bool = False                    # grid: print the plan (runs, time, what it can detect); train nothing
     # Set by the campaign on each job's command line (so a job on any launcher, or another machine, has them):
     parent_run_id: Optional[str] = None   # the sweep's parent run
     trial: Optional[Any] = None           # KerasTuner sweeper: {trial_id, execution, bracket, ...} of this job

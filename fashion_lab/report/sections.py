@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import pandas as pd
 
-from fashion_lab.analysis import importance, stats
+from fashion_lab.analysis import comparisons, importance, stats
 from fashion_lab.analysis.answers import METRICS, _effects_table, budget_sentence, caveat
 from fashion_lab.record import results
 from fashion_lab.report import figures
@@ -72,6 +72,7 @@ def effects(ctx: ReportContext, doc: Document) -> None:
     found = ctx.found
     doc.h("Effects (effects.csv; differences in percentage points, 95 % CI on matched pairs)")
     doc.table(_effects_table(found["effects"]))
+    doc.p(comparisons.epoch_note(ctx.finished))
     doc.bullets(sorted({f"{e.factor}: {e.reason}" for e in found["effects"] if e.confounded}))
     if found["interactions"]:
         doc.h("Interactions (ab - a - b + reference, within each seed)")
@@ -83,9 +84,35 @@ def effects(ctx: ReportContext, doc: Document) -> None:
                                  "seeds": i.n} for i in found["interactions"]]))
 
 
+def evidence(ctx: ReportContext, doc: Document) -> None:
+    """What the answer rests on: the paired differences with their intervals (figure), the multiple-comparison
+    correction, which epoch each figure is, and whether batch norm had settled."""
+    doc.h("What the answer rests on")
+    png = figures.plot_paired_differences(ctx.found["effects"])
+    if png:  # a file beside the report, not embedded: the HTML's embedded figures stay the Plots section's
+        (ctx.folder / "plots").mkdir(exist_ok=True)
+        (ctx.folder / "plots" / "paired_differences.png").write_bytes(png)
+        doc.p("Figure plots/paired_differences.png: each comparison's mean paired difference (matched seeds) "
+              "with its 95 % interval, the interval the answer states; much narrower than the pooled level "
+              "intervals of metric_vs_param.png.")
+    table = comparisons.holm_table(ctx.found["effects"])
+    if len(table) > 1:
+        doc.table(table)
+    doc.p(comparisons.correction_sentence(table))
+    doc.p(comparisons.epoch_note(ctx.finished))
+    if ctx.strategy == "grid" and len(ctx.finished):
+        run_ids = list(ctx.finished["run_id"])[:HISTORY_LIMIT]
+        history = results.history_frame(ctx.tracking_uri, run_ids, metrics=("accuracy", "val_accuracy"),
+                                         progress=ctx.progress)
+        warning = comparisons.bn_warmup(ctx.finished, history)
+        if warning:
+            doc.p(warning)
+
+
 def levels(ctx: ReportContext, doc: Document) -> None:
     keys, finished = ctx.keys, ctx.finished
     doc.h("Levels (each level pooled over the other factors; descriptive, 95 % t interval within [0, 1])")
+    doc.p(comparisons.epoch_note(finished))
     for key in keys:
         doc.p(f"{key} (reference level: {ctx.found['references'][key]}, the tutorial's value if swept, "
               f"else the first level)")
@@ -100,6 +127,7 @@ def levels(ctx: ReportContext, doc: Document) -> None:
 
 def ranking(ctx: ReportContext, doc: Document) -> None:
     doc.h(f"Leaderboard (single runs, best first by {ctx.metric}: a ranking, not an effect)")
+    doc.p(comparisons.epoch_note(ctx.finished))
     doc.table(leaderboard(ctx.frame, ctx.keys, ctx.metric).head(50))
 
 
@@ -164,4 +192,4 @@ def provenance(ctx: ReportContext, doc: Document) -> None:
     }))
 
 
-SECTIONS = (summary, answers, effects, levels, ranking, parameter_importance, plots, failures, provenance)
+SECTIONS = (summary, answers, effects, evidence, levels, ranking, parameter_importance, plots, failures, provenance)

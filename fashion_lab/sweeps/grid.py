@@ -22,6 +22,7 @@ USAGE = """usage: fashion-lab sweep NAME [overrides...]   run sweeps/NAME.yaml (
   fashion-lab sweep quickstart
   fashion-lab sweep bn_placement trainer.epochs=5 data=fashion_mnist
   fashion-lab sweep conv_dropout sweep.seeds=3                 # repeat every point over seeds 0, 1, 2
+  fashion-lab sweep ablation sweep.plan=true                   # the plan: runs, time here, what it can detect
   fashion-lab sweep optimizer hydra/launcher=joblib hydra.launcher.n_jobs=2   # 2 points at a time
   fashion-lab train -m model.bn_placement=before,after model.conv_dropout=0,0.25   # ad-hoc grid
 
