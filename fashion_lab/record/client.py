@@ -9,6 +9,10 @@ import os
 from typing import Any, Iterator, Optional
 
 from fashion_lab.record.names import EXPERIMENT_KIND
+
+# MLflow draws a download progress bar whenever tqdm is installed (optuna brings it): a command's
+# output stays its own lines (a refusal is one line), unless the user asks for the bar.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 from fashion_lab.record.store import sqlite_path  # the one sqlite URI parser
 
 
