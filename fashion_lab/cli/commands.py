@@ -16,7 +16,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from fashion_lab.sweeps import grid as sweep
-from fashion_lab.config import CONF_DIR, ConfigError, check_overrides, register_configs, sweep_files
+from fashion_lab.config import CONF_DIR, ConfigError, check_overrides, check_sweep, register_configs, sweep_files
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -109,6 +109,7 @@ def sweep_command(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(sweep.USAGE)
         return 0 if argv else 2
+    register_configs()  # every sweep file through the guard: a refused one is never read below
     if argv[0] == "--list":
         sweep.list_sweeps()
         return 0
@@ -117,6 +118,10 @@ def sweep_command(argv: list[str]) -> int:
     if name not in files:
         fail(f"unknown sweep {name!r}; available: {', '.join(files) or '(none in sweeps/)'} "
              f"(fashion-lab sweep --list describes them)")
+    try:
+        check_sweep(name)
+    except ConfigError as error:
+        fail(str(error))
     strategy = sweep.strategy(files[name], overrides)
     if strategy != "grid" and sweep.setting(files[name], overrides, "sweep.seeds", 1) != "1":
         fail(f"sweep.seeds is for grids; sweep {name!r} is a {strategy} search: repeat each trial with "

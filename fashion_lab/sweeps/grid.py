@@ -14,7 +14,7 @@ from typing import Any, Iterable, Optional
 
 from omegaconf import OmegaConf
 
-from fashion_lab.config import ConfigError, point_name, short_key, sweep_files  # noqa: F401 - re-exported
+from fashion_lab.config import REFUSED_SWEEPS, ConfigError, point_name, short_key, sweep_files  # noqa: F401 - re-exported
 
 USAGE = """usage: fashion-lab sweep NAME [overrides...]   run sweeps/NAME.yaml (a grid: train -m sweep=NAME)
        fashion-lab sweep --list                 every sweep with its description, strategy and size
@@ -189,6 +189,9 @@ def list_sweeps(stream=sys.stdout) -> None:
           f"DESCRIPTION   (TIME: expected, from ~{IMAGES_PER_S} training images/s, the tutorial network on "
           f"2 CPU cores; IMAGES: training images per epoch)", file=sys.stderr if stream is sys.stdout else stream)
     for name, path in files.items():
+        if name in REFUSED_SWEEPS:  # listed, never read: its reason instead of its size
+            print(f"{name:<{width}}  refused: {REFUSED_SWEEPS[name].split(' is refused: ', 1)[-1]}", file=stream)
+            continue
         seeds, epochs, images, time = _budget_text(budget(path))
         print(f"{name:<{width}}  {strategy(path):<9} {size(path):>10}  {seeds:>5} {epochs:>6} {images:>7} {time:>11}  "
               f"{description(path)}", file=stream)
