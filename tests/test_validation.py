@@ -68,6 +68,19 @@ CASES: dict[str, list[tuple[tuple[str, ...], str, str]]] = {
         (("data=fashion_mnist", "data.dir=/nonexistent"), "data.dir", "/nonexistent"),
         (("data.dir=/tmp",), "data.dir", "/tmp"),                            # synthetic reads no files
     ],
+    # issue 23, item 6: refused early, not failed late (after a run, or a whole search, exists)
+    "refused early": [
+        (("optimizer.learning_rate=inf",), "optimizer.learning_rate", "inf"),
+        (("optimizer.learning_rate=1e400",), "optimizer.learning_rate", "inf"),  # parses as inf
+        (("optimizer.decay=inf",), "optimizer.decay", "inf"),
+        (("optimizer=adamw", "optimizer.weight_decay=inf"), "optimizer.weight_decay", "inf"),
+        (("tuner.model_name=bad/name",), "tuner.model_name", "bad/name"),
+        (("tuner.early_stopping_patience=-5",), "tuner.early_stopping_patience", "-5"),
+        (("tracking.artifact_location=/proc/x",), "tracking.artifact_location", "/proc/x"),
+        (("tracking.experiment=" + "x" * 10_000,), "tracking.experiment", "10,000 characters"),
+        (("sweep.seeds=100000",), "sweep.seeds", "100000"),
+        (("sweep.until_sure=true", "sweep.seeds=3", "sweep.max_seeds=2"), "sweep.max_seeds", "2"),
+    ],
     "multirun points": [
         (("-m", "model.conv_dropout=0.1,1.5"), "model.conv_dropout", "1.5"),
         (("-m", "data.val_samples=100,995"), "data.val_samples", "995"),
@@ -80,6 +93,10 @@ COMMAND_CASES = [
     (("ui", "ui.port=99999"), "ui.port", "99999"),
     (("reproduce", "0123abcd", "reproduce.tolerance=-1"), "reproduce.tolerance", "-1"),
     (("tune", "search", "data=synthetic", "tuner.max_trials=0"), "tuner.max_trials", "0"),
+    (("tune", "search", "data=synthetic", "tuner.model_name=bad/name"), "tuner.model_name", "bad/name"),
+    (("tune", "search", "data=synthetic", "tuner.early_stopping_patience=-5"), "tuner.early_stopping_patience", "-5"),
+    (("sweep", "bn_placement", "data=synthetic", "sweep.seeds=100000"), "sweep.seeds", "100000"),
+    (("sweep", "quickstart", "data=synthetic", "sweep.max_seeds=2"), "sweep.max_seeds", "2"),
 ]
 
 
@@ -127,6 +144,14 @@ def test_other_commands_refuse_their_settings(run_cli, tmp_path, args, key, valu
     result = run_cli(*args, f"tracking.uri=sqlite:///{tmp_path / 'm.db'}", timeout=120)
     assert_refused(result, key, value)
     assert not (tmp_path / "m.db").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize("args", [args for args, _, _ in CASES["refused early"]][::3], ids=lambda a: a[0][:40])
+def test_a_refused_train_writes_no_folder_either(run_cli, tmp_path, args):
+    """Not even Hydra's outputs/DATE/TIME: a single run is validated before Hydra starts."""
+    result = run_cli(*TRAIN, *args, f"tracking.uri=sqlite:///{tmp_path / 'm.db'}", timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_hydra_never_suggests_adding_a_plus(run_cli):

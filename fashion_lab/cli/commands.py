@@ -99,7 +99,30 @@ def _train_task(cfg: DictConfig):
     return result.metrics["best_val_accuracy"]
 
 
+def _check_single_run(argv: list[str]) -> None:
+    """A single run's config, validated before Hydra creates its outputs/ folder: bad input writes nothing.
+    Multiruns and Hydra's flags are left to Hydra (their points are validated before the first one trains)."""
+    if any(a.startswith("-") for a in argv):
+        return
+    from fashion_lab.config import compose, without_hydra
+    from fashion_lab.preflight import validate
+
+    try:
+        register_configs()
+        check_overrides(argv)
+        cfg = compose(argv)
+    except ConfigError as error:
+        fail(str(error))
+    except Exception:  # noqa: BLE001 - Hydra's own grammar and type errors: Hydra reports them below, as always
+        return
+    try:
+        validate(without_hydra(cfg))
+    except ConfigError as error:
+        fail(str(error))
+
+
 def train_command(argv: list[str]) -> int:
+    _check_single_run(argv)
     return run_hydra(_train_task, argv, prog="fashion-lab train")
 
 

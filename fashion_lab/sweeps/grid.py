@@ -201,13 +201,19 @@ def list_sweeps(stream=sys.stdout) -> None:
 
 def with_seeds(path: Path, overrides: list[str]) -> list[str]:
     """``sweep.seeds=N``: the overrides plus ``trainer.seed=s,...,s+N-1`` (s = the run's trainer.seed)."""
+    from fashion_lab.preflight import check_seeds
+
     text = setting(path, overrides, "sweep.seeds", 1)
     try:
         seeds = int(text)
     except ValueError:
         seeds = 0
+    most = setting(path, overrides, "sweep.max_seeds", 10)
+    most = int(most) if most.lstrip("-").isdigit() else 10  # not an integer: Hydra refuses it by its type
     if seeds < 1:
         raise ConfigError(f"sweep.seeds={text}: give an integer >= 1 (seeds per point)")
+    # before 100,000 seeds become a trainer.seed dimension: refused in a second, not silent for minutes
+    check_seeds(seeds, most, setting(path, overrides, "sweep.until_sure", False).lower() == "true")
     if seeds == 1:
         return overrides
     swept = dimensions(_params(OmegaConf.load(path)), overrides).get("trainer.seed")
