@@ -42,6 +42,7 @@ MAX_SEEDS = 1_000             # seeds per grid point: a 1 pt effect needs about 
 MAX_EXPERIMENT_NAME = 500     # MLflow's own limit (mlflow.utils.validation)
 # A registered model's name: MLflow refuses '/' and ':'; a plain name also stays safe in paths and URLs.
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,249}")
+LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
 PSEUDO_FILE_SYSTEMS = ("/proc", "/sys", "/dev")  # writable-looking to root, never a place for artifacts
 
 # Every metric a run records (report.metric orders the leaderboard by one of them).
@@ -121,6 +122,18 @@ def _check_artifact_location(location) -> None:
            f"a folder that can be created and written ({existing} is not a writable folder)")
 
 
+def is_loopback(host: str) -> bool:
+    """True for a name or address only this machine reaches ('' and 0.0.0.0 are every interface)."""
+    import ipaddress
+
+    if str(host).strip().lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(str(host).strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def _check_names(cfg) -> None:
     """Names MLflow stores, and paths it writes to, refused here rather than after a search."""
     tr, tu = cfg.tracking, cfg.tuner
@@ -156,6 +169,8 @@ def _check_commands(cfg) -> None:
            "a number >= 0 (0 = exact)")
     _check(1 <= ui.port <= 65535, "ui.port", ui.port, "a TCP port from 1 to 65535")
     _check(1 <= ui.workers <= 64, "ui.workers", ui.workers, "1 to 64")
+    _check(ui.allow_remote or is_loopback(ui.host), "ui.host", ui.host, "a loopback host (127.0.0.1, ::1, "
+           "localhost): the MLflow UI has no login; to serve it to the network anyway, add ui.allow_remote=true")
     _check(tu.early_stopping_patience is None or 1 <= tu.early_stopping_patience <= MAX_EPOCHS,
            "tuner.early_stopping_patience", tu.early_stopping_patience, f"null (off) or 1 to {MAX_EPOCHS:,}")
     check_seeds(s.seeds, s.max_seeds, s.until_sure)

@@ -57,6 +57,8 @@ CASES: dict[str, list[tuple[tuple[str, ...], str, str]]] = {
         (("reproduce.tolerance=-1",), "reproduce.tolerance", "-1"),
         (("ui.port=99999",), "ui.port", "99999"),
         (("ui.workers=0",), "ui.workers", "0"),
+        (("ui.host=0.0.0.0",), "ui.host", "0.0.0.0"),  # issue 23, item 5: every interface, no login
+        (("ui.host=",), "ui.host", "''"),
     ],
     "unknown keys": [
         (("+model.conv_dropuot=0.2",), "model.conv_dropuot", "did you mean model.conv_dropout?"),
@@ -91,6 +93,7 @@ CASES: dict[str, list[tuple[tuple[str, ...], str, str]]] = {
 COMMAND_CASES = [
     (("report", "report.metric=nosuch"), "report.metric", "nosuch"),
     (("ui", "ui.port=99999"), "ui.port", "99999"),
+    (("ui", "ui.host=0.0.0.0"), "ui.host", "ui.allow_remote=true"),
     (("reproduce", "0123abcd", "reproduce.tolerance=-1"), "reproduce.tolerance", "-1"),
     (("tune", "search", "data=synthetic", "tuner.max_trials=0"), "tuner.max_trials", "0"),
     (("tune", "search", "data=synthetic", "tuner.model_name=bad/name"), "tuner.model_name", "bad/name"),

@@ -8,6 +8,7 @@ import contextlib
 import os
 from typing import Any, Iterator, Optional
 
+from fashion_lab.config import mask_userinfo
 from fashion_lab.record.names import EXPERIMENT_KIND
 from fashion_lab.record.store import sqlite_path  # the one sqlite URI parser
 
@@ -85,7 +86,7 @@ def tag_default_experiment(client) -> None:
 def set_tags(client, run_id: str, tags: dict[str, Any]) -> None:
     from mlflow.entities import RunTag
 
-    client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+    client.log_batch(run_id, tags=[RunTag(k, mask_userinfo(str(v))) for k, v in tags.items()])
 
 
 class NotInStore(LookupError):
