@@ -169,3 +169,16 @@ def test_overwrite_deletes_a_search_folder_fashion_lab_made(tmp_path):
     again = study.prepare_command(["bn_placement", "tracking=none", f"tuner.directory={tmp_path}",
                                    "tuner.overwrite=true"])
     assert study.check_resumable(again) is False and not search.directory.exists()
+
+
+@pytest.mark.slow  # two real one-trial searches (~40 s)
+def test_overwrite_from_the_command_line_restarts_a_search_fashion_lab_made(run_cli, tmp_path):
+    from test_tune import IN_PROCESS, TINY
+
+    args = ["tune", "bn_placement", *TINY, "tuner.max_trials=1", IN_PROCESS, f"tracking.uri=sqlite:///{tmp_path / 'm.db'}",
+            f"tuner.directory={tmp_path / 'tuner'}"]
+    run_cli(*args, check=True)
+    folder = tmp_path / "tuner" / "bn_placement"
+    assert (folder / ".made-by-fashion-lab").is_file() and (folder / "fashion_lab.json").is_file()
+    again = run_cli(*args, "tuner.overwrite=true", check=True)
+    assert "resuming" not in again.stdout and (folder / ".made-by-fashion-lab").is_file()
