@@ -7,7 +7,9 @@ allowed. Importing this module stays cheap: no TensorFlow, no MLflow.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -36,6 +38,12 @@ FASHION_MNIST_TRAIN = 60_000  # training images before the validation hold-out
 MIN_TRAIN_IMAGES = 10         # one per class at least
 MAX_TRIALS = 100_000
 MAX_EXECUTIONS = 100
+MAX_SEEDS = 1_000             # seeds per grid point: a 1 pt effect needs about 25; 1,000 runs per point is plenty
+MAX_EXPERIMENT_NAME = 500     # MLflow's own limit (mlflow.utils.validation)
+# A registered model's name: MLflow refuses '/' and ':'; a plain name also stays safe in paths and URLs.
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,249}")
+LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
+PSEUDO_FILE_SYSTEMS = ("/proc", "/sys", "/dev")  # writable-looking to root, never a place for artifacts
 
 # Every metric a run records (report.metric orders the leaderboard by one of them).
 METRICS = ("best_val_accuracy", "test_accuracy", "test_loss", "val_accuracy", "val_loss", "accuracy", "loss",
@@ -92,6 +100,52 @@ def _check_data_sizes(d) -> None:
                f"the Keras cache")
 
 
+def check_seeds(seeds: int, max_seeds: int, until_sure: bool) -> None:
+    """sweep.seeds and sweep.max_seeds: bounded, and an until-sure sweep's ceiling above its start."""
+    _check(1 <= seeds <= MAX_SEEDS, "sweep.seeds", seeds, f"1 to {MAX_SEEDS:,} seeds per point")
+    _check(1 <= max_seeds <= MAX_SEEDS, "sweep.max_seeds", max_seeds, f"1 to {MAX_SEEDS:,} seeds per cell")
+    _check(not until_sure or max_seeds >= seeds, "sweep.max_seeds", max_seeds,
+           f"at least sweep.seeds={seeds}: sweep.until_sure starts at sweep.seeds and adds seeds up to sweep.max_seeds")
+
+
+def _check_artifact_location(location) -> None:
+    """A local tracking.artifact_location must be a folder on a real file system that can be written."""
+    text = str(location)
+    if location is None or ("://" in text and not text.startswith("file://")):
+        return  # unset, or a server's or a bucket's location: the store decides
+    path = Path(text.removeprefix("file://")).expanduser().resolve()
+    pseudo = any(path == Path(p) or Path(p) in path.parents for p in PSEUDO_FILE_SYSTEMS)
+    _check(not pseudo, "tracking.artifact_location", location,
+           f"a folder on a real file system (not under {', '.join(PSEUDO_FILE_SYSTEMS)}) or a remote URI (s3://...)")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    _check(existing.is_dir() and os.access(existing, os.W_OK | os.X_OK), "tracking.artifact_location", location,
+           f"a folder that can be created and written ({existing} is not a writable folder)")
+
+
+def is_loopback(host: str) -> bool:
+    """True for a name or address only this machine reaches ('' and 0.0.0.0 are every interface)."""
+    import ipaddress
+
+    if str(host).strip().lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(str(host).strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_names(cfg) -> None:
+    """Names MLflow stores, and paths it writes to, refused here rather than after a search."""
+    tr, tu = cfg.tracking, cfg.tuner
+    _check(bool(str(tr.experiment).strip()), "tracking.experiment", tr.experiment, "a non-empty experiment name")
+    _check(len(str(tr.experiment)) <= MAX_EXPERIMENT_NAME, "tracking.experiment",
+           str(tr.experiment)[:40] + f"... ({len(str(tr.experiment)):,} characters)",
+           f"an experiment name of at most {MAX_EXPERIMENT_NAME} characters")
+    _check(MODEL_NAME.fullmatch(str(tu.model_name)) is not None, "tuner.model_name", tu.model_name,
+           "a registered model name of letters, digits, '.', '_' and '-' (no '/' or ':'), 1 to 250 characters")
+    _check_artifact_location(tr.artifact_location)
+
+
 def _check_commands(cfg) -> None:
     """Settings of the other commands (tuner, report, reproduce, ui), refused even when unused."""
     s, tu, r, rp, ui = cfg.sweep, cfg.tuner, cfg.report, cfg.reproduce, cfg.ui
@@ -115,8 +169,31 @@ def _check_commands(cfg) -> None:
            "a number >= 0 (0 = exact)")
     _check(1 <= ui.port <= 65535, "ui.port", ui.port, "a TCP port from 1 to 65535")
     _check(1 <= ui.workers <= 64, "ui.workers", ui.workers, "1 to 64")
-    _check(bool(str(cfg.tracking.experiment).strip()), "tracking.experiment", cfg.tracking.experiment,
-           "a non-empty experiment name")
+    _check(ui.allow_remote or is_loopback(ui.host), "ui.host", ui.host, "a loopback host (127.0.0.1, ::1, "
+           "localhost): the MLflow UI has no login; to serve it to the network anyway, add ui.allow_remote=true")
+    _check(tu.early_stopping_patience is None or 1 <= tu.early_stopping_patience <= MAX_EPOCHS,
+           "tuner.early_stopping_patience", tu.early_stopping_patience, f"null (off) or 1 to {MAX_EPOCHS:,}")
+    check_seeds(s.seeds, s.max_seeds, s.until_sure)
+    _check_names(cfg)
+
+
+def _check_optimizer(o) -> None:
+    """Rates and decays: finite and in range; momentum and nesterov only for optimizers that take them."""
+    # inf (or 1e400, which parses as inf) would create a run, then fail in Keras with a traceback.
+    _check(math.isfinite(o.learning_rate) and o.learning_rate > 0, "optimizer.learning_rate", o.learning_rate,
+           "a finite number > 0")
+    _check(math.isfinite(o.decay) and o.decay >= 0, "optimizer.decay", o.decay,
+           "a finite number >= 0 (0 = constant rate)")
+    name = str(getattr(o.name, "value", o.name))
+    for key, unset in (("momentum", "; leave it null"), ("nesterov", "")):
+        if o[key] not in (None, False):  # given: the optimizer must take it (the registry says which do)
+            _check(name in takers(key), f"optimizer.{key}", o[key],
+                   f"only for optimizer.name {' or '.join(takers(key))} (got {name}){unset}")
+    if o.momentum is not None:
+        _check(0.0 <= o.momentum < 1.0, "optimizer.momentum", o.momentum, "0 <= momentum < 1")
+    if o.weight_decay is not None:
+        _check(math.isfinite(o.weight_decay) and o.weight_decay >= 0, "optimizer.weight_decay", o.weight_decay,
+               "a finite number >= 0")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -132,17 +209,7 @@ def validate(cfg: DictConfig) -> None:
         _check(0.0 <= m[key] < 1.0, f"model.{key}", m[key], "0 <= dropout < 1 (0 = off)")
     check_geometry(m)
 
-    _check(o.learning_rate > 0, "optimizer.learning_rate", o.learning_rate, "a number > 0")
-    _check(o.decay >= 0, "optimizer.decay", o.decay, "a number >= 0 (0 = constant rate)")
-    name = str(getattr(o.name, "value", o.name))
-    for key, unset in (("momentum", "; leave it null"), ("nesterov", "")):
-        if o[key] not in (None, False):  # given: the optimizer must take it (the registry says which do)
-            _check(name in takers(key), f"optimizer.{key}", o[key],
-                   f"only for optimizer.name {' or '.join(takers(key))} (got {name}){unset}")
-    if o.momentum is not None:
-        _check(0.0 <= o.momentum < 1.0, "optimizer.momentum", o.momentum, "0 <= momentum < 1")
-    if o.weight_decay is not None:
-        _check(o.weight_decay >= 0, "optimizer.weight_decay", o.weight_decay, "a number >= 0")
+    _check_optimizer(o)
 
     _check(t.epochs >= 1, "trainer.epochs", t.epochs, "an integer >= 1")
     _check(t.batch_size >= 1, "trainer.batch_size", t.batch_size, "an integer >= 1")

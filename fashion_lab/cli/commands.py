@@ -16,7 +16,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from fashion_lab.sweeps import grid as sweep
-from fashion_lab.config import CONF_DIR, ConfigError, check_overrides, register_configs, sweep_files
+from fashion_lab.cli.hydra_flags import shows_only, split_hydra_flags
+from fashion_lab.config import CONF_DIR, ConfigError, check_overrides, check_sweep, register_configs, sweep_files
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -67,35 +68,6 @@ def run_hydra(task: Callable[[DictConfig], object], argv: list[str], prog: str,
     return 0
 
 
-# Hydra's own flags, with how many values each takes (--info's is optional): passed through untouched.
-HYDRA_FLAGS = {"--cfg": 1, "-c": 1, "--package": 1, "-p": 1, "--resolve": 0, "--hydra-help": 0,
-               "--info": "?", "-i": "?", "--config-path": 1, "-cp": 1, "--config-name": 1, "-cn": 1,
-               "--config-dir": 1, "-cd": 1, "--experimental-rerun": 1}
-INFO_TOPICS = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
-SHOW_FLAGS = ("--cfg", "-c", "--info", "-i", "--hydra-help")  # Hydra shows, runs nothing; not with -m
-
-
-def shows_only(flags: list[str]) -> bool:
-    return any(f.split("=", 1)[0] in SHOW_FLAGS for f in flags)
-
-
-def split_hydra_flags(argv: list[str]) -> tuple[list[str], list[str]]:
-    """(Hydra's flags with their values, the rest): ``tune --cfg job`` and ``sweep NAME --info plugins``
-    reach Hydra as they would on ``train``, and never the override parser."""
-    flags, rest, i = [], [], 0
-    while i < len(argv):
-        arg, takes = argv[i], HYDRA_FLAGS.get(argv[i].split("=", 1)[0])
-        if takes is None or "=" in arg:
-            (rest if takes is None else flags).append(arg)
-            i += 1
-            continue
-        width = 1 if takes == "?" and i + 1 < len(argv) and argv[i + 1] in INFO_TOPICS else (
-            0 if takes == "?" else takes)
-        flags += argv[i:i + 1 + width]
-        i += 1 + width
-    return flags, rest
-
-
 def _train_task(cfg: DictConfig):
     from fashion_lab.config.loading import absolute_paths
     from fashion_lab.model.tf_settings import show_tf_logs
@@ -130,7 +102,30 @@ def _train_task(cfg: DictConfig):
     return result.metrics["best_val_accuracy"]
 
 
+def _check_single_run(argv: list[str]) -> None:
+    """A single run's config, validated before Hydra creates its outputs/ folder: bad input writes nothing.
+    Multiruns and Hydra's flags are left to Hydra (their points are validated before the first one trains)."""
+    if any(a.startswith("-") for a in argv):
+        return
+    from fashion_lab.config import compose, without_hydra
+    from fashion_lab.preflight import validate
+
+    try:
+        register_configs()
+        check_overrides(argv)
+        cfg = compose(argv)
+    except ConfigError as error:
+        fail(str(error))
+    except Exception:  # noqa: BLE001 - Hydra's own grammar and type errors: Hydra reports them below, as always
+        return
+    try:
+        validate(without_hydra(cfg))
+    except ConfigError as error:
+        fail(str(error))
+
+
 def train_command(argv: list[str]) -> int:
+    _check_single_run(argv)
     return run_hydra(_train_task, argv, prog="fashion-lab train")
 
 
@@ -140,6 +135,7 @@ def sweep_command(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(sweep.USAGE)
         return 0 if argv else 2
+    register_configs()  # every sweep file through the guard: a refused one is never read below
     if argv[0] == "--list":
         sweep.list_sweeps()
         return 0
@@ -149,6 +145,10 @@ def sweep_command(argv: list[str]) -> int:
     if name not in files:
         fail(f"unknown sweep {name!r}; available: {', '.join(files) or '(none in sweeps/)'} "
              f"(fashion-lab sweep --list describes them)")
+    try:
+        check_sweep(name)
+    except ConfigError as error:
+        fail(str(error))
     strategy = sweep.strategy(files[name], overrides)
     planned = sweep.setting(files[name], overrides, "sweep.plan", False).lower()
     if planned not in ("true", "false"):

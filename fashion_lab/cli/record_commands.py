@@ -12,6 +12,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from fashion_lab.cli.commands import fail, run_hydra
+from fashion_lab.config import mask_userinfo
+from fashion_lab.preflight import is_loopback
 from fashion_lab.record.untrusted import UntrustedValue, plain_config
 
 # Metrics that measure the machine, not the model: never compared by reproduce.
@@ -213,7 +215,11 @@ def _ui_task(cfg: DictConfig) -> int:
     # The server's job runner only serves GenAI scorers; off unless asked, so the UI starts faster.
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
     server = subprocess.Popen(ui_argv(cfg), start_new_session=True, env=env)
-    print(f"MLflow UI: http://{cfg.ui.host}:{cfg.ui.port}  (store {cfg.tracking.uri}; Ctrl-C stops it)", flush=True)
+    if not is_loopback(cfg.ui.host):  # allowed by ui.allow_remote=true (preflight refuses it otherwise)
+        print(f"fashion-lab: warning: ui.host={cfg.ui.host!r} serves the store to the network without a login "
+              f"(ui.allow_remote=true)", file=sys.stderr)
+    print(f"MLflow UI: http://{cfg.ui.host}:{cfg.ui.port}  (store {mask_userinfo(cfg.tracking.uri)}; Ctrl-C stops it)",
+          flush=True)
 
     def stop(*_):
         try:

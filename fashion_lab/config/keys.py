@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from typing import Any, Optional
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -179,6 +180,17 @@ def flatten(cfg: DictConfig | dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+# --- credentials never recorded ----------------------------------------------------------------
+
+# The userinfo of any URI in a text (postgresql://user:password@host/db): what must never reach a store.
+_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+
+
+def mask_userinfo(text: Any) -> Any:
+    """``text`` with every URI's ``user:password@`` replaced by ``***@``; other values unchanged."""
+    return _USERINFO.sub(r"\1***@", text) if isinstance(text, str) else text
+
+
 # The search strategies, in one list: tuner.strategy (each a search backend) and sweep.strategy
 # (recorded on a sweep's parent: how its points were chosen).
 STRATEGIES = ("random", "bayesian", "hyperband", "grid", "tpe")
@@ -216,7 +228,7 @@ def override_key(override: str) -> str:
 
 def run_params(cfg: DictConfig) -> dict[str, Any]:
     """The dotted config a run records as MLflow params: everything but the command keys."""
-    return {k: v for k, v in flatten(cfg).items() if not _under(k, COMMAND_KEYS)}
+    return {k: mask_userinfo(v) for k, v in flatten(cfg).items() if not _under(k, COMMAND_KEYS)}
 
 
 def config_hash(cfg: DictConfig, *, with_seed: bool) -> str:

@@ -1,4 +1,4 @@
-"""Where the configs live (conf/, sweeps/), the sweep-file guard, registration and compose()."""
+"""Where the configs live (conf/, sweeps/), loading sweep files through the guard, registration and compose()."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from fashion_lab.config.schema import Config
+from fashion_lab.config.schema import Config, ConfigError
+from fashion_lab.config.sweep_guard import OWN_TARGETS, sweep_code, sweep_problem  # noqa: F401 - re-exported
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # fashion_lab/, above this config/ package
 # The repository root when this runs from a checkout (an editable install, the tests, the notebooks);
@@ -48,29 +49,23 @@ def sweep_files() -> dict[str, Path]:
     return {p.stem: p for folder in sweep_dirs() for p in sorted(Path(folder).glob("*.yaml"))}
 
 
-# A sweep file is code: Hydra instantiates any ``_target_`` it names (a hydra.callbacks entry runs
-# at start-up). Only fashion-lab's own classes may be named; a file that names others is refused.
-OWN_TARGETS = ("fashion_lab.",)
 REFUSED_SWEEPS: dict[str, str] = {}  # name -> why, filled by register_configs
 
 
-def sweep_code(node, prefix: str = "") -> Optional[str]:
-    """The first ``_target_`` in a sweep file that is not fashion-lab's own, as a message; else None."""
-    if isinstance(node, DictConfig):
-        items = [(str(k), node._get_node(k)) for k in node.keys()]
-    elif isinstance(node, ListConfig):
-        items = [(str(i), node._get_node(i)) for i in range(len(node))]
-    else:
-        return None
-    for key, child in items:
-        dotted = f"{prefix}{key}"
-        if key == "_target_" and not str(child._value()).startswith(OWN_TARGETS):
-            return (f"{dotted}={child._value()!r} is not allowed: a sweep file may name no code to run "
-                    f"(_target_, hydra.callbacks) apart from fashion-lab's own ({OWN_TARGETS[0]}*)")
-        problem = sweep_code(child, dotted + ".")
-        if problem:
-            return problem
-    return None
+def _conf_groups() -> tuple[str, ...]:
+    """conf/'s config groups: what a sweep file's defaults may choose (with hydra/launcher, hydra/sweeper)."""
+    return tuple(sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir()))
+
+
+def _load_sweep(path: Path) -> tuple[Optional[DictConfig], Optional[str]]:
+    """A sweep file and why it is refused (None when it is data only). A broken file is refused,
+    never raised: it must not stop commands that do not use it."""
+    try:
+        node = OmegaConf.load(path)
+    except Exception as error:  # noqa: BLE001 - yaml.YAMLError, a bad encoding, an unreadable file
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return None, f"it is not valid YAML ({first})"
+    return node, sweep_problem(node, _conf_groups())
 
 
 def register_configs() -> None:
@@ -83,13 +78,18 @@ def register_configs() -> None:
     cs.store(name="fashion_lab_schema", node=Config)
     REFUSED_SWEEPS.clear()
     for name, path in sweep_files().items():
-        node = OmegaConf.load(path)
-        problem = sweep_code(node)
+        node, problem = _load_sweep(path)
         if problem:  # never registered: nothing can compose it
             REFUSED_SWEEPS[name] = f"sweep={name}: {path} is refused: {problem}"
             continue
         OmegaConf.update(node, "sweep.name", name, force_add=True)
         cs.store(group="sweep", name=name, node=node, package="_global_")
+
+
+def check_sweep(name: str) -> None:
+    """Refuse a sweep file the guard refused (register_configs first), in one line naming key and file."""
+    if name in REFUSED_SWEEPS:
+        raise ConfigError(REFUSED_SWEEPS[name])
 
 
 def compose(overrides=(), return_hydra_config: bool = False) -> DictConfig:

@@ -158,6 +158,8 @@ class UIConfig:
     host: str = "127.0.0.1"
     port: int = 5000
     workers: int = 1                      # uvicorn workers; one is plenty for a local UI and starts fastest
+    allow_remote: bool = False            # true: a host other than loopback (the UI has no login: anyone who
+                                          # reaches the port reads and changes the store)
 
 
 @dataclass

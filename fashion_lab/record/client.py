@@ -8,6 +8,7 @@ import contextlib
 import os
 from typing import Any, Iterator, Optional
 
+from fashion_lab.config import mask_userinfo
 from fashion_lab.record.names import EXPERIMENT_KIND
 
 # MLflow draws a download progress bar whenever tqdm is installed (optuna brings it): a command's
@@ -89,7 +90,7 @@ def tag_default_experiment(client) -> None:
 def set_tags(client, run_id: str, tags: dict[str, Any]) -> None:
     from mlflow.entities import RunTag
 
-    client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+    client.log_batch(run_id, tags=[RunTag(k, mask_userinfo(str(v))) for k, v in tags.items()])
 
 
 class NotInStore(LookupError):

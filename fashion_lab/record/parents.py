@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 from typing import Any, Optional
 
+from fashion_lab.config import mask_userinfo
 from fashion_lab.record.client import client_for, ensure_experiment, set_tags
 from fashion_lab.record.names import SHARED_VIEW, TAG
 from fashion_lab.record.owners import commit_tags, process_id, system_tags
@@ -22,7 +23,7 @@ def open_parent_run(tracking_cfg, *, name: str, role: str, strategy: str, sweep_
     """
     client = client_for(tracking_cfg)
     experiment_id = ensure_experiment(client, tracking_cfg)
-    run = client.create_run(experiment_id, run_name=name, tags={
+    tags = {
         TAG + "role": role,                      # "sweep" (Hydra grid) or "search" (KerasTuner)
         TAG + "strategy": strategy,
         TAG + "sweep_name": sweep_name,
@@ -32,11 +33,12 @@ def open_parent_run(tracking_cfg, *, name: str, role: str, strategy: str, sweep_
         **system_tags(),
         **commit_tags(),
         **(tags or {}),
-    })
+    }
+    run = client.create_run(experiment_id, run_name=name, tags={k: mask_userinfo(str(v)) for k, v in tags.items()})
     run_id = run.info.run_id
     set_tags(client, run_id, {TAG + "sweep_id": run_id})
     client.set_experiment_tag(experiment_id, SHARED_VIEW + run_id, sweep_view(swept_keys))
-    client.log_text(run_id, definition, "sweep.yaml")
+    client.log_text(run_id, mask_userinfo(definition), "sweep.yaml")  # its base overrides may name tracking.uri
     return run_id
 
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from fashion_lab.config import run_params
+from fashion_lab.config import mask_userinfo, run_params
 from fashion_lab.record.client import client_for, ensure_experiment, set_tags, short_timeouts
 from fashion_lab.record.names import TAG
 from fashion_lab.record.owners import reap_orphans, system_tags
@@ -26,7 +26,7 @@ class TrainingDiverged(RuntimeError):
 def log_params(client, run_id: str, params: dict[str, Any]) -> None:
     from mlflow.entities import Param
 
-    items = [Param(k, str(v)) for k, v in params.items()]
+    items = [Param(k, mask_userinfo(str(v))) for k, v in params.items()]  # a spooled record's too
     for i in range(0, len(items), 100):  # MLflow's batch limit
         client.log_batch(run_id, params=items[i:i + 100])
 
@@ -204,6 +204,7 @@ def tracked_run(cfg, *, run_name: str, tags: dict[str, str],
     all_tags = {**system_tags(), **tags}
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
+    all_tags = {k: mask_userinfo(str(v)) for k, v in all_tags.items()}  # the recorded command names tracking.uri
     run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
     params = run_params(cfg)
     # What a kept record needs to be uploaded, even into a store that never saw this run.

@@ -42,3 +42,18 @@ def plain_config(text: str, source: str = "the logged config") -> dict:
         raise UntrustedValue(f"{source} holds interpolations (${{...}}) at {', '.join(found[:5])}; fashion-lab "
                              f"logs configs fully resolved, so this record was altered; refusing to resolve them")
     return data
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...), +cmd|...).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A store's text as a CSV cell a spreadsheet shows, never runs: a leading ' before a formula start."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
+def csv_safe(frame):
+    """A copy of a DataFrame whose text cells and column names are ``csv_cell``: runs.csv, effects.csv."""
+    safe = frame.map(csv_cell) if hasattr(frame, "map") else frame.applymap(csv_cell)
+    return safe.rename(columns=csv_cell)

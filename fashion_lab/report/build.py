@@ -16,7 +16,7 @@ import pandas as pd
 from fashion_lab.analysis import stats
 from fashion_lab.analysis.answers import NOT_FACTORS, analyse, budget
 from fashion_lab.record import results
-from fashion_lab.record.untrusted import path_component
+from fashion_lab.record.untrusted import csv_safe, path_component
 from fashion_lab.report.document import Document
 from fashion_lab.report.sections import SECTIONS, ReportContext
 
@@ -73,7 +73,7 @@ def build_report(tracking_uri: str, out: Optional[str | Path] = None, *, experim
     # The name comes from the store, which anyone on a team can write: one plain file name, always.
     folder = Path(out or Path("reports") / path_component(str(title_name)))
     folder.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(folder / "runs.csv", index=False)
+    csv_safe(frame).to_csv(folder / "runs.csv", index=False)  # run names and params come from the store
 
     parent_tags = results.parent_run(tracking_uri, parent["run_id"]).data.tags if parent is not None else {}
     strategy = parent_tags.get(results.TAG + "strategy") or "grid"
@@ -81,7 +81,7 @@ def build_report(tracking_uri: str, out: Optional[str | Path] = None, *, experim
     defaults = tutorial_defaults()
     b = budget(finished, keys)
     found = analyse(finished, keys, strategy, defaults, target)
-    stats.effects_frame(found["effects"]).to_csv(folder / "effects.csv", index=False)
+    csv_safe(stats.effects_frame(found["effects"])).to_csv(folder / "effects.csv", index=False)
 
     ctx = ReportContext(tracking_uri=tracking_uri, experiment=experiment, metric=metric, progress=progress,
                         frame=frame, finished=finished, parent=parent, title=str(title_name), strategy=strategy,

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from fashion_lab.run import plots
 from fashion_lab.model import tf_settings as runtime
-from fashion_lab.config import config_hash, is_setting, override_key, point_name
+from fashion_lab.config import config_hash, is_setting, mask_userinfo, override_key, point_name
 from fashion_lab.preflight import validate
 from fashion_lab.data import Splits, describe_splits, load_data
 from fashion_lab.model.network import build_model
@@ -112,7 +112,7 @@ def evaluate_test(model, splits: Splits, batch_size: int) -> tuple[dict[str, flo
 
 
 def _write_artifacts(folder: Path, cfg, model, history: pd.DataFrame, matrix, splits: Splits) -> None:
-    (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    (folder / "config.yaml").write_text(mask_userinfo(OmegaConf.to_yaml(cfg, resolve=True)))  # no passwords
     lines: list[str] = []
     model.summary(print_fn=lambda line, **_: lines.append(line))
     (folder / "model_summary.txt").write_text("\n".join(lines) + "\n")

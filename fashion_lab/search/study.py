@@ -29,6 +29,7 @@ from fashion_lab.search.start import start_points
 
 OBJECTIVES = {"val_accuracy": "max", "val_loss": "min"}
 STATE_FILE = "fashion_lab.json"
+MARKER = ".made-by-fashion-lab"  # written when fashion-lab creates a tuner folder; overwrite deletes only such folders
 
 
 def trained_overrides(overrides: list[str]) -> list[str]:
@@ -107,15 +108,17 @@ def prepare(cfg, arguments: list[str]) -> Search:
     plain = without_hydra(cfg)
     validate(plain)  # the base config itself must be valid before anything starts
     check_space(plain, dims)  # every entry's keys and bounds, before the first trial
-    check_store(plain.tracking)
     name = cfg.sweep.name or "search"
     definition = OmegaConf.to_yaml({"sweep": name, "strategy": tuner.strategy, "params": params,
                                     "conditions": conditions, "space": describe(dims), "base_overrides": arguments})
     swept = [f"{d.key}.name" if "." not in d.key and "name" in plain.get(d.key, {}) else d.key for d in dims]
-    return Search(name=name, project=tuner.project or name, base=list(arguments), cfg=plain, dims=dims,
-                  strategy=tuner.strategy, definition=definition, swept_keys=swept,
-                  start=start_points(plain, dims, [d.key for d in space]),
-                  fingerprint=fingerprint(dims, tuner.strategy, trained_overrides(arguments)))
+    search = Search(name=name, project=tuner.project or name, base=list(arguments), cfg=plain, dims=dims,
+                    strategy=tuner.strategy, definition=definition, swept_keys=swept,
+                    start=start_points(plain, dims, [d.key for d in space]),
+                    fingerprint=fingerprint(dims, tuner.strategy, trained_overrides(arguments)))
+    check_overwrite(search)  # before the store is opened: a refused command writes nothing
+    check_store(plain.tracking)
+    return search
 
 
 def prepare_command(argv: list[str]) -> Search:
@@ -126,10 +129,35 @@ def prepare_command(argv: list[str]) -> Search:
 
 # --- saved state: the fingerprint ------------------------------------------------------------
 
+def made_by_us(directory: Path) -> bool:
+    """True for a tuner folder fashion-lab made: a real folder (no symlink) with its state file and marker."""
+    return (directory.is_dir() and not directory.is_symlink()
+            and (directory / STATE_FILE).is_file() and (directory / MARKER).is_file())
+
+
+def check_overwrite(search: Search) -> None:
+    """``tuner.overwrite=true`` deletes only a folder fashion-lab made; any other folder is refused, untouched.
+    tuner.directory may point anywhere (the store's folder, a home directory): never trust it to be ours."""
+    folder = search.directory
+    if search.cfg.tuner.overwrite and (folder.exists() or folder.is_symlink()) and not made_by_us(folder):
+        raise SpaceError(
+            f"tuner.overwrite=true is refused for {folder} (tuner.directory/tuner.project): fashion-lab did not "
+            f"make that folder (it lacks {STATE_FILE} and {MARKER}), so it is never deleted; "
+            f"choose another tuner.project or tuner.directory, or remove the folder yourself")
+
+
+def claim_folder(search: Search) -> None:
+    """Create a new search's folder with fashion-lab's marker, the proof that overwrite may delete it later."""
+    if not search.directory.exists():
+        search.directory.mkdir(parents=True)
+        (search.directory / MARKER).write_text(json.dumps({"made_by": "fashion-lab", "project": search.project}))
+
+
 def check_resumable(search: Search) -> bool:
     """True to resume the saved search, False for a new one; refuses a changed space, strategy or base overrides."""
-    if search.cfg.tuner.overwrite:
-        shutil.rmtree(search.directory, ignore_errors=True)
+    check_overwrite(search)
+    if search.cfg.tuner.overwrite and search.directory.exists():
+        shutil.rmtree(search.directory)
     path = search.directory / STATE_FILE
     state = json.loads(path.read_text()) if path.exists() else None
     if state is None and not search.directory.exists():

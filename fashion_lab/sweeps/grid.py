@@ -14,7 +14,7 @@ from typing import Any, Iterable, Optional
 
 from omegaconf import OmegaConf
 
-from fashion_lab.config import ConfigError, point_name, short_key, sweep_files  # noqa: F401 - re-exported
+from fashion_lab.config import REFUSED_SWEEPS, ConfigError, point_name, short_key, sweep_files  # noqa: F401 - re-exported
 
 USAGE = """usage: fashion-lab sweep NAME [overrides...]   run sweeps/NAME.yaml (a grid: train -m sweep=NAME)
        fashion-lab sweep --list                 every sweep with its description, strategy and size
@@ -190,6 +190,9 @@ def list_sweeps(stream=sys.stdout) -> None:
           f"DESCRIPTION   (TIME: expected, from ~{IMAGES_PER_S} training images/s, the tutorial network on "
           f"2 CPU cores; IMAGES: training images per epoch)", file=sys.stderr if stream is sys.stdout else stream)
     for name, path in files.items():
+        if name in REFUSED_SWEEPS:  # listed, never read: its reason instead of its size
+            print(f"{name:<{width}}  refused: {REFUSED_SWEEPS[name].split(' is refused: ', 1)[-1]}", file=stream)
+            continue
         seeds, epochs, images, time = _budget_text(budget(path))
         print(f"{name:<{width}}  {strategy(path):<9} {size(path):>10}  {seeds:>5} {epochs:>6} {images:>7} {time:>11}  "
               f"{description(path)}", file=stream)
@@ -199,13 +202,19 @@ def list_sweeps(stream=sys.stdout) -> None:
 
 def with_seeds(path: Path, overrides: list[str]) -> list[str]:
     """``sweep.seeds=N``: the overrides plus ``trainer.seed=s,...,s+N-1`` (s = the run's trainer.seed)."""
+    from fashion_lab.preflight import check_seeds
+
     text = setting(path, overrides, "sweep.seeds", 1)
     try:
         seeds = int(text)
     except ValueError:
         seeds = 0
+    most = setting(path, overrides, "sweep.max_seeds", 10)
+    most = int(most) if most.lstrip("-").isdigit() else 10  # not an integer: Hydra refuses it by its type
     if seeds < 1:
         raise ConfigError(f"sweep.seeds={text}: give an integer >= 1 (seeds per point)")
+    # before 100,000 seeds become a trainer.seed dimension: refused in a second, not silent for minutes
+    check_seeds(seeds, most, setting(path, overrides, "sweep.until_sure", False).lower() == "true")
     if seeds == 1:
         return overrides
     swept = dimensions(_params(OmegaConf.load(path)), overrides).get("trainer.seed")

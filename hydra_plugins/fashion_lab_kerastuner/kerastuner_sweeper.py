@@ -68,6 +68,7 @@ class KerasTunerSweeper(Sweeper):
             s.cfg.tracking, key=f"search:{s.directory.absolute()}", restart=not resuming, name=f"search {s.project} {s.strategy}",
             role="search", strategy=s.strategy, sweep_name=s.name, swept_keys=s.swept_keys, definition=s.definition,
             tags={f"fashion_lab.tuner.{k}": str(v) for k, v in s.cfg.tuner.items()} | {"fashion_lab.fingerprint": s.fingerprint})
+        search.claim_folder(s)  # a new search's folder gets fashion-lab's marker before KerasTuner writes in it
         backend = open_backend(s)
         search.save_state(s)
         campaign.raise_on_sigterm()
