@@ -62,6 +62,7 @@ def child_params(store, key):
     return sorted(int(r.data.params[key]) for r in runs)
 
 
+@pytest.mark.slow  # four tiny runs (~40 s); still in CI
 def test_until_sure_runs_the_swept_seeds_and_writes_multirun_yaml(run_cli, store, tmp_path):
     """A swept trainer.seed=5,6 is the first round's seeds (not 0 and 1); multirun.yaml as the basic sweeper writes."""
     run_cli("sweep", "pair", "sweep.until_sure=true", "trainer.seed=5,6", *TINY, f"tracking.uri={store}",
@@ -71,6 +72,7 @@ def test_until_sure_runs_the_swept_seeds_and_writes_multirun_yaml(run_cli, store
     assert "until_sure" in saved.read_text()
 
 
+@pytest.mark.slow  # four tiny runs (~40 s); still in CI
 def test_until_sure_counts_failed_points_and_runs_apart(run_cli, store, tmp_path):
     """One point of two diverges on both its seeds: 1 of 2 points failed, 2 of 4 runs (not '2 of 2 points')."""
     result = run_cli("sweep", "pair", "sweep.until_sure=true", *TINY, f"tracking.uri={store}",

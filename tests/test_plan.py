@@ -104,6 +104,7 @@ def test_bad_input_to_a_plan_is_one_line_and_exit_2(run_cli, store, sweeps, tmp_
     assert not (tmp_path / "m.db").exists()
 
 
+@pytest.mark.slow  # a real 4-run sweep after its plan (~80 s on 2 cores); still in CI
 def test_plan_then_the_real_sweep_predicted_over_measured(run_cli, store, sweeps, tmp_path):
     """An empty store: the spread is unknown (with its pilot) and the time comes from timed steps; the same
     sweep then runs for real, and the prediction is within a broad band of its wall time."""
