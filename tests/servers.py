@@ -223,9 +223,19 @@ class Slurm:
     def run(self, *args: str, timeout: float = 30) -> str:
         return run(list(args), env=self.env, timeout=timeout).stdout
 
-    def job_states(self, job_ids: list[str]) -> dict[str, str]:
-        out = self.run("sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(job_ids))
-        return dict(line.split("|", 1) for line in out.splitlines() if "|" in line)
+    def job_states(self, job_ids: list[str], wait_s: float = 60) -> dict[str, str]:
+        """Each job's final state from accounting. slurmdbd records a job's end a moment after the job
+        ends (seconds on a loaded machine), so states still PENDING/RUNNING/COMPLETING, or missing, are
+        asked again for up to ``wait_s``."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            out = self.run("sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(job_ids))
+            states = dict(line.split("|", 1) for line in out.splitlines() if "|" in line)
+            settled = all(states.get(j, "").split()[:1] not in ([], ["PENDING"], ["RUNNING"], ["COMPLETING"])
+                          for j in job_ids)
+            if settled or time.monotonic() > deadline:
+                return states
+            time.sleep(1)
 
 
 def _mariadb(root: Path, groups: list[Group]) -> tuple[int, str]:

@@ -81,11 +81,22 @@ def dataset_entity(split: dict[str, Any]):
 
 def log_datasets(client, run_id: str, splits: list[dict[str, Any]]) -> None:
     """The training, validation and test data as MLflow inputs, each tagged with its context."""
+    import time
+
     from mlflow.entities import DatasetInput, InputTag
 
-    client.log_inputs(run_id, datasets=[
-        DatasetInput(dataset_entity(split), tags=[InputTag("mlflow.data.context", split["context"])])
-        for split in splits])
+    inputs = [DatasetInput(dataset_entity(split), tags=[InputTag("mlflow.data.context", split["context"])])
+              for split in splits]
+    for attempt in range(3):
+        try:
+            return client.log_inputs(run_id, datasets=inputs)
+        except Exception as error:  # noqa: BLE001 - only the race below is retried
+            # Parallel jobs logging the same dataset race to create its row (a unique key on a server's
+            # database); the loser's retry finds the row and links it.
+            if attempt == 2 or not any(word in str(error) for word in ("UniqueViolation", "UNIQUE constraint",
+                                                                       "Duplicate entry", "duplicate key")):
+                raise
+            time.sleep(0.5 + attempt)
 
 
 def terminate(client, run_id: str, status: str, end_time: Optional[int] = None) -> None:
