@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import sqlite3
-import subprocess
-import time
-
 import pytest
 
-from conftest import FASHION_LAB, cli_env
-from test_tune import IN_PROCESS, SMALL_SPACE, TINY, children, parents, runs, sweeps  # noqa: F401 - a fixture
+from conftest import cli_env
+from test_tune import IN_PROCESS, SMALL_SPACE, TINY, children, kill_during_second_trial, parents, runs, sweeps  # noqa: F401 - a fixture
 
 TPE = ["tuner=tpe", "tuner.num_initial_points=1"]  # TPE guides from the second trial: its own path runs
 
@@ -84,23 +78,7 @@ def test_tpe_search_killed_during_second_trial_resumes_without_duplicates(store,
     """kill -9 while trial 1 trains (each trial in its own process, the default): the same command asks
     trial 1 again under its number, and the search ends with trials 0-2 each finished once."""
     args = ["tune", "small", *TINY, *TPE, "tuner.max_trials=3", f"tracking.uri={store}"]
-    proc = subprocess.Popen([FASHION_LAB, *args], cwd=tmp_path, env=cli_env(FASHION_LAB_SWEEPS_DIR=str(sweeps)),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    try:
-        while time.time() < deadline:
-            try:
-                if any(t["tags"].get("fashion_lab.trial_id") == "1" and t["status"] == "RUNNING"
-                       for t in children(store)):
-                    break
-            except sqlite3.OperationalError:
-                pass  # the store is still being created
-            time.sleep(0.3)
-        else:
-            pytest.fail("the second trial never started")
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_during_second_trial(args, store, tmp_path, cli_env(FASHION_LAB_SWEEPS_DIR=str(sweeps)))
     killed_id = next(t["id"] for t in children(store) if t["tags"]["fashion_lab.trial_id"] == "1")
     run_cli(*args, env={"FASHION_LAB_SWEEPS_DIR": str(sweeps)}, check=True)
     assert trial_ids(store) == ["0", "1", "2"]  # none twice, none skipped

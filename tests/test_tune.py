@@ -201,11 +201,9 @@ def test_random_search_records_registers_reproduces_and_resumes(run_cli, store, 
     assert len(parents(store)) == 1 and "best trial" in more.stdout
 
 
-@pytest.mark.slow
-def test_search_killed_during_second_trial_resumes(store, tmp_path, sweeps, run_cli):
-    args = ["tune", "small", *TINY, "tuner.max_trials=3", f"tracking.uri={store}"]
-    env = cli_env(FASHION_LAB_SWEEPS_DIR=str(sweeps))
-    proc = subprocess.Popen([FASHION_LAB, *args], cwd=tmp_path, env=env,
+def kill_during_second_trial(args: list[str], store: str, cwd, env: dict) -> None:
+    """Start ``fashion-lab *args``, and kill -9 it once trial 1 is RUNNING in the store."""
+    proc = subprocess.Popen([FASHION_LAB, *args], cwd=cwd, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     try:
@@ -222,6 +220,13 @@ def test_search_killed_during_second_trial_resumes(store, tmp_path, sweeps, run_
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+@pytest.mark.slow
+def test_search_killed_during_second_trial_resumes(store, tmp_path, sweeps, run_cli):
+    args = ["tune", "small", *TINY, "tuner.max_trials=3", f"tracking.uri={store}"]
+    env = cli_env(FASHION_LAB_SWEEPS_DIR=str(sweeps))
+    kill_during_second_trial(args, store, tmp_path, env)
     killed_id = next(t["id"] for t in children(store) if t["tags"]["fashion_lab.trial_id"] == "1")
     run_cli(*args, env={"FASHION_LAB_SWEEPS_DIR": str(sweeps)}, check=True)
     trials = children(store)
