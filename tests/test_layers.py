@@ -187,3 +187,18 @@ def exits(path: Path) -> bool:
 def test_only_the_cli_turns_errors_into_exit_codes():
     users = {module_name(p) for p in every_file() if exits(p)}
     assert users and {layer(u) for u in users} == {"cli"}, sorted(users)
+
+
+def reads_mlflow_entities(path: Path) -> bool:
+    """Whether a file reads an MLflow Run's ``.info`` or ``.data`` (``run.info.run_id``, ``run.data.tags``)."""
+    return any(isinstance(node, ast.Attribute) and node.attr in {"run_id", "experiment_id", "status", "run_name",
+                                                                 "start_time", "end_time", "tags", "metrics", "params"}
+               and isinstance(node.value, ast.Attribute) and node.value.attr in {"info", "data"}
+               for node in ast.walk(ast.parse(path.read_text())))
+
+
+def test_only_the_record_layer_reads_mlflow_runs():
+    """Above record, a run is a RunRecord (record/run_record.py): plain data, never an MLflow entity."""
+    readers = {module_name(p) for p in every_file() if reads_mlflow_entities(p)}
+    assert readers and {layer(r) for r in readers} == {"record"}, sorted(readers)
+

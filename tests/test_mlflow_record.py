@@ -136,3 +136,22 @@ def test_fashion_mnist_datasets_load_the_debian_packages_idx_files(store):
         folder = Path(mlflow.data.get_source(found[context]).load())
         assert folder.resolve() == DEBIAN_DIR.resolve()
         assert set(profile["files"]) <= {p.name for p in folder.iterdir()}
+
+
+def test_the_run_record_holds_a_real_run(tmp_path):
+    from fashion_lab.record import tracking
+    from fashion_lab.record.run_record import RunRecord
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = tracking.client(uri)
+    experiment = client.create_experiment("e")
+    made = client.create_run(experiment, tags={tracking.TAG + "overrides": "trainer.epochs=1",
+                                               "mlflow.runName": "one"})
+    client.log_param(made.info.run_id, "trainer.epochs", "1")
+    client.log_metric(made.info.run_id, "test_accuracy", 0.5)
+    client.set_terminated(made.info.run_id, status="FINISHED")
+    _, record = tracking.get_run(uri, made.info.run_id)
+    assert isinstance(record, RunRecord) and record.run_id == made.info.run_id
+    assert (record.experiment_id, record.name, record.status) == (experiment, "one", "FINISHED")
+    assert record.params == {"trainer.epochs": "1"} and record.metrics == {"test_accuracy": 0.5}
+    assert record.tag("overrides") == "trainer.epochs=1" and record.seconds is not None and record.seconds >= 0

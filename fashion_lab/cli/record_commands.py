@@ -105,34 +105,33 @@ def _continued_start(cfg: DictConfig, original, folder: Path):
     from fashion_lab.record.tracking import TAG, download_weights
     from fashion_lab.run.train import WarmStart
 
-    earlier = original.data.tags.get(TAG + "continues")
+    earlier = original.tags.get(TAG + "continues")
     if not earlier:
         return None
     try:
         weights = download_weights(cfg.tracking, earlier, folder)
     except Exception as error:  # noqa: BLE001 - the earlier run's weights are gone or were never logged
-        fail(f"run {original.info.run_id} continued run {earlier}, whose weights cannot be read: {error}")
-    print(f"continuing run {earlier}'s weights from epoch {int(original.data.metrics['initial_epoch'])}, as run "
-          f"{original.info.run_id} did")
-    return WarmStart(weights, int(original.data.metrics["initial_epoch"]), earlier)
+        fail(f"run {original.run_id} continued run {earlier}, whose weights cannot be read: {error}")
+    print(f"continuing run {earlier}'s weights from epoch {int(original.metrics['initial_epoch'])}, as run "
+          f"{original.run_id} did")
+    return WarmStart(weights, int(original.metrics["initial_epoch"]), earlier)
 
 
-def _reproduce_task(cfg: DictConfig, run_id: str, overrides: list[str]) -> int:
+def _original_and_config(cfg: DictConfig, run_id: str, overrides: list[str]):
+    """The run to reproduce and its recorded config with the user's overrides, checked; refused in one line."""
     from fashion_lab.config import ConfigError
     from fashion_lab.preflight import validate
-    from fashion_lab.data import DataError, load_data
-    from fashion_lab.record.tracking import TAG, NotInStore, close_dead_runs, get_run
+    from fashion_lab.record.tracking import NotInStore, close_dead_runs, get_run
 
-    # Checks first, Keras later: a bad id or other data is refused in seconds.
     _preflight(cfg, write=True, missing=f"run {run_id!r} not found: ")
     try:
         client, original = get_run(cfg.tracking.uri, run_id)
     except NotInStore as error:
         fail(str(error))
-    close_dead_runs(cfg.tracking.uri, [client.get_experiment(original.info.experiment_id).name])
-    nothing = (f"run {run_id} (status {original.info.status}) recorded no final metrics: "
+    close_dead_runs(cfg.tracking.uri, [client.get_experiment(original.experiment_id).name])
+    nothing = (f"run {run_id} (status {original.status}) recorded no final metrics: "
                "nothing to compare a reproduction against")
-    measured = [m for m in original.data.metrics if not m.endswith(TIMING)]
+    measured = [m for m in original.metrics if not m.endswith(TIMING)]
     if not measured and "config.yaml" not in {f.path for f in client.list_artifacts(run_id)}:
         fail(nothing)
     run_cfg = recorded_config(client, run_id, cfg)  # a planted ${...} is refused before anything else
@@ -146,35 +145,53 @@ def _reproduce_task(cfg: DictConfig, run_id: str, overrides: list[str]) -> int:
         validate(run_cfg)
     except (ConfigError, Exception) as error:  # noqa: BLE001 - OmegaConf type errors name key and value
         fail(f"bad override for reproduce: {error}")
+    return original, run_cfg
+
+
+def _same_data(run_cfg: DictConfig, original):
+    """The run's data, loaded and checked against the digest it recorded (other data: refused)."""
+    from fashion_lab.data import DataError, load_data
+
     try:
         splits = load_data(run_cfg.data)
     except DataError as error:
         fail(str(error))
-    recorded = original.data.tags.get(TAG + "data_digest")
+    recorded = original.tag("data_digest")
     if recorded and recorded != splits.digest:
         fail(f"local data digest {splits.digest} differs from the run's {recorded}: "
              "the same config would train on different data; refusing to reproduce")
+    return splits
 
-    import tempfile
 
-    from fashion_lab.run.train import train
-
-    name = f"reproduce {original.info.run_name or run_id[:8]}"[:60]
-    with tempfile.TemporaryDirectory(prefix="fashion-lab-reproduce-") as folder:
-        result = train(run_cfg, overrides=list(overrides), run_name=name,
-                       tags={TAG + "reproduces": run_id, TAG + "command": f"fashion-lab reproduce {run_id}"},
-                       splits=splits, start=_continued_start(cfg, original, Path(folder)))
-    rows, ok = compare(original.data.metrics, result.metrics, float(cfg.reproduce.tolerance))
+def _print_comparison(run_id: str, new_run_id: str, rows, ok: bool, tolerance) -> int:
     if not rows:  # "metrics match" must mean something was compared
-        print(f"original run {run_id}, new run {result.run_id}: no metric in common, nothing compared",
-              file=sys.stderr)
+        print(f"original run {run_id}, new run {new_run_id}: no metric in common, nothing compared", file=sys.stderr)
         return 1
     print(f"{'metric':<26} {'original':>12} {'reproduced':>12} {'difference':>12}")
     for name, a, b, diff, good in rows:
         print(f"{name:<26} {a:>12.6f} {b:>12.6f} {diff:>+12.2e}{'' if good else '  <- differs'}")
-    print(f"original run {run_id}, new run {result.run_id}: "
-          + ("metrics match" if ok else f"metrics differ beyond reproduce.tolerance={cfg.reproduce.tolerance}"))
+    print(f"original run {run_id}, new run {new_run_id}: "
+          + ("metrics match" if ok else f"metrics differ beyond reproduce.tolerance={tolerance}"))
     return 0 if ok else 1
+
+
+def _reproduce_task(cfg: DictConfig, run_id: str, overrides: list[str]) -> int:
+    import tempfile
+
+    from fashion_lab.record.tracking import TAG
+
+    # Checks first, Keras later: a bad id or other data is refused in seconds.
+    original, run_cfg = _original_and_config(cfg, run_id, overrides)
+    splits = _same_data(run_cfg, original)
+    from fashion_lab.run.train import train
+
+    name = f"reproduce {original.name or run_id[:8]}"[:60]
+    with tempfile.TemporaryDirectory(prefix="fashion-lab-reproduce-") as folder:
+        result = train(run_cfg, overrides=list(overrides), run_name=name,
+                       tags={TAG + "reproduces": run_id, TAG + "command": f"fashion-lab reproduce {run_id}"},
+                       splits=splits, start=_continued_start(cfg, original, Path(folder)))
+    rows, ok = compare(original.metrics, result.metrics, float(cfg.reproduce.tolerance))
+    return _print_comparison(run_id, result.run_id, rows, ok, cfg.reproduce.tolerance)
 
 
 def reproduce_command(argv: list[str]) -> int:

@@ -10,6 +10,7 @@ from typing import Any, Iterator, Optional
 
 from fashion_lab.config import mask_userinfo
 from fashion_lab.record.names import EXPERIMENT_KIND
+from fashion_lab.record.run_record import run_record
 
 # MLflow draws a download progress bar whenever tqdm is installed (optuna brings it): a command's
 # output stays its own lines (a refusal is one line), unless the user asks for the bar.
@@ -111,12 +112,13 @@ def experiment_ids(client, experiment: Optional[str]) -> list[str]:
 
 
 def get_run(uri: str, run_id: str):
-    """(client, run) for a run id; NotInStore when the store has no such run."""
+    """(client, RunRecord) for a run id; NotInStore when the store has no such run."""
+
     from mlflow.exceptions import MlflowException
 
     store = client(uri)
     try:
-        return store, store.get_run(run_id)
+        return store, run_record(store.get_run(run_id))
     except MlflowException:
         raise NotInStore(f"run {run_id!r} not found in {uri}; list runs with `fashion-lab report` or the UI") from None
 

@@ -12,6 +12,7 @@ from fashion_lab.record.client import client_for, ensure_experiment, set_tags
 from fashion_lab.record.names import SHARED_VIEW, TAG
 from fashion_lab.record.owners import commit_tags, process_id, system_tags
 from fashion_lab.record.run import log_metrics
+from fashion_lab.record.run_record import RunRecord, run_record
 
 
 def open_parent_run(tracking_cfg, *, name: str, role: str, strategy: str, sweep_name: str,
@@ -72,7 +73,7 @@ def close_parent_run(tracking_cfg, run_id: str, *, status: str, summary: dict[st
     client.set_terminated(run_id, status=status)
 
 
-def find_parent(tracking_cfg, campaign_key: str):
+def find_parent(tracking_cfg, campaign_key: str) -> Optional[RunRecord]:
     """The newest parent run recorded for this sweep command (tag ``campaign_key``), or None."""
     client = client_for(tracking_cfg)
     found = client.get_experiment_by_name(tracking_cfg.experiment)
@@ -80,7 +81,7 @@ def find_parent(tracking_cfg, campaign_key: str):
         return None
     runs = client.search_runs([found.experiment_id], f"tags.`{TAG}campaign_key` = '{campaign_key}'",
                               order_by=["attributes.start_time DESC"], max_results=1)
-    return runs[0] if runs else None
+    return run_record(runs[0]) if runs else None
 
 
 def resume_parent(tracking_cfg, run_id: str, tags: dict[str, Any]) -> None:

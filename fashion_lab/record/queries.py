@@ -9,6 +9,7 @@ from typing import Optional
 
 from fashion_lab.record.client import client_for
 from fashion_lab.record.names import TAG
+from fashion_lab.record.run_record import RunRecord, run_record
 
 
 PAGE = 1000  # runs per search request: the store's maximum page size for sqlite/file/server stores
@@ -47,7 +48,7 @@ def search_all(client, experiment_ids: list[str], filter_string: str = "", progr
 
 
 def children(tracking_cfg, parent_run_id: str, *, run_key: Optional[str] = None, trial_id: Optional[str] = None,
-             finished: bool = False) -> list:
+             finished: bool = False) -> list[RunRecord]:
     """The parent's child runs, oldest first; optionally one run key's or one trial's, or FINISHED only."""
     client = client_for(tracking_cfg)
     clauses = [sweep_filter(parent_run_id)]
@@ -60,15 +61,20 @@ def children(tracking_cfg, parent_run_id: str, *, run_key: Optional[str] = None,
     experiment = client.get_run(parent_run_id).info.experiment_id
     runs = client.search_runs([experiment], " and ".join(clauses), order_by=["attributes.start_time ASC"],
                               max_results=10000)
-    return [run for run in runs if run.info.run_id != parent_run_id]
+    return [run_record(run) for run in runs if run.info.run_id != parent_run_id]
 
 
-def round_run(tracking_cfg, parent_run_id: str, trial_id: str, execution: str):
+def round_run(tracking_cfg, parent_run_id: str, trial_id: str, execution: str) -> Optional[RunRecord]:
     """The FINISHED run of one trial's execution under the parent (the latest if several), or None:
     the run a promoted Hyperband round continues. Executions pair up by index, so each keeps its seed."""
     runs = [run for run in children(tracking_cfg, parent_run_id, trial_id=trial_id, finished=True)
-            if run.data.tags.get(TAG + "execution", "0") == str(execution)]
+            if run.tag("execution", "0") == str(execution)]
     return runs[-1] if runs else None
+
+
+def read_run(tracking_cfg, run_id: str) -> RunRecord:
+    """One run of the store by id, as plain data."""
+    return run_record(client_for(tracking_cfg).get_run(run_id))
 
 
 def min_metric(tracking_cfg, run_id: str, key: str) -> float:

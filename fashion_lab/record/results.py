@@ -14,6 +14,7 @@ from typing import Iterable, Optional
 import pandas as pd
 
 from fashion_lab.config import keys
+from fashion_lab.record.run_record import RunRecord, run_record
 
 # The record layer (tracking) owns the client and the queries; importing it never imports Keras.
 from fashion_lab.record.tracking import (TAG, NotInStore, client as _client, experiment_ids,  # noqa: F401 - re-exported
@@ -125,6 +126,6 @@ def history_frame(tracking_uri: str, run_ids: Iterable[str],
     return frame
 
 
-def parent_run(tracking_uri: str, run_id: str):
-    """The MLflow Run of a parent (for its swept_keys tag and summary)."""
-    return _client(tracking_uri).get_run(run_id)
+def parent_run(tracking_uri: str, run_id: str) -> RunRecord:
+    """A parent run as plain data (for its swept_keys tag and summary)."""
+    return run_record(_client(tracking_uri).get_run(run_id))

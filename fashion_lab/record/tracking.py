@@ -12,6 +12,7 @@ through it).
 - ``upload``: a record kept on disk while the server was away, put into its store.
 - ``parents``: the parent run of a sweep or search (open, find, resume, close) and its children's tags.
 - ``queries``: filters and searches over the store, a sweep's children, the UI link of its view.
+- ``run_record``: ``RunRecord``, a run as plain data: what every layer above record reads of a run.
 - ``models``: the Keras model as an MLflow model, the registry, a run's weights downloaded again.
 - ``fashion_lab.runtime.signals``: Ctrl-C and SIGTERM unwind as interrupted, and are remembered.
 
@@ -32,8 +33,9 @@ from fashion_lab.record.owners import (PACKAGE_DIR, PACKAGES, _alive, _checkout,
                                        reap, reap_orphans, system_tags, where_tags, workdir_commit)
 from fashion_lab.record.parents import (child_tags, close_parent_run, find_parent, open_parent_run,
                                         resume_parent, sweep_view)
-from fashion_lab.record.queries import (PAGE, _progress, children, min_metric, role_filter, round_run,
+from fashion_lab.record.queries import (PAGE, _progress, children, min_metric, read_run, role_filter, round_run,
                                         search_all, sweep_filter, sweep_view_url)
+from fashion_lab.record.run_record import RunRecord, run_record
 from fashion_lab.record.run import (SENDERS, Recorder, TrainingDiverged, dataset_entity, failure_reason,
                                     log_dataset, log_datasets, log_metrics, log_params, send, terminate,
                                     tracked_run)
@@ -58,7 +60,9 @@ __all__ = [
     # parents
     "child_tags", "close_parent_run", "find_parent", "open_parent_run", "resume_parent", "sweep_view",
     # queries
-    "PAGE", "children", "min_metric", "role_filter", "round_run", "search_all", "sweep_filter", "sweep_view_url",
+    "PAGE", "children", "min_metric", "read_run", "role_filter", "round_run", "search_all", "sweep_filter", "sweep_view_url",
+    # run_record
+    "RunRecord", "run_record",
     # models
     "download_model_files", "download_weights", "log_keras_model", "logged_model_uri", "register_model",
     "registered_version",

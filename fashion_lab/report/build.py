@@ -75,7 +75,7 @@ def build_report(tracking_uri: str, out: Optional[str | Path] = None, *, experim
     folder.mkdir(parents=True, exist_ok=True)
     csv_safe(frame).to_csv(folder / "runs.csv", index=False)  # run names and params come from the store
 
-    parent_tags = results.parent_run(tracking_uri, parent["run_id"]).data.tags if parent is not None else {}
+    parent_tags = results.parent_run(tracking_uri, parent["run_id"]).tags if parent is not None else {}
     strategy = parent_tags.get(results.TAG + "strategy") or "grid"
     keys = swept_keys(finished, parent_tags)
     defaults = tutorial_defaults()

@@ -179,7 +179,7 @@ def provenance(ctx: ReportContext, doc: Document) -> None:
             values = sorted(set(frame[column].dropna()))
             lines.append(f"{label}: {', '.join(values) or 'not recorded'}")
     if len(frame):  # versions are identical across a sweep's runs in practice; read them once
-        tags = results.parent_run(uri, frame["run_id"].iloc[0]).data.tags  # any run: get_run
+        tags = results.parent_run(uri, frame["run_id"].iloc[0]).tags  # any run: get_run
         versions = [f"{k[len(results.TAG + 'version.'):]} {v}" for k, v in sorted(tags.items())
                     if k.startswith(results.TAG + "version.")]
         lines.append("versions: " + (", ".join(versions) or "not recorded"))

@@ -18,8 +18,8 @@ def _run_score(search: Search, run) -> float:
     from fashion_lab.record import tracking
 
     if search.cfg.tuner.objective == "val_loss":
-        return tracking.min_metric(search.cfg.tracking, run.info.run_id, "val_loss")
-    return float(run.data.metrics["best_val_accuracy"])
+        return tracking.min_metric(search.cfg.tracking, run.run_id, "val_loss")
+    return float(run.metrics["best_val_accuracy"])
 
 
 def best_run(search: Search, trial_id: str):
@@ -60,15 +60,15 @@ def _register(search: Search, run, name: str) -> Optional[str]:
     from fashion_lab.record import tracking
     from fashion_lab.run.registered_model import log_run_model
 
-    existing = tracking.registered_version(search.cfg.tracking, name, run.info.run_id)
+    existing = tracking.registered_version(search.cfg.tracking, name, run.run_id)
     if existing:
         return existing
     try:
-        model_uri = log_run_model(search.cfg.tracking, run.info.run_id)
+        model_uri = log_run_model(search.cfg.tracking, run.run_id)
     except LookupError as error:  # tracking.log_weights=false and no logged model
         print(f"fashion-lab: no model registered: {error}", file=sys.stderr)
         return None
-    accuracy, floor = float(run.data.metrics["test_accuracy"]), float(search.cfg.tuner.register_min_accuracy)
+    accuracy, floor = float(run.metrics["test_accuracy"]), float(search.cfg.tuner.register_min_accuracy)
     warning = {} if accuracy >= floor else {tracking.TAG + "warning": (
         f"test accuracy {accuracy:.4f} is below tuner.register_min_accuracy={floor:g} (chance {CHANCE:.2f})")}
     if warning:
@@ -76,7 +76,7 @@ def _register(search: Search, run, name: str) -> Optional[str]:
               f"{warning[tracking.TAG + 'warning']}", file=sys.stderr)
     return tracking.register_model(
         search.cfg.tracking, model_uri, name,
-        tags={tracking.TAG + k: run.data.tags.get(tracking.TAG + k, "") for k in ("trial_id", "overrides", "config_id")}
+        tags={tracking.TAG + k: run.tags.get(tracking.TAG + k, "") for k in ("trial_id", "overrides", "config_id")}
         | {tracking.TAG + "sweep_id": search.parent_run_id} | warning,
         description=f"best of search {search.project} ({search.strategy}); an MLflow Keras model "
                     f"(float32 images (N, 28, 28, 1) in, class probabilities (N, 10) out)")
@@ -120,13 +120,13 @@ def finish(search: Search, backend, aborted: Optional[str]) -> bool:
                  if not override_key(o).startswith("tuner")]
     run = best_run(search, best.trial_id) if search.parent_run_id else None
     if run is not None:
-        overrides = reproduce_overrides(run.data.tags.get(tracking.TAG + "overrides", ""))
-        m, name = run.data.metrics, search.cfg.tuner.model_name
+        overrides = reproduce_overrides(run.tags.get(tracking.TAG + "overrides", ""))
+        m, name = run.metrics, search.cfg.tuner.model_name
         version = _register(search, run, name)
         summary.update(best_val_accuracy=m["best_val_accuracy"], test_accuracy=m["test_accuracy"],
-                       test_loss=m["test_loss"], best_trial_id=best.trial_id, best_run_id=run.info.run_id,
+                       test_loss=m["test_loss"], best_trial_id=best.trial_id, best_run_id=run.run_id,
                        best_overrides=" ".join(overrides), **({"registered_model": f"{name}/{version}"} if version else {}))
-        print(f"best run {run.info.run_id}: test_accuracy={m['test_accuracy']:.4f} "
+        print(f"best run {run.run_id}: test_accuracy={m['test_accuracy']:.4f} "
               f"(test set evaluated once, never used for selection)")
         if version:
             below = m["test_accuracy"] < float(search.cfg.tuner.register_min_accuracy)

@@ -68,7 +68,7 @@ def open_parent(tracking_cfg, *, key: str, restart: bool, name: str, role: str, 
     tracking.reap(tracking_cfg)  # runs of a killed earlier attempt: KILLED before anything resumes
     found = None if restart else tracking.find_parent(tracking_cfg, key)
     if found is not None:
-        parent = found.info.run_id
+        parent = found.run_id
         tracking.resume_parent(tracking_cfg, parent, tags)
         print(f"resuming {role} {sweep_name} (parent run {parent}); sweep.restart=true starts a new one")
     else:
@@ -242,14 +242,11 @@ class Campaign(Callback):
 
         latest: dict[str, dict[str, Any]] = {}
         for run in tracking.children(config.tracking, self.parent):
-            tags = run.data.tags
-            key = tags.get(tracking.TAG + "run_key") or run.info.run_id
+            key = run.tag("run_key") or run.run_id
             if latest.get(key, {}).get("status") != "FINISHED":
-                latest[key] = {"name": run.info.run_name, "run_id": run.info.run_id, "status": run.info.status,
-                               "metrics": dict(run.data.metrics), "reason": tags.get(tracking.TAG + "failure"),
-                               "seconds": ((run.info.end_time - run.info.start_time) / 1000
-                                           if run.info.end_time and run.info.start_time else None),
-                               "overrides": tags.get(tracking.TAG + "overrides", "").split()}
+                latest[key] = {"name": run.name, "run_id": run.run_id, "status": run.status,
+                               "metrics": dict(run.metrics), "reason": run.tag("failure"), "seconds": run.seconds,
+                               "overrides": run.tag("overrides", "").split()}
         return list(latest.values())
 
     def command(self, config: DictConfig) -> str:

@@ -65,11 +65,11 @@ def round_start(cfg, parent: Optional[str], trial: dict[str, str], folder: Path)
         if run is None:
             reason = (f"no FINISHED run of trial {earlier} (execution {execution}) under parent run {parent}"
                       if parent and cfg.tracking.enabled else "nothing recorded to continue (tracking.enabled=false)")
-        elif (stopped := int(run.data.metrics.get("epochs_completed", 0))) >= cfg.trainer.epochs:
-            reason = f"run {run.info.run_id} already trained {stopped} epochs, this round's budget is {cfg.trainer.epochs}"
+        elif (stopped := int(run.metrics.get("epochs_completed", 0))) >= cfg.trainer.epochs:
+            reason = f"run {run.run_id} already trained {stopped} epochs, this round's budget is {cfg.trainer.epochs}"
         else:
-            weights = tracking.download_weights(cfg.tracking, run.info.run_id, folder)
-            return WarmStart(weights, stopped, run.info.run_id), {}
+            weights = tracking.download_weights(cfg.tracking, run.run_id, folder)
+            return WarmStart(weights, stopped, run.run_id), {}
     except Exception as error:  # noqa: BLE001 - a round that cannot continue still trains
         reason = f"could not take trial {earlier}'s weights from the record: {type(error).__name__}: {error}"
     reason = reason.splitlines()[0][:500]
@@ -97,10 +97,10 @@ def _train(cfg, overrides: list[str], name: Optional[str], parent: Optional[str]
 def _recorded(cfg, run) -> dict[str, Any]:
     from fashion_lab.record import tracking
 
-    metrics = dict(run.data.metrics)
-    return {"run_id": run.info.run_id, "metrics": metrics,
+    metrics = dict(run.metrics)
+    return {"run_id": run.run_id, "metrics": metrics,
             "objectives": {"val_accuracy": metrics.get("best_val_accuracy", math.nan),
-                           "val_loss": tracking.min_metric(cfg.tracking, run.info.run_id, "val_loss")}}
+                           "val_loss": tracking.min_metric(cfg.tracking, run.run_id, "val_loss")}}
 
 
 def run_job(cfg: DictConfig) -> JobResult:
@@ -133,7 +133,7 @@ def run_job(cfg: DictConfig) -> JobResult:
                                   trial_id=trial.get("trial_id"), finished=True)
                 if parent and cfg.tracking.enabled else [])
         if done:
-            print(f"{label or 'point'}: already recorded as run {done[-1].info.run_id}; not re-run")
+            print(f"{label or 'point'}: already recorded as run {done[-1].run_id}; not re-run")
             fresh = False
             result = dataclasses.replace(result, status="FINISHED", **_recorded(cfg, done[-1]))
         else:
@@ -180,12 +180,11 @@ def progress(cfg, parent: Optional[str], trial: dict[str, str], hydra_cfg) -> st
     index = int(hydra_cfg.job.num) + 1 if hydra_cfg is not None and hydra_cfg.job.get("num") is not None else None
     if not parent or not cfg.tracking.enabled or index is None:
         return f"point {index}" if index else "point"
-    tags = tracking.client_for(cfg.tracking).get_run(parent).data.tags
+    tags = tracking.read_run(cfg.tracking, parent).tags
     total = int(tags.get(tracking.TAG + "runs_planned") or tags.get(tracking.TAG + "points") or index)
     most = int(tags.get(tracking.TAG + "runs_max") or total)
     text = f"point {index} of {max(total, index)}" + (f" (until sure: up to {most})" if most > total else "")
-    done = [(r.info.end_time - r.info.start_time) / 1000 for r in tracking.children(cfg.tracking, parent, finished=True)
-            if r.info.end_time and r.info.start_time]
+    done = [r.seconds for r in tracking.children(cfg.tracking, parent, finished=True) if r.seconds is not None]
     if done:
         left = sum(done) / len(done) * (max(total, index) - index + 1)
         text += f", about {max(1, round(left / 60))} min left" if left >= 60 else f", about {left:.0f} s left"

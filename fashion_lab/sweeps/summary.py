@@ -33,13 +33,13 @@ def answer(config: DictConfig, children: list, keys: list, parent: Optional[str]
     """The sweep's answer with its budget (fashion_lab.report.build), or a line saying why there is none."""
     try:
         from fashion_lab.analysis.answers import sweep_end_lines
-        from fashion_lab.record.tracking import client_for, sweep_view_url
+        from fashion_lab.record.tracking import read_run, sweep_view_url
 
         defaults = flatten(without_hydra(config))
         command = f"fashion-lab report report.sweep={parent} tracking.uri={config.tracking.uri}"
         lines = sweep_end_lines(children, keys, defaults, best, command, plan, also)
         # the runs table with the swept params and key metrics as columns (tracking.sweep_view)
-        experiment = client_for(config.tracking).get_run(parent).info.experiment_id
+        experiment = read_run(config.tracking, parent).experiment_id
         lines.append("In the MLflow UI (fashion-lab ui): " + sweep_view_url(config.ui.host, config.ui.port, experiment, parent))
         return lines
     except Exception as error:  # noqa: BLE001 - the sweep is recorded; the answer is a bonus
