@@ -70,6 +70,36 @@ def run_cli(tmp_path):
 
 
 @pytest.fixture
+def cli_in_process(tmp_path, monkeypatch, capsys):
+    """``cli_in_process("train", "trainer.seed=-1")``: the CLI's own ``main`` in this process, in tmp_path.
+
+    For refusals, which end before any training: the same code path as ``fashion-lab ...`` (the argv
+    parser, Hydra's composition, preflight, the one-line exit), without a second interpreter's start-up
+    (~3 s each). Returns a ``CompletedProcess`` like ``run_cli`` does; the CLI contract itself (the
+    installed script, its exit code, nothing written) keeps its subprocess tests."""
+    import signal
+
+    from fashion_lab.cli.main import main
+
+    def run(*args: str, env: dict | None = None, **_ignored) -> subprocess.CompletedProcess:
+        monkeypatch.chdir(tmp_path)
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        handler = signal.getsignal(signal.SIGTERM)
+        capsys.readouterr()  # only this command's output
+        try:
+            code = main(list(args))
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        finally:
+            signal.signal(signal.SIGTERM, handler)
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["fashion-lab", *args], code, out, err)
+
+    return run
+
+
+@pytest.fixture
 def store(tmp_path) -> str:
     """A fresh embedded MLflow store in tmp_path."""
     return f"sqlite:///{tmp_path / 'm.db'}"

@@ -41,15 +41,15 @@ def test_quickstart_ends_with_the_answer_and_its_budget(run_cli, store):
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
 
-def test_sweep_seeds_is_checked_before_anything_runs(run_cli, store):
-    result = run_cli("sweep", "quickstart", *TINY, "sweep.seeds=0", f"tracking.uri={store}")
+def test_sweep_seeds_is_checked_before_anything_runs(cli_in_process, store):
+    result = cli_in_process("sweep", "quickstart", *TINY, "sweep.seeds=0", f"tracking.uri={store}")
     assert result.returncode == 2 and "sweep.seeds=0" in result.stderr and "integer >= 1" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    both = run_cli("sweep", "quickstart", *TINY, "trainer.seed=3,4", f"tracking.uri={store}")
+    both = cli_in_process("sweep", "quickstart", *TINY, "trainer.seed=3,4", f"tracking.uri={store}")
     assert both.returncode == 2 and "give one of them" in both.stderr
-    bare = run_cli("train", "-m", *TINY, "optimizer=sgd,adam", "sweep.seeds=2", f"tracking.uri={store}")
+    bare = cli_in_process("train", "-m", *TINY, "optimizer=sgd,adam", "sweep.seeds=2", f"tracking.uri={store}")
     assert bare.returncode == 2 and "is applied by `fashion-lab sweep" in bare.stderr
-    search = run_cli("sweep", "search", *TINY, "sweep.seeds=2", f"tracking.uri={store}")
+    search = cli_in_process("sweep", "search", *TINY, "sweep.seeds=2", f"tracking.uri={store}")
     assert search.returncode == 2 and "tuner.executions_per_trial" in search.stderr
     assert runs_in(store) == ([], [])
 

@@ -149,10 +149,10 @@ FILE_FAULTS = [
 
 @pytest.mark.parametrize("spoil,reason", [pytest.param(s, r, id=i) for i, s, r in FILE_FAULTS])
 @pytest.mark.parametrize("command", [TRAIN, ("report",), ("reproduce", "0123abcd")], ids=lambda c: c[0])
-def test_damaged_store_files_are_refused_in_one_line(run_cli, good_store, spoil, reason, command):
+def test_damaged_store_files_are_refused_in_one_line(cli_in_process, good_store, spoil, reason, command):
     spoil(good_store)
     before = good_store.read_bytes()
-    result = run_cli(*command, f"tracking.uri=sqlite:///{good_store}", timeout=120)
+    result = cli_in_process(*command, f"tracking.uri=sqlite:///{good_store}", timeout=120)
     message = assert_refused(result, "tracking.uri", str(good_store))
     assert reason in message
     assert good_store.read_bytes() == before  # untouched: never "repaired" into a new empty store
@@ -169,15 +169,15 @@ MALFORMED = [
 
 
 @pytest.mark.parametrize("uri,reason", MALFORMED, ids=[u or "empty" for u, _ in MALFORMED])
-def test_malformed_uris_are_refused(run_cli, tmp_path, uri, reason):
-    result = run_cli(*TRAIN, f"tracking.uri={uri}")
+def test_malformed_uris_are_refused(cli_in_process, tmp_path, uri, reason):
+    result = cli_in_process(*TRAIN, f"tracking.uri={uri}")
     assert reason in assert_refused(result, "tracking.uri", repr(uri))
     assert created(tmp_path) == []
 
 
 @pytest.mark.parametrize("name", ["", "'   '"])
-def test_empty_experiment_name_is_refused(run_cli, tmp_path, name):
-    result = run_cli(*TRAIN, f"tracking.uri=sqlite:///{tmp_path / 'm.db'}", f"tracking.experiment={name}")
+def test_empty_experiment_name_is_refused(cli_in_process, tmp_path, name):
+    result = cli_in_process(*TRAIN, f"tracking.uri=sqlite:///{tmp_path / 'm.db'}", f"tracking.experiment={name}")
     assert_refused(result, "tracking.experiment", "''" if not name else "'   '")
     assert not (tmp_path / "m.db").exists()
 
@@ -242,8 +242,8 @@ def test_a_real_answer_that_is_not_mlflow_is_refused(run_cli):
 @pytest.mark.parametrize("command", [("report",), ("reproduce", "0123abcd"), ("ui", "ui.port=1")],
                          ids=lambda c: c[0])
 @pytest.mark.parametrize("uri", ["sqlite:///mlflow.db", "sqlite:///sub/dir/m.db"])
-def test_reading_commands_never_create_a_store(run_cli, tmp_path, command, uri):
-    result = run_cli(*command, f"tracking.uri={uri}")
+def test_reading_commands_never_create_a_store(cli_in_process, tmp_path, command, uri):
+    result = cli_in_process(*command, f"tracking.uri={uri}")
     assert "has no store" in assert_refused(result, "tracking.uri", uri)
     assert created(tmp_path) == []  # nothing at all: no db, no lock, no folder
 

@@ -97,8 +97,8 @@ def test_plan_with_until_sure_gives_the_least_and_the_most(run_cli, store, sweep
     (["sweep.plan=true", "trainer.epoks=2"], "trainer.epoks"),
     (["sweep.plan=true", "trainer.epochs=0"], "trainer.epochs"),
 ])
-def test_bad_input_to_a_plan_is_one_line_and_exit_2(run_cli, store, sweeps, tmp_path, args, message):
-    result = run_cli("sweep", "tinyplan", "data=synthetic", *args, f"tracking.uri={store}", env=sweeps, timeout=120)
+def test_bad_input_to_a_plan_is_one_line_and_exit_2(cli_in_process, store, sweeps, tmp_path, args, message):
+    result = cli_in_process("sweep", "tinyplan", "data=synthetic", *args, f"tracking.uri={store}", env=sweeps, timeout=120)
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "m.db").exists()
@@ -125,7 +125,7 @@ def test_plan_then_the_real_sweep_predicted_over_measured(run_cli, store, sweeps
     assert len([r for r in _runs(store) if r.data.tags.get("fashion_lab.role") == "point"]) == 4
 
 
-def test_a_plan_for_a_search_is_refused_in_one_line(run_cli, store, tmp_path):
-    result = run_cli("sweep", "search", "sweep.plan=true", f"tracking.uri={store}", timeout=120)
+def test_a_plan_for_a_search_is_refused_in_one_line(cli_in_process, store, tmp_path):
+    result = cli_in_process("sweep", "search", "sweep.plan=true", f"tracking.uri={store}", timeout=120)
     assert result.returncode == 2 and "sweep.plan=true plans grids" in result.stderr, result.stderr
     assert not (tmp_path / "m.db").exists()

@@ -64,10 +64,10 @@ def test_reproduce_refuses_other_data(sweep_store, run_cli):
     assert "0123456789abcdef" in result.stderr and "refusing" in result.stderr
 
 
-def test_reproduce_needs_a_known_run_id(store, run_cli):
-    result = run_cli("reproduce", "trainer.epochs=2", timeout=60)
+def test_reproduce_needs_a_known_run_id(store, cli_in_process):
+    result = cli_in_process("reproduce", "trainer.epochs=2", timeout=60)
     assert result.returncode == 2 and "RUN_ID" in result.stderr
-    result = run_cli("reproduce", "deadbeef", f"tracking.uri={store}", timeout=60)
+    result = cli_in_process("reproduce", "deadbeef", f"tracking.uri={store}", timeout=60)
     assert result.returncode == 2 and "'deadbeef' not found" in result.stderr
 
 

@@ -107,8 +107,8 @@ def test_kept_record_uploads_into_its_run_and_into_a_new_store(tmp_path):
     assert restored.data.params == {"trainer.epochs": "2"} and restored.data.tags["fashion_lab.seed"] == "0"
 
 
-def test_upload_command_refuses_what_is_not_a_record(run_cli, tmp_path):
-    result = run_cli("upload", str(tmp_path))
+def test_upload_command_refuses_what_is_not_a_record(cli_in_process, tmp_path):
+    result = cli_in_process("upload", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "no run records" in result.stderr
 

@@ -291,12 +291,12 @@ def test_changed_space_or_strategy_is_refused(run_cli, store, sweeps):
     assert len(children(store)) == 2 and len(parents(store)) == 2 and "best trial" in renamed.stdout
 
 
-def test_bad_sweep_name_or_tuner_value_fails_before_any_run(run_cli, store):
-    result = run_cli("tune", "nosuch", f"tracking.uri={store}")
+def test_bad_sweep_name_or_tuner_value_fails_before_any_run(cli_in_process, store):
+    result = cli_in_process("tune", "nosuch", f"tracking.uri={store}")
     assert result.returncode == 2 and "nosuch" in result.stderr and "search" in result.stderr
-    result = run_cli("tune", "tuner.objective=accuracy", f"tracking.uri={store}")
+    result = cli_in_process("tune", "tuner.objective=accuracy", f"tracking.uri={store}")
     assert result.returncode == 2 and "val_accuracy" in result.stderr
-    result = run_cli("tune", "tuner.fresh_process=maybe", f"tracking.uri={store}")
+    result = cli_in_process("tune", "tuner.fresh_process=maybe", f"tracking.uri={store}")
     assert result.returncode == 2 and "tuner.fresh_process=maybe" in result.stderr
     assert "not a valid bool" in result.stderr  # the reason, not only the override
     assert not Path(store[len("sqlite:///"):]).exists()

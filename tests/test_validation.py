@@ -1,8 +1,11 @@
 """Bad input is refused by the real CLI in one line naming key and value, before data or a run exists.
 
-Each class of issue 13 ("Validation stops at the schema") is a list of cases; every case runs
-``fashion-lab`` in a subprocess and asserts the exit code, a one- or two-line message without a
-traceback that names the key and the value, and that the store was never created (no run).
+Each class of issue 13 ("Validation stops at the schema") is a list of cases; every case runs the CLI's
+own ``main`` in-process (``cli_in_process``: the same argv parsing, composition and preflight, without a
+second interpreter's start-up) and asserts the exit code, a one- or two-line message without a traceback
+that names the key and the value, and that the store was never created (no run). The contract of the
+installed script itself (exit 2, one line, nothing written, not even Hydra's folder) keeps subprocess
+tests: ``test_a_refused_train_writes_no_folder_either`` and ``test_hydra_never_suggests_adding_a_plus``.
 """
 
 from __future__ import annotations
@@ -132,19 +135,19 @@ def matrix(cases: dict) -> list:
 
 
 @pytest.mark.parametrize("cls,args,key,value", matrix(CASES))
-def test_bad_input_is_refused_in_one_line_before_any_run(run_cli, tmp_path, cls, args, key, value):
+def test_bad_input_is_refused_in_one_line_before_any_run(cli_in_process, tmp_path, cls, args, key, value):
     db = tmp_path / "m.db"
     multirun = args[:1] == ("-m",)
     command = ("train", "-m", *TRAIN[1:], *args[1:]) if multirun else (*TRAIN, *args)
-    result = run_cli(*command, f"tracking.uri=sqlite:///{db}", timeout=120)
+    result = cli_in_process(*command, f"tracking.uri=sqlite:///{db}", timeout=120)
     assert_refused(result, key, value)
     assert not db.exists(), "the store must not even be created"
     assert not (tmp_path / "mlflow.db").exists()
 
 
 @pytest.mark.parametrize("args,key,value", COMMAND_CASES, ids=lambda v: " ".join(v) if isinstance(v, tuple) else None)
-def test_other_commands_refuse_their_settings(run_cli, tmp_path, args, key, value):
-    result = run_cli(*args, f"tracking.uri=sqlite:///{tmp_path / 'm.db'}", timeout=120)
+def test_other_commands_refuse_their_settings(cli_in_process, tmp_path, args, key, value):
+    result = cli_in_process(*args, f"tracking.uri=sqlite:///{tmp_path / 'm.db'}", timeout=120)
     assert_refused(result, key, value)
     assert not (tmp_path / "m.db").exists() and not (tmp_path / "mlflow.db").exists()
 
