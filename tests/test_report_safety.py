@@ -1,7 +1,8 @@
-"""A store's values are data in the report: no active Markdown or HTML."""
+"""A store's values are data in the report: no active Markdown or HTML, no shell trap in a shown command."""
 
 from __future__ import annotations
 
+import html
 import re
 
 import markdown
@@ -10,6 +11,7 @@ from conftest import compose
 
 from fashion_lab.report.build import build_report
 from fashion_lab.report.document import Document, md_text
+from fashion_lab.report.sections import recorded_command
 
 PLANTED = ["<script>alert(1)</script>", "<svg onload=alert(2)>", "ok\n# injected heading",
            "[x](javascript:alert(3))", "`code` | cell", "<javascript:alert(4)>"]
@@ -62,3 +64,14 @@ def test_md_text_neutralises_each_construct():
         doc.bullets([value])
         _inert(markdown.markdown(doc.markdown("plots"), extensions=["tables"]))
     assert md_text("-5.0", block=False) == "-5.0"  # a table cell starts no block
+
+
+def test_recorded_command_is_rebuilt_with_shell_quoting(store, tmp_path):
+    assert recorded_command("tracking.run_name=`touch x` b=$(id) c=1") == \
+        "fashion-lab train 'tracking.run_name=`touch' 'x`' 'b=$(id)' c=1"
+    assert recorded_command("a=1", reproduces="abc") == "fashion-lab reproduce abc a=1"
+    assert recorded_command(float("nan")) == "fashion-lab train"
+    _planted_store(store)
+    page = html.unescape((build_report(store, tmp_path / "rep", progress=None) / "report.html").read_text())
+    assert "fashion-lab train `touch x` $(id)" not in page  # the store's own command tag is never shown
+    assert "fashion-lab train 'tracking.run_name=`touch' 'x`' 'model.dense_units=$(id)'" in page
