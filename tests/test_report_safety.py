@@ -75,3 +75,65 @@ def test_recorded_command_is_rebuilt_with_shell_quoting(store, tmp_path):
     page = html.unescape((build_report(store, tmp_path / "rep", progress=None) / "report.html").read_text())
     assert "fashion-lab train `touch x` $(id)" not in page  # the store's own command tag is never shown
     assert "fashion-lab train 'tracking.run_name=`touch' 'x`' 'model.dense_units=$(id)'" in page
+
+
+# --- the report folder: built beside report.out, swapped in whole ------------------------------
+
+def _snapshot(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_failure_mid_build_leaves_the_previous_report_intact(store, tmp_path, monkeypatch):
+    _planted_store(store)
+    folder = build_report(store, tmp_path / "rep", progress=None)
+    before = _snapshot(folder)
+    assert {"runs.csv", "effects.csv", "report.md", "report.html"} <= set(before)
+
+    def full_disk(self):
+        raise OSError(28, "No space left on device")
+
+    _planted_store(store)  # more runs since: a new runs.csv would differ from the old one
+    monkeypatch.setattr(Document, "html", full_disk)  # after the CSVs, the plots and report.md are written
+    try:
+        build_report(store, tmp_path / "rep", progress=None)
+    except OSError:
+        pass
+    else:
+        raise AssertionError("the failure was swallowed")
+    assert _snapshot(folder) == before  # not new CSVs beside the old HTML
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no half-built folder left
+
+
+def test_a_symlink_in_the_report_folder_is_replaced_not_written_through(store, tmp_path):
+    _planted_store(store)
+    folder = build_report(store, tmp_path / "rep", progress=None)
+    victim, victim_dir = tmp_path / "victim.txt", tmp_path / "elsewhere"
+    victim.write_text("precious")
+    victim_dir.mkdir()
+    for name in ("report.html", "runs.csv"):
+        (folder / name).unlink()
+        (folder / name).symlink_to(victim)
+    import shutil
+    shutil.rmtree(folder / "plots")
+    (folder / "plots").symlink_to(victim_dir)
+    build_report(store, tmp_path / "rep", progress=None)
+    assert victim.read_text() == "precious" and list(victim_dir.iterdir()) == []
+    assert not any(p.is_symlink() for p in folder.iterdir()) and (folder / "report.html").stat().st_size > 1000
+
+
+def test_report_out_that_is_a_link_or_holds_other_files_is_refused(store, tmp_path):
+    from fashion_lab.report.output import UnsafeOutput
+
+    _planted_store(store)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "notes.txt").write_text("mine")
+    for out, why in (("link", "is a symbolic link"), ("home", "holds files that are not a report's")):
+        try:
+            build_report(store, tmp_path / out, progress=None)
+        except UnsafeOutput as error:
+            assert why in str(error)
+        else:
+            raise AssertionError(f"report.out={out} was accepted")
+    assert list((tmp_path / "real").iterdir()) == [] and (tmp_path / "home" / "notes.txt").read_text() == "mine"

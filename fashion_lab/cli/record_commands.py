@@ -40,6 +40,7 @@ def _preflight(cfg: DictConfig, *, write: bool, missing: str = "") -> None:
 
 def _report_task(cfg: DictConfig) -> None:
     from fashion_lab.report.build import NothingToReport, build_report
+    from fashion_lab.report.output import UnsafeOutput
     from fashion_lab.record.results import ResultsError
     from fashion_lab.record.tracking import close_dead_runs
 
@@ -49,7 +50,7 @@ def _report_task(cfg: DictConfig) -> None:
     try:
         folder = build_report(cfg.tracking.uri, r.out, experiment=r.experiment or cfg.tracking.experiment,
                               sweep=r.sweep, metric=r.metric)
-    except (ResultsError, NothingToReport) as error:
+    except (ResultsError, NothingToReport, UnsafeOutput) as error:
         fail(str(error), code=1 if isinstance(error, NothingToReport) else 2)
     print(f"report written to {folder}/ (report.html, report.md, runs.csv, effects.csv)")
 
