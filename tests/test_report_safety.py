@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import re
 
-import markdown
+import markdown  # Python-Markdown: installed with tensorboard (keras-tuner and tracking.tensorboard need it)
 
 from conftest import compose
 
