@@ -249,3 +249,25 @@ def test_registering_reuses_a_model_the_run_logged_itself(store):
     assert uri == f"models:/{logged.model_id}" and logged.source_run_id == result.run_id
     version = tracking.register_model(cfg.tracking, uri, "fashion-lab-cnn", tags={}, description="test")
     assert MlflowClient(store).get_model_version("fashion-lab-cnn", version).run_id == result.run_id
+
+
+@pytest.mark.parametrize("name", [".", "..", "", "...", " . ", "../x", "a/b", "/etc"])
+def test_a_run_name_never_makes_the_tensorboard_copy_leave_its_scratch(name, tmp_path, monkeypatch):
+    """tracking.run_name=. made the log folder the scratch folder itself: the copy took all of $TMPDIR."""
+    import tempfile
+
+    from fashion_lab.run.tensorboard_logs import _folder_name, tensorboard_logs
+
+    folder = _folder_name(name)
+    assert folder not in ("", ".", "..") and "/" not in folder
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "tmp" / "someone-elses.txt").write_text("private")
+    artifacts = tmp_path / "artifacts"
+    with tensorboard_logs(True, name) as board:
+        (board.log_dir / "train").mkdir(parents=True)  # what Keras writes during fit
+        (board.log_dir / "train" / "events").write_text("e")
+        board.copy_into(artifacts)
+    copied = sorted(p.relative_to(artifacts).as_posix() for p in artifacts.rglob("*") if p.is_file())
+    assert copied == [f"tensorboard/{folder}/train/events"]

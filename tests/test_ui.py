@@ -207,3 +207,29 @@ def test_a_fresh_browser_opens_the_printed_sweep_link_in_the_model_training_view
     assert "tiny_grid" in body
     for column in (*SWEEP_KEYS, "trainer.seed", "test_accuracy", "best_val_accuracy"):
         assert column in columns, (column, columns)
+
+
+@pytest.mark.slow  # the server takes 15-60 s to answer on a busy 2-core machine
+def test_kill_9_of_ui_takes_its_server_and_workers_down(tmp_path, store):
+    import mlflow
+
+    mlflow.MlflowClient(tracking_uri=store).search_experiments()  # creates the (empty) store
+    port = _free_port()
+    proc = _start_ui(store, port, tmp_path)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/health", proc)
+        groups = _server_pgids(port)
+        assert groups
+        os.kill(proc.pid, signal.SIGKILL)  # the command alone, as the OOM killer or kill -9 would
+        proc.wait()
+        deadline = time.time() + 15
+        while time.time() < deadline and any(_group_alive(g) for g in groups):
+            time.sleep(0.2)
+        assert not any(_group_alive(g) for g in groups), "mlflow server processes survived kill -9 of ui"
+        with socket.socket() as s:  # the port is free again (REUSEADDR: a TIME_WAIT is no listener)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", port))
+    finally:
+        _stop(proc)
+        for group in _server_pgids(port):  # never leave a server behind, whatever happened
+            os.killpg(group, signal.SIGKILL)

@@ -15,6 +15,7 @@ from fashion_lab.cli.commands import fail, run_hydra
 from fashion_lab.config import mask_userinfo
 from fashion_lab.preflight import is_loopback
 from fashion_lab.record.untrusted import UntrustedValue, plain_config
+from fashion_lab.runtime.lifeline import die_with_parent, guard_group
 
 # Metrics that measure the machine, not the model: never compared by reproduce.
 TIMING = ("train_seconds", "epoch_seconds")
@@ -40,6 +41,7 @@ def _preflight(cfg: DictConfig, *, write: bool, missing: str = "") -> None:
 
 def _report_task(cfg: DictConfig) -> None:
     from fashion_lab.report.build import NothingToReport, build_report
+    from fashion_lab.report.output import UnsafeOutput
     from fashion_lab.record.results import ResultsError
     from fashion_lab.record.tracking import close_dead_runs
 
@@ -49,7 +51,7 @@ def _report_task(cfg: DictConfig) -> None:
     try:
         folder = build_report(cfg.tracking.uri, r.out, experiment=r.experiment or cfg.tracking.experiment,
                               sweep=r.sweep, metric=r.metric)
-    except (ResultsError, NothingToReport) as error:
+    except (ResultsError, NothingToReport, UnsafeOutput) as error:
         fail(str(error), code=1 if isinstance(error, NothingToReport) else 2)
     print(f"report written to {folder}/ (report.html, report.md, runs.csv, effects.csv)")
 
@@ -231,7 +233,9 @@ def _ui_task(cfg: DictConfig) -> int:
     # Own process group: mlflow ui starts workers; stopping only the parent would leave them running.
     # The server's job runner only serves GenAI scorers; off unless asked, so the UI starts faster.
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
-    server = subprocess.Popen(ui_argv(cfg), start_new_session=True, env=env)
+    # It dies with this command, even on kill -9: a parent-death signal for the server, a watchdog for its workers.
+    server = subprocess.Popen(ui_argv(cfg), start_new_session=True, env=env, preexec_fn=die_with_parent())
+    watchdog = guard_group(server.pid)
     if not is_loopback(cfg.ui.host):  # allowed by ui.allow_remote=true (preflight refuses it otherwise)
         print(f"fashion-lab: warning: ui.host={cfg.ui.host!r} serves the store to the network without a login "
               f"(ui.allow_remote=true)", file=sys.stderr)
@@ -257,6 +261,7 @@ def _ui_task(cfg: DictConfig) -> int:
         return 0
     finally:
         stop()
+        watchdog.stdin.close()  # the watchdog finishes the group's stop and exits
 
 
 def ui_command(argv: list[str]) -> int:

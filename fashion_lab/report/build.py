@@ -7,6 +7,7 @@ sections (report.sections) arrange tables, sentences and figures into one docume
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -18,6 +19,7 @@ from fashion_lab.analysis.answers import NOT_FACTORS, analyse, budget
 from fashion_lab.record import results
 from fashion_lab.record.untrusted import csv_safe, path_component
 from fashion_lab.report.document import Document
+from fashion_lab.report.output import check_out, staged
 from fashion_lab.report.sections import SECTIONS, ReportContext
 
 
@@ -72,23 +74,26 @@ def build_report(tracking_uri: str, out: Optional[str | Path] = None, *, experim
                               f"finish or resume it first")
     # The name comes from the store, which anyone on a team can write: one plain file name, always.
     folder = Path(out or Path("reports") / path_component(str(title_name)))
-    folder.mkdir(parents=True, exist_ok=True)
-    csv_safe(frame).to_csv(folder / "runs.csv", index=False)  # run names and params come from the store
-
+    check_out(Path(os.path.abspath(folder)))  # before the analysis: a refused folder costs nothing
     parent_tags = results.parent_run(tracking_uri, parent["run_id"]).tags if parent is not None else {}
     strategy = parent_tags.get(results.TAG + "strategy") or "grid"
     keys = swept_keys(finished, parent_tags)
-    defaults = tutorial_defaults()
     b = budget(finished, keys)
-    found = analyse(finished, keys, strategy, defaults, target)
-    csv_safe(stats.effects_frame(found["effects"])).to_csv(folder / "effects.csv", index=False)
+    found = analyse(finished, keys, strategy, tutorial_defaults(), target)
+    with staged(folder) as stage:  # built beside report.out, then swapped in whole
+        ctx = ReportContext(tracking_uri=tracking_uri, experiment=experiment, metric=metric, progress=progress,
+                            frame=frame, finished=finished, parent=parent, title=str(title_name),
+                            strategy=strategy, keys=keys, budget=b, found=found, folder=stage)
+        _write(ctx)
+    return folder
 
-    ctx = ReportContext(tracking_uri=tracking_uri, experiment=experiment, metric=metric, progress=progress,
-                        frame=frame, finished=finished, parent=parent, title=str(title_name), strategy=strategy,
-                        keys=keys, budget=b, found=found, folder=folder)
-    doc = Document(f"fashion-lab report: {title_name}")
+
+def _write(ctx: ReportContext) -> None:
+    """runs.csv, effects.csv, the sections' plots, report.md and report.html into ``ctx.folder``."""
+    csv_safe(ctx.frame).to_csv(ctx.folder / "runs.csv", index=False)  # run names and params come from the store
+    csv_safe(stats.effects_frame(ctx.found["effects"])).to_csv(ctx.folder / "effects.csv", index=False)
+    doc = Document(f"fashion-lab report: {ctx.title}")
     for section in SECTIONS:
         section(ctx, doc)
-    (folder / "report.md").write_text(doc.markdown("plots"))
-    (folder / "report.html").write_text(doc.html())
-    return folder
+    (ctx.folder / "report.md").write_text(doc.markdown("plots"))
+    (ctx.folder / "report.html").write_text(doc.html())

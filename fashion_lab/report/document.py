@@ -5,8 +5,30 @@ from __future__ import annotations
 import base64
 import html
 import math
+import re
 
 import pandas as pd
+
+# Characters that make Markdown (or the HTML it may carry) do something: tags, entities, links, code spans,
+# table cells. A backslash makes each plain text in CommonMark; < > & become entities.
+_MD_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "[": "\\[", "]": "\\]", "`": "\\`", "|": "\\|",
+               "\\": "\\\\"}
+_MD_PATTERN = re.compile("|".join(map(re.escape, _MD_ESCAPES)))
+# At the start of a block these would open a heading, quote, list or thematic break.
+_BLOCK_START = re.compile(r"^(\s*)([#=+*-]|\d+[.)])")
+
+
+def md_text(value, block: bool = True) -> str:
+    """Any text as inert Markdown: one line, no HTML, no link, no code span, no heading or list.
+
+    Store values (run names, params, tags, failures) reach the report, and anyone who can write the
+    store chooses them, so every text block is escaped here, on output."""
+    text = " ".join(str(value).splitlines())  # a newline would start a new block: a heading, a link definition
+    text = _MD_PATTERN.sub(lambda m: _MD_ESCAPES[m.group(0)], text)
+    text = re.sub(r"(?i)javascript:", "javascript&#58;", text)  # an autolinker never sees a scheme
+    # a table cell starts no block: "-5.0" stays as it is there
+    return _BLOCK_START.sub(lambda m: m.group(1) + "\\" + m.group(2), text) if block else text
+
 
 class Document:
     def __init__(self, title: str):
@@ -44,26 +66,27 @@ class Document:
         return "" if value is None or value is pd.NaT else str(value)
 
     def markdown(self, image_dir: str) -> str:
-        out = [f"# {self.title}", ""]
+        out = [f"# {md_text(self.title)}", ""]
         for block in self.blocks:
             kind = block[0]
             if kind == "h":
-                out += [f"## {block[1]}", ""]
+                out += [f"## {md_text(block[1])}", ""]
             elif kind == "p":
-                out += [block[1], ""]
+                out += [md_text(block[1]), ""]
             elif kind == "ul":
-                out += [f"- {item}" for item in block[1]] + [""]
+                out += [f"- {md_text(item)}" for item in block[1]] + [""]
             elif kind == "pre":
-                out += ["```", block[1], "```", ""]
+                fence = "`" * max(3, 1 + max(map(len, re.findall("`+", block[1])), default=0))
+                out += [fence, block[1], fence, ""]  # a fence longer than any backtick run inside
             elif kind == "table":
                 frame = block[1]
-                out.append("| " + " | ".join(map(str, frame.columns)) + " |")
+                out.append("| " + " | ".join(md_text(c, block=False) for c in frame.columns) + " |")
                 out.append("|" + "---|" * len(frame.columns))
                 for row in frame.itertuples(index=False):
-                    out.append("| " + " | ".join(self._fmt(v).replace("|", "\\|") for v in row) + " |")
+                    out.append("| " + " | ".join(md_text(self._fmt(v), block=False) for v in row) + " |")
                 out.append("")
             elif kind == "img":
-                out += [f"![{block[3]}]({image_dir}/{block[1]})", ""]
+                out += [f"![{md_text(block[3])}]({image_dir}/{block[1]})", ""]
         return "\n".join(out)
 
     def html(self) -> str:

@@ -5,6 +5,7 @@ Adding a section is one function here and one entry in ``SECTIONS``.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -171,6 +172,17 @@ def failures(ctx: ReportContext, doc: Document) -> None:
         doc.p("None: every run finished.")
 
 
+def recorded_command(overrides, reproduces=None) -> str:
+    """The command a run records, rebuilt from its recorded overrides with shell quoting.
+
+    The store's own ``command`` tag is never shown: anyone who can write the store could make it
+    ``fashion-lab train `touch x` $(id)``, and a reader copies it into a shell."""
+    words = overrides.split() if isinstance(overrides, str) else []
+    head = ["fashion-lab", "reproduce", str(reproduces)] if isinstance(reproduces, str) and reproduces else \
+        ["fashion-lab", "train"]
+    return " ".join(shlex.quote(w) for w in head + words)
+
+
 def provenance(ctx: ReportContext, doc: Document) -> None:
     frame, uri = ctx.frame, ctx.tracking_uri
     lines = [f"store: {uri}"]
@@ -187,8 +199,10 @@ def provenance(ctx: ReportContext, doc: Document) -> None:
     doc.bullets(lines)
     doc.table(pd.DataFrame({
         "run_name": frame["run_name"],
-        "recorded command": frame["command"] if "command" in frame else None,
-        "reproduce": "fashion-lab reproduce " + frame["run_id"] + f" tracking.uri={uri}",
+        "recorded command": [recorded_command(o, r) for o, r in zip(
+            frame.get("overrides", [None] * len(frame)), frame.get("reproduces", [None] * len(frame)))],
+        "reproduce": [shlex.join(["fashion-lab", "reproduce", run_id, f"tracking.uri={uri}"])
+                      for run_id in frame["run_id"]],
     }))
 
 

@@ -21,8 +21,8 @@ ARTIFACT_DIR = "tensorboard"
 class TensorBoardLogs:
     """The callback to pass to ``fit`` and the folder it writes; empty when TensorBoard is off."""
 
-    def __init__(self, log_dir: Optional[Path]):
-        self.log_dir = log_dir
+    def __init__(self, log_dir: Optional[Path], scratch: Optional[Path] = None):
+        self.log_dir, self.scratch = log_dir, scratch
         self.callbacks: list = []
         if log_dir is not None:
             import keras
@@ -31,13 +31,17 @@ class TensorBoardLogs:
 
     def copy_into(self, artifacts: Path) -> None:
         """Put the logs under ``artifacts/tensorboard/`` (the folder the run's artifacts are logged from)."""
-        if self.log_dir is not None and self.log_dir.exists():
-            shutil.copytree(self.log_dir.parent, artifacts / ARTIFACT_DIR, dirs_exist_ok=True)
+        # Only the run's own scratch folder is copied, never a folder a name could point to.
+        if self.scratch is not None and self.log_dir is not None and self.log_dir.exists():
+            shutil.copytree(self.scratch, artifacts / ARTIFACT_DIR, dirs_exist_ok=True)
 
 
 def _folder_name(run_name: str) -> str:
-    """The run name as one path segment (TensorBoard lists runs by their folder)."""
-    return re.sub(r"[^\w.,=+\-\[\]· ]+", "_", run_name).strip() or "run"
+    """The run name as one path segment (TensorBoard lists runs by their folder): never empty, '.' or '..'.
+
+    ``tracking.run_name=.`` made the log folder the scratch folder itself, and the copy took all of $TMPDIR."""
+    name = re.sub(r"[^\w.,=+\-\[\]· ]+", "_", str(run_name)).strip()[:120]
+    return "run" if not name.strip(".") else name
 
 
 @contextlib.contextmanager
@@ -47,4 +51,4 @@ def tensorboard_logs(enabled: bool, run_name: str) -> Iterator[TensorBoardLogs]:
         yield TensorBoardLogs(None)
         return
     with tempfile.TemporaryDirectory(prefix="fashion-lab-tb-") as scratch:
-        yield TensorBoardLogs(Path(scratch) / _folder_name(run_name))
+        yield TensorBoardLogs(Path(scratch) / _folder_name(run_name), Path(scratch))

@@ -6,14 +6,18 @@ so a sweeper can ask and tell an oracle without a Tuner, and leaves the folder a
 after a reload, because KerasTuner's own behaviour breaks resuming a search; they rely on
 1.4.x internals (``_ordered_ids``, ``_populate_next``, ``_compare``,
 ``_check_consecutive_failures``; ``try_first`` replaces ``_random_values``), so tests/test_tune.py exercises each through a real
-resumed search.
+resumed search. ``save_atomically`` makes the oracle's own saves (``oracle.json``, ``trial.json``)
+atomic, so a kill or a full disk mid-save never leaves a search that cannot resume.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from keras_tuner.engine.trial import TrialStatus  # the sweeper's trial states
+
+from fashion_lab.search.state_files import atomic_write_json, atomic_write_text, check_state_files
 
 
 def oracle_seed(seed: int) -> int:
@@ -25,7 +29,9 @@ def oracle_seed(seed: int) -> int:
 def open_oracle(oracle, directory: str, project: str, hp, *, grid: bool):
     """The oracle on ``directory/project`` with the space ``hp``: reloaded (and patched) if saved there."""
     oracle._set_project_dir(directory, project)
+    save_atomically(oracle)
     if os.path.exists(os.path.join(directory, project, "oracle.json")):
+        check_state_files(Path(directory, project))  # one line naming a broken file, not a JSON traceback
         oracle.reload()  # trials that were running are queued to run again, with their ids
         if grid:
             restore_grid_position(oracle)
@@ -45,8 +51,20 @@ def write_tuner_file(directory: str, project: str) -> None:
     exists (else it starts an empty search on the folder). A BaseTuner's own state is empty (``{}``)."""
     path = os.path.join(directory, project, TUNER_FILE)
     if not os.path.exists(path):
-        with open(path, "w") as out:
-            out.write("{}")
+        atomic_write_text(path, "{}")
+
+
+def save_atomically(oracle) -> None:
+    """KerasTuner 1.4.8 saves the oracle and each trial through ``Stateful.save`` -> ``utils.save_json``,
+    an in-place write; these replace the oracle's two savers (``save``, ``_save_trial``) with atomic ones
+    writing the same JSON (``get_state``) to the same files."""
+    def save():
+        return atomic_write_json(oracle._get_oracle_fname(), oracle.get_state())
+
+    def save_trial(trial):
+        return atomic_write_json(os.path.join(oracle._get_trial_dir(trial.trial_id), "trial.json"), trial.get_state())
+
+    oracle.save, oracle._save_trial = save, save_trial
 
 
 def restore_grid_position(oracle) -> None:

@@ -26,6 +26,7 @@ from fashion_lab.search.space import SpaceError, check_space, describe, fingerpr
 from fashion_lab.record.store import check_store
 from fashion_lab.search.backend import unavailable
 from fashion_lab.search.start import start_points
+from fashion_lab.search.state_files import atomic_write_text, check_state_files, read_state
 
 OBJECTIVES = {"val_accuracy": "max", "val_loss": "min"}
 STATE_FILE = "fashion_lab.json"
@@ -150,7 +151,7 @@ def claim_folder(search: Search) -> None:
     """Create a new search's folder with fashion-lab's marker, the proof that overwrite may delete it later."""
     if not search.directory.exists():
         search.directory.mkdir(parents=True)
-        (search.directory / MARKER).write_text(json.dumps({"made_by": "fashion-lab", "project": search.project}))
+        atomic_write_text(search.directory / MARKER, json.dumps({"made_by": "fashion-lab", "project": search.project}))
 
 
 def check_resumable(search: Search) -> bool:
@@ -159,7 +160,9 @@ def check_resumable(search: Search) -> bool:
     if search.cfg.tuner.overwrite and search.directory.exists():
         shutil.rmtree(search.directory)
     path = search.directory / STATE_FILE
-    state = json.loads(path.read_text()) if path.exists() else None
+    if search.directory.is_dir():
+        check_state_files(search.directory)  # a broken state file: one line naming it, before any run opens
+    state = read_state(path) if path.exists() else None
     if state is None and not search.directory.exists():
         return False
     if state is None or state.get("fingerprint") != search.fingerprint:
@@ -177,7 +180,7 @@ def check_resumable(search: Search) -> bool:
 
 def save_state(search: Search) -> None:
     search.directory.mkdir(parents=True, exist_ok=True)
-    (search.directory / STATE_FILE).write_text(json.dumps({
+    atomic_write_text(search.directory / STATE_FILE, json.dumps({
         "sweep": search.name, "strategy": search.strategy, "fingerprint": search.fingerprint,
         "trained_overrides": trained_overrides(search.base)}, indent=2))
 
