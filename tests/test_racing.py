@@ -113,3 +113,42 @@ def test_rungs_and_the_epochs_saved():
     # 2 arms x 3 seeds, one stopped at epoch 3, the other at 25: (3 * 3 + 3 * 25) / (6 * 25) = 0.56
     assert racing.epochs_share([3, 3, 3, 25, 25, 25], 25) == pytest.approx(0.56)
     assert racing.comparison_level(6, 2) == pytest.approx(0.005)
+
+
+# --- the record of a race (fashion_lab.sweeps.race) and its checks ---------------------------------
+
+def test_preflight_refuses_bad_rungs_in_one_line_naming_the_key():
+    from fashion_lab.config import ConfigError
+    from fashion_lab.preflight import check_race
+
+    check_race(True, [3, 9, 25], until_sure=False)
+    for bad in ([], [9, 3], [0, 2], [3, 3]):
+        with pytest.raises(ConfigError, match=r"^sweep\.rungs=") as error:
+            check_race(True, bad, until_sure=False)
+        assert "\n" not in str(error.value)
+    with pytest.raises(ConfigError, match=r"^sweep\.race=True is not allowed: not with sweep\.until_sure"):
+        check_race(True, [3], until_sure=True)
+
+
+def _child(lr: str, seed: int, epochs: int, tags: dict) -> dict:
+    return {"overrides": [f"optimizer.learning_rate={lr}", f"trainer.seed={seed}", f"trainer.epochs={epochs}"],
+            "metrics": {"epochs_completed": float(epochs)}, "tags": tags, "status": "FINISHED"}
+
+
+def test_the_race_lines_name_the_stopped_arm_and_the_epochs_saved():
+    from fashion_lab.sweeps import race
+
+    stop = racing.Stop("learning_rate=1e-07", 1, 3, "learning_rate=0.01", -0.8, -0.7, 3, 0.025)
+    children = [_child("1e-07", s, 3, {**race.rung_tags(1, 2, 3), **race.stop_tags(stop)}) for s in range(3)]
+    children += [_child("0.01", s, e, race.rung_tags(r, 2, e)) for s in range(3) for r, e in ((1, 3), (2, 25))]
+    keys = ["optimizer.learning_rate", "trainer.seed"]
+    lines = race.race_lines(children, keys, 25)
+    assert any(line.startswith("  stopped: learning_rate=1e-07 at rung 1 (epoch 3): -80.0 pt vs learning_rate=0.01")
+               and "no full-budget effect" in line for line in lines), lines
+    # 3 seeds stopped at epoch 3, 3 continued to 25: (9 + 75) / 150 = 56 %
+    assert any("epochs trained: 84 of the full grid's 150 (56%)" in line for line in lines), lines
+    # the answer uses the last rung only: never a stopped arm, never a survivor's earlier rung
+    full = [c for c in children if race.full_budget(c["tags"])]
+    assert len(full) == 3 and all(c["metrics"]["epochs_completed"] == 25 for c in full)
+    assert race.full_budget({}) and race.race_lines([_child("0.01", 0, 25, {})], keys, 25) is None
+    assert race.of({"fashion_lab.race.rung": "1", "fashion_lab.seed": "0"}) == {"race.rung": "1"}

@@ -19,7 +19,7 @@ from typing import Any, Optional
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, read_write
 
-from fashion_lab.sweeps import grid as sweep
+from fashion_lab.sweeps import grid as sweep, race
 from fashion_lab.config import (ConfigError, check_overrides, flatten, is_plumbing, is_setting,
                                 override_key, point_name, short_key, sweep_files)
 from fashion_lab.preflight import validate
@@ -249,13 +249,13 @@ class Campaign(Callback):
                                "metrics": dict(run.data.metrics), "reason": tags.get(tracking.TAG + "failure"),
                                "seconds": ((run.info.end_time - run.info.start_time) / 1000
                                            if run.info.end_time and run.info.start_time else None),
-                               "overrides": tags.get(tracking.TAG + "overrides", "").split()}
+                               "overrides": tags.get(tracking.TAG + "overrides", "").split(), "tags": race.of(tags)}
         return list(latest.values())
 
     def command(self, config: DictConfig) -> str:
         """This sweep's command without its seeds: where the next step's settings go."""
         task = [o for o in config.hydra.overrides.task if not is_plumbing(override_key(o))
-                and override_key(o) not in ("trainer.seed", "hydra/sweeper", "sweep", "sweep.until_sure",
+                and override_key(o) not in ("trainer.seed", "hydra/sweeper", "sweep", "sweep.until_sure", "sweep.race",
                                             "sweep.seeds", "sweep.max_seeds")]
         if config.sweep.name in sweep_files():
             return " ".join([f"fashion-lab sweep {self.name}", *[o for o in task if o != f"sweep={self.name}"]])
@@ -279,7 +279,8 @@ class Campaign(Callback):
             print(f"FAILED point {row['_name']}: {row['_reason'] or 'no reason recorded'}", file=sys.stderr)
         summary: dict[str, Any] = {"points": total, "points_finished": finished,
                                    "points_failed": len(failed_rows) + lost}
-        best = table[table["status"] == "FINISHED"].head(1) if len(table) else table
+        full = {c["run_id"] for c in children if race.full_budget(c["tags"])}  # a raced arm's rung is no answer
+        best = table[(table["status"] == "FINISHED") & table["_run_id"].isin(full)].head(1) if len(table) else table
         if len(best):
             row = best.iloc[0]
             summary.update(best_point=row["_name"], best_run_id=row["_run_id"],
