@@ -54,3 +54,12 @@ def test_a_raced_grid_stops_the_worse_arm_and_continues_the_other(run_cli, store
     assert "learning rate 1e-07 (vs 0.003) changed" not in answer and "Budget: 3 finished runs, 1 cells" in answer
     assert "stopped: learning_rate=1e-07 at rung 1 (epoch 1): " in answer and "no full-budget effect" in answer
     assert "epochs trained: 9 of the full grid's 12 (75%)" in answer
+    # the report: the same stopped arm and epochs, no effect for it, every run still in runs.csv
+    run_cli("report", f"tracking.uri={store}", f"report.out={tmp_path / 'rep'}", check=True)
+    report = (tmp_path / "rep" / "report.md").read_text()
+    racing = report[report.index("## Racing"):]
+    assert "- stopped: learning_rate=1e-07 at rung 1 (epoch 1): " in racing and "(75%)" in racing
+    assert "1e-07 (vs 0.003) changed" not in report
+    import pandas as pd
+
+    assert len(pd.read_csv(tmp_path / "rep" / "runs.csv")) == 9

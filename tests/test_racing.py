@@ -115,7 +115,7 @@ def test_rungs_and_the_epochs_saved():
     assert racing.comparison_level(6, 2) == pytest.approx(0.005)
 
 
-# --- the record of a race (fashion_lab.sweeps.race) and its checks ---------------------------------
+# --- the record of a race (fashion_lab.analysis.race_record) and its checks ---------------------------------
 
 def test_preflight_refuses_bad_rungs_in_one_line_naming_the_key():
     from fashion_lab.config import ConfigError
@@ -136,7 +136,7 @@ def _child(lr: str, seed: int, epochs: int, tags: dict) -> dict:
 
 
 def test_the_race_lines_name_the_stopped_arm_and_the_epochs_saved():
-    from fashion_lab.sweeps import race
+    from fashion_lab.analysis import race_record as race
 
     stop = racing.Stop("learning_rate=1e-07", 1, 3, "learning_rate=0.01", -0.8, -0.7, 3, 0.025)
     children = [_child("1e-07", s, 3, {**race.rung_tags(1, 2, 3), **race.stop_tags(stop)}) for s in range(3)]

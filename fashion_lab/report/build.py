@@ -65,6 +65,9 @@ def build_report(tracking_uri: str, out: Optional[str | Path] = None, *, experim
     if parent is None and len(frame):
         frame = frame[frame["role"].isin(["sweep", "search"]) == False]  # noqa: E712 - plain runs only
     title_name = (parent["sweep_name"] or parent["run_name"]) if parent is not None else (experiment or "all runs")
+    every = frame  # runs.csv and the racing section keep a race's earlier rungs; the answers never use them
+    if len(frame) and "race_rung" in frame:
+        frame = frame[frame["race_rung"].isna() | (frame["race_rung"] == frame["race_rungs"])]
     finished = frame[frame["status"] == "FINISHED"] if len(frame) else frame
     if finished.empty:
         states = ", ".join(f"{n} {s}" for s, n in frame["status"].value_counts().items()) if len(frame) else "no runs"
@@ -73,7 +76,7 @@ def build_report(tracking_uri: str, out: Optional[str | Path] = None, *, experim
     # The name comes from the store, which anyone on a team can write: one plain file name, always.
     folder = Path(out or Path("reports") / path_component(str(title_name)))
     folder.mkdir(parents=True, exist_ok=True)
-    csv_safe(frame).to_csv(folder / "runs.csv", index=False)  # run names and params come from the store
+    csv_safe(every).to_csv(folder / "runs.csv", index=False)  # run names and params come from the store
 
     parent_tags = results.parent_run(tracking_uri, parent["run_id"]).data.tags if parent is not None else {}
     strategy = parent_tags.get(results.TAG + "strategy") or "grid"
@@ -85,7 +88,7 @@ def build_report(tracking_uri: str, out: Optional[str | Path] = None, *, experim
 
     ctx = ReportContext(tracking_uri=tracking_uri, experiment=experiment, metric=metric, progress=progress,
                         frame=frame, finished=finished, parent=parent, title=str(title_name), strategy=strategy,
-                        keys=keys, budget=b, found=found, folder=folder)
+                        keys=keys, budget=b, found=found, folder=folder, every=every)
     doc = Document(f"fashion-lab report: {title_name}")
     for section in SECTIONS:
         section(ctx, doc)

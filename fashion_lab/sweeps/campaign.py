@@ -19,7 +19,8 @@ from typing import Any, Optional
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, read_write
 
-from fashion_lab.sweeps import grid as sweep, race
+from fashion_lab.analysis import race_record as race
+from fashion_lab.sweeps import grid as sweep
 from fashion_lab.config import (ConfigError, check_overrides, flatten, is_plumbing, is_setting,
                                 override_key, point_name, short_key, sweep_files)
 from fashion_lab.preflight import validate
@@ -224,8 +225,7 @@ class Campaign(Callback):
             raise Stop(SweepFailed(self.failure_line(config, failed)))
 
     def failure_line(self, config: DictConfig, failed_runs: int) -> str:
-        """'1 of 4 points failed'; with sweep.until_sure, whose points run several seeds each, the points
-        that have a failed run and the runs: '1 of 2 points failed (2 of 4 runs)'."""
+        """'1 of 4 points failed'; with sweep.until_sure (seeds per point): '1 of 2 points failed (2 of 4 runs)'."""
         if not config.sweep.until_sure:
             return f"{failed_runs} of {len(self.points)} points failed"
         keys = [k for k in self.keys if k != "trainer.seed"]

@@ -35,7 +35,7 @@ def answer(config: DictConfig, children: list, keys: list, parent: Optional[str]
         from fashion_lab.analysis.answers import sweep_end_lines
         from fashion_lab.record.tracking import client_for, sweep_view_url
 
-        from fashion_lab.sweeps import race
+        from fashion_lab.analysis import race_record as race
 
         defaults = flatten(without_hydra(config))
         command = f"fashion-lab report report.sweep={parent} tracking.uri={config.tracking.uri}"

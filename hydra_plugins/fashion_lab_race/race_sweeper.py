@@ -7,7 +7,7 @@ rung's epoch, so the test set never steers it), then continues only the survivin
 previous rung's recorded weights (``sweep.continues_run``: the weights Hyperband's rounds continue from,
 read from the record, so any launcher works). A sibling of until_sure rather than a mode of it: its rounds
 add epochs to fewer arms, until_sure's add seeds to undecided cells; one decision per sweeper.
-Every run is tagged with its rung (fashion_lab.sweeps.race); a stopped arm's runs with where and why.
+Every run is tagged with its rung (fashion_lab.analysis.race_record); a stopped arm's runs with where and why.
 """
 
 import logging
@@ -96,7 +96,7 @@ class RaceSweeper(BasicSweeper):
         """Tag each finished run with its rung; its run id (what the next rung continues) and its
         validation accuracy at this epoch (the last epoch's: a rung's run ends at the rung)."""
         from fashion_lab.record import tracking
-        from fashion_lab.sweeps import race
+        from fashion_lab.analysis import race_record as race
 
         runs, scores = {}, {}
         for pair, result in zip(pairs, results):
@@ -112,7 +112,7 @@ class RaceSweeper(BasicSweeper):
 
     def _tag(self, cfg, run_ids: list[str], stop) -> None:
         from fashion_lab.record import tracking
-        from fashion_lab.sweeps import race
+        from fashion_lab.analysis import race_record as race
 
         if cfg.tracking.enabled:
             for run_id in run_ids:
