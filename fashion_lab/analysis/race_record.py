@@ -1,7 +1,7 @@
 """What a raced grid (``sweep.race=true``) records and says: the tags of each rung's runs, which runs the
 answer may use (the full budget only), and the lines naming every stopped arm and the epochs saved.
 
-The sweeper (hydra_plugins/fashion_lab_race) decides; this module only writes and reads the record, so
+The sweeper (hydra_plugins/fashion_lab_race) decides and writes the tags named here; this module reads them, so
 the end-of-sweep answer and the report read the same tags. Pure: plain dicts in, lines out.
 """
 
