@@ -108,6 +108,15 @@ def check_seeds(seeds: int, max_seeds: int, until_sure: bool) -> None:
            f"at least sweep.seeds={seeds}: sweep.until_sure starts at sweep.seeds and adds seeds up to sweep.max_seeds")
 
 
+def check_race(race: bool, rungs: list, until_sure: bool) -> None:
+    """sweep.rungs: increasing epochs from 1; sweep.race not with sweep.until_sure (one sweeper per sweep)."""
+    _check(len(rungs) >= 1 and all(isinstance(r, int) and 1 <= r <= MAX_EPOCHS for r in rungs)
+           and rungs == sorted(set(rungs)), "sweep.rungs", rungs,
+           f"increasing epochs from 1 to {MAX_EPOCHS:,}, e.g. [3,9,25] (clipped to trainer.epochs)")
+    _check(not (race and until_sure), "sweep.race", race, "not with sweep.until_sure=true: race at fixed seeds, "
+           "or add seeds until sure without racing")
+
+
 def _check_artifact_location(location) -> None:
     """A local tracking.artifact_location must be a folder on a real file system that can be written."""
     text = str(location)
@@ -174,6 +183,7 @@ def _check_commands(cfg) -> None:
     _check(tu.early_stopping_patience is None or 1 <= tu.early_stopping_patience <= MAX_EPOCHS,
            "tuner.early_stopping_patience", tu.early_stopping_patience, f"null (off) or 1 to {MAX_EPOCHS:,}")
     check_seeds(s.seeds, s.max_seeds, s.until_sure)
+    check_race(s.race, list(s.rungs), s.until_sure)
     _check_names(cfg)
 
 

@@ -168,6 +168,8 @@ def sweep_command(argv: list[str]) -> int:
             overrides = [*overrides, "hydra/sweeper=until_sure"]  # it chooses the seeds round by round
         else:
             overrides = sweep.with_seeds(files[name], overrides)
+            if sweep.setting(files[name], overrides, "sweep.race", False).lower() == "true":
+                overrides = [*overrides, "hydra/sweeper=race"]  # it trains the arms in rungs
         sweep.check_grid(sweep.dimensions(sweep._params(OmegaConf.load(files[name])), overrides), f"sweep {name!r}")
     except ConfigError as error:
         fail(str(error))

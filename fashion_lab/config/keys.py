@@ -198,10 +198,10 @@ STRATEGIES = ("random", "bayesian", "hyperband", "grid", "tpe")
 
 # Keys that configure a command (search budget, report, UI) or a sweep's plumbing: not recorded as params.
 # What a sweep's jobs get on their command line from the campaign (and sweep.restart): neither recorded nor computed.
-SWEEP_PLUMBING = ("sweep.restart", "sweep.parent_run_id", "sweep.trial", "sweep.swept_keys")
+SWEEP_PLUMBING = ("sweep.restart", "sweep.parent_run_id", "sweep.trial", "sweep.swept_keys", "sweep.continues_run")
 # (sweep.parent_run_id is recorded as a param too: a job's own config names its parent.)
 COMMAND_KEYS = ("tuner", "report", "reproduce", "ui", "sweep.restart", "sweep.trial", "sweep.swept_keys",
-                "sweep.initial_points", "sweep.plan")
+                "sweep.initial_points", "sweep.plan", "sweep.continues_run")
 # Keys that never change what a run computes: where and how it is recorded, printed, scheduled or cached.
 # The one list behind config_id, the search fingerprint, skipping finished sweep points and run names.
 SETTINGS = (*COMMAND_KEYS, "sweep", "tracking", "hydra", "trainer.verbose", "trainer.threads", "data.cache",

@@ -128,12 +128,15 @@ class SweepConfig:
     seeds: int = 1                        # grid: repeat every point over seeds trainer.seed .. trainer.seed+seeds-1
     until_sure: bool = False              # grid: add seeds to undecided comparisons (hydra/sweeper=until_sure)
     max_seeds: int = 10                   # until_sure: seeds per cell at most
+    race: bool = False                    # grid: train in rungs, stop arms worse than another (hydra/sweeper=race)
+    rungs: List[int] = field(default_factory=lambda: [3, 9, 25])  # race: epochs of each rung, clipped to trainer.epochs
     restart: bool = False                 # true: a new parent run instead of continuing this command's sweep
     plan: bool = False                    # grid: print the plan (runs, time, what it can detect); train nothing
     # Set by the campaign on each job's command line (so a job on any launcher, or another machine, has them):
     parent_run_id: Optional[str] = None   # the sweep's parent run
     trial: Optional[Any] = None           # KerasTuner sweeper: {trial_id, execution, bracket, ...} of this job
     swept_keys: List[str] = field(default_factory=list)  # what the sweep varies: names its child runs
+    continues_run: Optional[str] = None   # race sweeper: the run of the previous rung whose weights this job continues
     initial_points: List[Any] = field(default_factory=list)  # tuner: {key: value} maps tried after the base
 
 

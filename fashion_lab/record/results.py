@@ -23,8 +23,9 @@ from fashion_lab.record.tracking import (TAG, NotInStore, client as _client, exp
 # fashion_lab.* tags that become their own columns (tag suffix -> column).
 TAG_COLUMNS = ("role", "strategy", "sweep_name", "sweep_id", "seed", "config_id", "failure", "data_digest",
                "git_commit", "command", "overrides", "swept_keys", "trial_id", "reproduces")
+RACE_COLUMNS = ("rung", "rungs", "stopped_at_rung", "stopped_at_epoch", "evidence")  # fashion_lab.race.* as race_*
 BASE_COLUMNS = ["run_id", "run_name", "status", "start_time", "end_time", "duration_s", "parent_run_id",
-                "experiment_id", *TAG_COLUMNS]
+                "experiment_id", *TAG_COLUMNS, *("race_" + name for name in RACE_COLUMNS)]
 
 
 ResultsError = NotInStore  # the asked-for experiment or sweep is not in the store
@@ -43,6 +44,8 @@ def _row(run) -> dict:
            "parent_run_id": tags.get("mlflow.parentRunId"), "experiment_id": info.experiment_id}
     for name in TAG_COLUMNS:
         row[name] = tags.get(TAG + name)
+    for name in RACE_COLUMNS:  # no dot in the column: a dotted column reads as a swept param
+        row["race_" + name] = tags.get(TAG + "race." + name)
     row["seed"] = typed(row["seed"])
     row.update({key: typed(value) for key, value in data.params.items()})
     row.update(data.metrics)

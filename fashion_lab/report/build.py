@@ -67,6 +67,9 @@ def build_report(tracking_uri: str, out: Optional[str | Path] = None, *, experim
     if parent is None and len(frame):
         frame = frame[frame["role"].isin(["sweep", "search"]) == False]  # noqa: E712 - plain runs only
     title_name = (parent["sweep_name"] or parent["run_name"]) if parent is not None else (experiment or "all runs")
+    every = frame  # runs.csv and the racing section keep a race's earlier rungs; the answers never use them
+    if len(frame) and "race_rung" in frame:
+        frame = frame[frame["race_rung"].isna() | (frame["race_rung"] == frame["race_rungs"])]
     finished = frame[frame["status"] == "FINISHED"] if len(frame) else frame
     if finished.empty:
         states = ", ".join(f"{n} {s}" for s, n in frame["status"].value_counts().items()) if len(frame) else "no runs"
@@ -83,14 +86,14 @@ def build_report(tracking_uri: str, out: Optional[str | Path] = None, *, experim
     with staged(folder) as stage:  # built beside report.out, then swapped in whole
         ctx = ReportContext(tracking_uri=tracking_uri, experiment=experiment, metric=metric, progress=progress,
                             frame=frame, finished=finished, parent=parent, title=str(title_name),
-                            strategy=strategy, keys=keys, budget=b, found=found, folder=stage)
+                            strategy=strategy, keys=keys, budget=b, found=found, folder=stage, every=every)
         _write(ctx)
     return folder
 
 
 def _write(ctx: ReportContext) -> None:
     """runs.csv, effects.csv, the sections' plots, report.md and report.html into ``ctx.folder``."""
-    csv_safe(ctx.frame).to_csv(ctx.folder / "runs.csv", index=False)  # run names and params come from the store
+    csv_safe(ctx.every).to_csv(ctx.folder / "runs.csv", index=False)  # run names and params come from the store
     csv_safe(stats.effects_frame(ctx.found["effects"])).to_csv(ctx.folder / "effects.csv", index=False)
     doc = Document(f"fashion-lab report: {ctx.title}")
     for section in SECTIONS:

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import pandas as pd
 
-from fashion_lab.analysis import comparisons, importance, stats
+from fashion_lab.analysis import comparisons, importance, race_record, stats
 from fashion_lab.analysis.answers import METRICS, _effects_table, budget_sentence, caveat
 from fashion_lab.record import results
 from fashion_lab.report import figures
@@ -38,6 +38,7 @@ class ReportContext:
     found: dict                  # analysis.answers.analyse
     folder: Path
     images: list = field(default_factory=list)  # (file name, png, caption), written by the plots section
+    every: Optional[pd.DataFrame] = None  # with a race's earlier rungs, which frame and finished leave out
 
 
 def leaderboard(frame: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFrame:
@@ -67,6 +68,21 @@ def answers(ctx: ReportContext, doc: Document) -> None:
         "A search estimates no effects: run the factors it points to as a grid with sweep.seeds=3."
         if ctx.strategy != "grid" else "No comparison has two or more matched pairs with a spread: repeat the sweep "
                                        "over seeds (sweep.seeds=3) to measure one."])
+
+
+def racing(ctx: ReportContext, doc: Document) -> None:
+    """A raced grid (sweep.race=true): every stopped arm with its rung, epoch and evidence; the epochs saved."""
+    every = ctx.every if ctx.every is not None else ctx.frame
+    done = every[every["status"] == "FINISHED"] if "race_rung" in every else every.iloc[:0]
+    if done.empty or done["race_rung"].isna().all():
+        return
+    children = [{"overrides": [f"{k}={row[k]}" for k in [*ctx.keys, "trainer.seed"] if k in row],
+                 "metrics": {"epochs_completed": row.get("epochs_completed", 0)},
+                 "tags": {f"race.{n}": row[f"race_{n}"] for n in results.RACE_COLUMNS if pd.notna(row[f"race_{n}"])}}
+                for row in done.to_dict("records")]
+    lines = race_record.race_lines(children, ctx.keys, int(done["epochs_completed"].max())) or []
+    doc.h("Racing")
+    doc.bullets([line.strip() for line in lines])
 
 
 def effects(ctx: ReportContext, doc: Document) -> None:
@@ -206,4 +222,4 @@ def provenance(ctx: ReportContext, doc: Document) -> None:
     }))
 
 
-SECTIONS = (summary, answers, effects, evidence, levels, ranking, parameter_importance, plots, failures, provenance)
+SECTIONS = (summary, answers, racing, effects, evidence, levels, ranking, parameter_importance, plots, failures, provenance)

@@ -19,6 +19,7 @@ from typing import Any, Optional
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, read_write
 
+from fashion_lab.analysis import race_record as race
 from fashion_lab.sweeps import grid as sweep
 from fashion_lab.config import (ConfigError, check_overrides, flatten, is_plumbing, is_setting,
                                 override_key, point_name, short_key, sweep_files)
@@ -224,8 +225,7 @@ class Campaign(Callback):
             raise Stop(SweepFailed(self.failure_line(config, failed)))
 
     def failure_line(self, config: DictConfig, failed_runs: int) -> str:
-        """'1 of 4 points failed'; with sweep.until_sure, whose points run several seeds each, the points
-        that have a failed run and the runs: '1 of 2 points failed (2 of 4 runs)'."""
+        """'1 of 4 points failed'; with sweep.until_sure (seeds per point): '1 of 2 points failed (2 of 4 runs)'."""
         if not config.sweep.until_sure:
             return f"{failed_runs} of {len(self.points)} points failed"
         keys = [k for k in self.keys if k != "trainer.seed"]
@@ -246,13 +246,13 @@ class Campaign(Callback):
             if latest.get(key, {}).get("status") != "FINISHED":
                 latest[key] = {"name": run.name, "run_id": run.run_id, "status": run.status,
                                "metrics": dict(run.metrics), "reason": run.tag("failure"), "seconds": run.seconds,
-                               "overrides": run.tag("overrides", "").split()}
+                               "overrides": run.tag("overrides", "").split(), "tags": race.of(run.tags)}
         return list(latest.values())
 
     def command(self, config: DictConfig) -> str:
         """This sweep's command without its seeds: where the next step's settings go."""
         task = [o for o in config.hydra.overrides.task if not is_plumbing(override_key(o))
-                and override_key(o) not in ("trainer.seed", "hydra/sweeper", "sweep", "sweep.until_sure",
+                and override_key(o) not in ("trainer.seed", "hydra/sweeper", "sweep", "sweep.until_sure", "sweep.race",
                                             "sweep.seeds", "sweep.max_seeds")]
         if config.sweep.name in sweep_files():
             return " ".join([f"fashion-lab sweep {self.name}", *[o for o in task if o != f"sweep={self.name}"]])
@@ -276,7 +276,8 @@ class Campaign(Callback):
             print(f"FAILED point {row['_name']}: {row['_reason'] or 'no reason recorded'}", file=sys.stderr)
         summary: dict[str, Any] = {"points": total, "points_finished": finished,
                                    "points_failed": len(failed_rows) + lost}
-        best = table[table["status"] == "FINISHED"].head(1) if len(table) else table
+        full = {c["run_id"] for c in children if race.full_budget(c["tags"])}  # a raced arm's rung is no answer
+        best = table[(table["status"] == "FINISHED") & table["_run_id"].isin(full)].head(1) if len(table) else table
         if len(best):
             row = best.iloc[0]
             summary.update(best_point=row["_name"], best_run_id=row["_run_id"],

@@ -77,6 +77,25 @@ def round_start(cfg, parent: Optional[str], trial: dict[str, str], folder: Path)
     return None, {tracking.TAG + "from_scratch": reason}
 
 
+def race_start(cfg, folder: Path):
+    """Where a promoted arm of a race starts (``sweep.continues_run``, set by the race sweeper): the
+    recorded weights of its previous rung's run, as a Hyperband round continues; (None, {}) otherwise.
+    Unlike a Hyperband round it never falls back to scratch: a rung trained from scratch would be
+    measured at the wrong budget, so a missing run fails this job with the reason."""
+    from fashion_lab.record import tracking
+    from fashion_lab.run.train import WarmStart
+
+    earlier = cfg.sweep.continues_run
+    if not earlier:
+        return None, {}
+    stopped = int(tracking.read_run(cfg.tracking, earlier).metrics.get("epochs_completed", 0))
+    if stopped >= cfg.trainer.epochs:
+        raise ConfigError(f"sweep.continues_run={earlier} already trained {stopped} epochs, "
+                          f"this rung's budget is {cfg.trainer.epochs}")
+    weights = tracking.download_weights(cfg.tracking, earlier, folder)
+    return WarmStart(weights, stopped, earlier), {}
+
+
 def _train(cfg, overrides: list[str], name: Optional[str], parent: Optional[str], tags: dict[str, str],
            trial: Optional[dict[str, str]] = None) -> dict:
     """train() and what a sweeper needs of it (it crosses processes, so plain data only). Each job
@@ -84,14 +103,16 @@ def _train(cfg, overrides: list[str], name: Optional[str], parent: Optional[str]
     from fashion_lab.run.train import print_result, train
 
     with tempfile.TemporaryDirectory(prefix="fashion-lab-round-") as folder:
-        start, start_tags = round_start(cfg, parent, trial or {}, Path(folder))
+        start, start_tags = (race_start(cfg, Path(folder)) if cfg.sweep.continues_run
+                             else round_start(cfg, parent, trial or {}, Path(folder)))
         result = train(cfg, overrides=overrides, run_name=name, parent_run_id=parent, tags={**tags, **start_tags},
                        start=start)
     print_result(result)
     metrics = {k: float(v) for k, v in result.metrics.items()}
     return {"run_id": result.run_id, "metrics": metrics,
             "objectives": {"val_accuracy": metrics["best_val_accuracy"],
-                           "val_loss": float(result.history["val_loss"].min())}}
+                           "val_loss": float(result.history["val_loss"].min()),
+                           "last_val_accuracy": float(result.history["val_accuracy"].iloc[-1])}}  # a race's rung
 
 
 def _recorded(cfg, run) -> dict[str, Any]:
@@ -100,7 +121,8 @@ def _recorded(cfg, run) -> dict[str, Any]:
     metrics = dict(run.metrics)
     return {"run_id": run.run_id, "metrics": metrics,
             "objectives": {"val_accuracy": metrics.get("best_val_accuracy", math.nan),
-                           "val_loss": tracking.min_metric(cfg.tracking, run.run_id, "val_loss")}}
+                           "val_loss": tracking.min_metric(cfg.tracking, run.run_id, "val_loss"),
+                           "last_val_accuracy": metrics.get("val_accuracy", math.nan)}}  # the latest step's value
 
 
 def run_job(cfg: DictConfig) -> JobResult:

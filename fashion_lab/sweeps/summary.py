@@ -35,9 +35,13 @@ def answer(config: DictConfig, children: list, keys: list, parent: Optional[str]
         from fashion_lab.analysis.answers import sweep_end_lines
         from fashion_lab.record.tracking import read_run, sweep_view_url
 
+        from fashion_lab.analysis import race_record as race
+
         defaults = flatten(without_hydra(config))
         command = f"fashion-lab report report.sweep={parent} tracking.uri={config.tracking.uri}"
-        lines = sweep_end_lines(children, keys, defaults, best, command, plan, also)
+        answered = [c for c in children if race.full_budget(c.get("tags") or {})]  # a raced arm's rung is no answer
+        lines = sweep_end_lines(answered, keys, defaults, best, command, plan, also)
+        lines += race.race_lines(children, keys, int(config.trainer.epochs)) or []
         # the runs table with the swept params and key metrics as columns (tracking.sweep_view)
         experiment = read_run(config.tracking, parent).experiment_id
         lines.append("In the MLflow UI (fashion-lab ui): " + sweep_view_url(config.ui.host, config.ui.port, experiment, parent))
