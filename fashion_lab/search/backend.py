@@ -16,18 +16,20 @@ from typing import Optional, Protocol
 from fashion_lab.config.keys import STRATEGIES
 
 # tuner.strategy -> "module:class" of its backend (imported only when the strategy is used)
-BACKENDS = {**{name: "fashion_lab.search.keras_tuner:KerasTunerBackend" for name in STRATEGIES if name != "tpe"},
-            "tpe": "fashion_lab.search.optuna_backend:OptunaBackend"}
-# tuner.strategy -> (the library its backend needs beyond the core install, the pip extra that installs it)
-REQUIRES = {"tpe": ("optuna", "fashion-lab[optuna]")}
+OPTUNA = ("tpe", "cmaes")  # the strategies of the Optuna backend; the others are KerasTuner's
+BACKENDS = {**{name: "fashion_lab.search.keras_tuner:KerasTunerBackend" for name in STRATEGIES if name not in OPTUNA},
+            **{name: "fashion_lab.search.optuna_backend:OptunaBackend" for name in OPTUNA}}
+# tuner.strategy -> (the libraries its backend needs beyond the core install, the pip extra that installs them)
+REQUIRES = {"tpe": ("optuna", "fashion-lab[optuna]"), "cmaes": ("optuna,cmaes", "fashion-lab[optuna]")}
 
 
 def unavailable(strategy: str) -> Optional[str]:
     """Why ``strategy`` cannot run here (its library is not installed), or None; checked before any run."""
     import importlib.util
 
-    library, extra = REQUIRES.get(strategy, (None, None))
-    if library and importlib.util.find_spec(library) is None:
+    libraries, extra = REQUIRES.get(strategy, ("", None))
+    library = next((name for name in libraries.split(",") if name and importlib.util.find_spec(name) is None), None)
+    if library:
         return f"tuner.strategy={strategy} needs {library}, which is not installed: pip install '{extra}'"
     return None
 

@@ -1,4 +1,9 @@
-"""The Optuna backend: TPE (``tuner=tpe``) through Optuna's ask-and-tell interface; the only importer of optuna.
+"""The Optuna backend: TPE (``tuner=tpe``) and CMA-ES (``tuner=cmaes``) through Optuna's ask-and-tell
+interface; the only importer of optuna.
+
+CMA-ES samples numbers only: the space's choices (and an entry alone in a one-entry space) are drawn by
+Optuna's independent random sampler, each trial afresh, while CMA-ES guides the intervals; a space of
+choices only is refused (study.prepare), as CMA-ES would have nothing to guide.
 
 Optuna keeps its own state: a journal file (``optuna.journal``, Optuna's JournalStorage) in the search's
 folder beside ``fashion_lab.json``, appended as each trial is asked and told, so the same command reopens
@@ -34,8 +39,23 @@ def _active_keys(dims, params: dict) -> list[str]:
     return [d.key for d in dims if d.parent is None or params.get(d.parent) in d.parent_values]
 
 
+def _sampler(optuna, tuner, seed: int):
+    """tuner.strategy's sampler; num_initial_points is its n_startup_trials (null: Optuna's default)."""
+    startup = {} if tuner.num_initial_points is None else {"n_startup_trials": tuner.num_initial_points}
+    if tuner.strategy == "cmaes":  # the independent sampling of choices is said once, in the docs, not per trial
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False, **startup)
+    return optuna.samplers.TPESampler(seed=seed, **startup)
+
+
+def storage(search):
+    """The search's journal storage (process-safe: trials' processes open it too, for pruning)."""
+    import optuna
+
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(search.directory / JOURNAL)))
+
+
 def open_study(search):
-    """The search's study on its journal (created, or reopened when resuming) with a seeded TPE sampler."""
+    """The search's study on its journal (created, or reopened when resuming) with a seeded sampler."""
     import optuna
 
     from fashion_lab.search.study import OBJECTIVES
@@ -44,19 +64,16 @@ def open_study(search):
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     t = search.cfg.tuner
     search.directory.mkdir(parents=True, exist_ok=True)
-    storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(search.directory / JOURNAL)))
-    study = optuna.create_study(storage=storage, study_name=search.project, load_if_exists=True,
+    study = optuna.create_study(storage=storage(search), study_name=search.project, load_if_exists=True,
                                 direction="maximize" if OBJECTIVES[t.objective] == "max" else "minimize")
     # Seeded by tuner.seed and the trials already held: a resumed study draws on instead of repeating
     # the first command's draws.
-    startup = {} if t.num_initial_points is None else {"n_startup_trials": t.num_initial_points}
-    study.sampler = optuna.samplers.TPESampler(seed=t.seed + len(study.trials), **startup)
+    study.sampler = _sampler(optuna, t, t.seed + len(study.trials))
     return study
 
 
 class OptunaBackend:
-    """A SearchBackend over an Optuna study (tuner.strategy tpe)."""
+    """A SearchBackend over an Optuna study (tuner.strategy tpe or cmaes)."""
 
     def __init__(self, search):
         from optuna.trial import TrialState
