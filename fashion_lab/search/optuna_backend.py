@@ -17,8 +17,11 @@ the study already holds it, so a resumed search does not run them again.
 
 from __future__ import annotations
 
+import math
 import warnings
-from typing import Optional
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
 
 from fashion_lab.search.backend import SearchStopped, Trial
 
@@ -109,9 +112,10 @@ class OptunaBackend:
             asked.append(Trial(str(trial.number), values))
         return asked
 
-    def tell(self, trial_id: str, score: Optional[float] = None, failure: Optional[str] = None) -> None:
-        if failure is None:
-            self.study.tell(int(trial_id), float(score))
+    def tell(self, trial_id: str, score: Optional[float] = None, failure: Optional[str] = None,
+             pruned: bool = False) -> None:
+        if failure is None:  # a pruned trial's value is its last reported epoch, as Optuna keeps it
+            self.study.tell(int(trial_id), *((None, self.State.PRUNED) if pruned else (float(score), None)))
             self._streak = 0
             return
         self.study.tell(int(trial_id), state=self.State.FAIL)
@@ -122,10 +126,67 @@ class OptunaBackend:
                                 f"{limit})\n{failure}")
 
     def trials(self) -> list[Trial]:
-        status = {self.State.COMPLETE: "COMPLETED", self.State.FAIL: "FAILED", self.State.PRUNED: "FAILED"}
+        status = {self.State.COMPLETE: "COMPLETED", self.State.FAIL: "FAILED", self.State.PRUNED: "PRUNED"}
         return [Trial(str(t.number), dict(t.params), status.get(t.state, "RUNNING"),
                       t.value if t.state == self.State.COMPLETE else None)
                 for t in self.study.get_trials(deepcopy=False) if t.state != self.State.WAITING]
 
     def save(self) -> None:
         """Nothing to write: the journal holds every ask and tell as it happens."""
+
+
+# --- pruning: in the trial's own process ------------------------------------------------------
+
+def _pruner(optuna, name: str, startup: int, warmup: int):
+    if name == "wilcoxon":  # against the best trial, paired over the epochs both reported
+        return optuna.pruners.WilcoxonPruner(n_startup_steps=warmup)
+    return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup)
+
+
+@dataclass
+class Pruning:
+    """A trial's per-epoch hook: reports the epoch's objective to its Optuna trial on the search's journal
+    (process-safe: the sweeper holds the same file) and returns why to stop when the pruner prunes.
+    Plain fields, so it pickles into a fresh trial process; the study opens there, on the first epoch."""
+    journal: str
+    study_name: str
+    number: int
+    objective: str
+    pruner: str
+    startup: int
+    warmup: int
+    _trial: Any = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_trial": None}
+
+    def _open(self):
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(self.journal))
+        study = optuna.load_study(study_name=self.study_name, storage=storage,
+                                  pruner=_pruner(optuna, self.pruner, self.startup, self.warmup))
+        trial_id = storage.get_trial_id_from_study_id_trial_number(
+            storage.get_study_id_from_name(self.study_name), self.number)
+        return optuna.trial.Trial(study, trial_id)
+
+    def __call__(self, epoch: int, logs: dict) -> Optional[str]:
+        value = logs.get(self.objective)
+        if value is None or not math.isfinite(float(value)):
+            return None  # a diverged epoch is the run's failure, not the pruner's call
+        self._trial = self._trial or self._open()
+        self._trial.report(float(value), epoch)
+        if not self._trial.should_prune():
+            return None
+        than = "the median of the completed trials" if self.pruner == "median" else "the best trial (Wilcoxon test)"
+        return f"{self.pruner} pruner: {self.objective}={float(value):.4f} at epoch {epoch + 1} is worse than {than}"
+
+
+def epoch_hook(cfg, number: int) -> Pruning:
+    """Trial ``number``'s pruning hook, on the journal of the search the job belongs to."""
+    t = cfg.tuner
+    project = t.project or cfg.sweep.name or "search"  # as study.prepare names the search (Search.project)
+    return Pruning(str(Path(t.directory) / project / JOURNAL), project, number, t.objective,
+                   t.pruner, t.pruner_startup_trials, t.pruner_warmup_epochs)
