@@ -179,12 +179,10 @@ def _check_commands(cfg) -> None:
 
 
 def _check_optuna_only(tu) -> None:
-    """Pruning and seeding from the store need Optuna's study: refused with KerasTuner's strategies."""
+    """Pruning needs Optuna's study: refused with KerasTuner's strategies."""
     _check(tu.pruner in PRUNERS, "tuner.pruner", tu.pruner, "one of " + ", ".join(PRUNERS))
     only = f"only with tuner.strategy {' or '.join(OPTUNA_STRATEGIES)} (Optuna), not {tu.strategy}"
     _check(tu.pruner == "none" or tu.strategy in OPTUNA_STRATEGIES, "tuner.pruner", tu.pruner, only + "; leave it none")
-    _check(not tu.seed_from_store or tu.strategy in OPTUNA_STRATEGIES, "tuner.seed_from_store", tu.seed_from_store,
-           only + "; leave it false")
     _check(tu.pruner == "none" or tu.executions_per_trial == 1, "tuner.pruner", tu.pruner,
            f"only with tuner.executions_per_trial=1 (got {tu.executions_per_trial}): a pruner judges one run's epochs")
     for key in ("pruner_startup_trials", "pruner_warmup_epochs"):

@@ -194,7 +194,6 @@ class TunerConfig:
                                            # values (Optuna strategies only: tpe, cmaes)
     pruner_startup_trials: int = 5         # median: completed trials before any trial is pruned
     pruner_warmup_epochs: int = 0          # epochs of each trial never pruned (median and wilcoxon)
-    seed_from_store: bool = False          # finished runs in the store inside the space: trials, not retrained
     trials_per_worker: int = 10            # with fresh_process: trials per warm worker (TensorFlow imported
                                            # once) before it is replaced; 1 = a new process per trial
 
