@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from fashion_lab.config.keys import STRATEGIES, check_known_keys
+from fashion_lab.config.keys import OPTUNA_STRATEGIES, PRUNERS, STRATEGIES, check_known_keys
 from fashion_lab.config.schema import ConfigError, _check
 from fashion_lab.data.files import check_dir
 from fashion_lab.model.geometry import check_geometry, estimate_size
@@ -184,7 +184,19 @@ def _check_commands(cfg) -> None:
            "tuner.early_stopping_patience", tu.early_stopping_patience, f"null (off) or 1 to {MAX_EPOCHS:,}")
     check_seeds(s.seeds, s.max_seeds, s.until_sure)
     check_race(s.race, list(s.rungs), s.until_sure)
+    _check_optuna_only(tu)
     _check_names(cfg)
+
+
+def _check_optuna_only(tu) -> None:
+    """Pruning needs Optuna's study: refused with KerasTuner's strategies."""
+    _check(tu.pruner in PRUNERS, "tuner.pruner", tu.pruner, "one of " + ", ".join(PRUNERS))
+    only = f"only with tuner.strategy {' or '.join(OPTUNA_STRATEGIES)} (Optuna), not {tu.strategy}"
+    _check(tu.pruner == "none" or tu.strategy in OPTUNA_STRATEGIES, "tuner.pruner", tu.pruner, only + "; leave it none")
+    _check(tu.pruner == "none" or tu.executions_per_trial == 1, "tuner.pruner", tu.pruner,
+           f"only with tuner.executions_per_trial=1 (got {tu.executions_per_trial}): a pruner judges one run's epochs")
+    for key in ("pruner_startup_trials", "pruner_warmup_epochs"):
+        _check(0 <= tu[key] <= MAX_EPOCHS, f"tuner.{key}", tu[key], f"0 to {MAX_EPOCHS:,}")
 
 
 def _check_optimizer(o) -> None:

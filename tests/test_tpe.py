@@ -98,3 +98,20 @@ def test_tpe_consecutive_failures_stop_the_search(run_cli, store, sweeps):
     assert "search stopped: 2 trials failed in a row (tuner.max_consecutive_failed_trials=2)" in result.stderr
     assert trial_ids(store, "FAILED") == ["0", "1"] and len(children(store)) == 2
     assert parents(store)[0]["status"] == "FAILED"
+
+
+@pytest.mark.slow  # two tiny trials (~30-60 s on a loaded machine); still in CI
+def test_cmaes_search_records_its_trials_like_tpe(run_cli, store, sweeps):
+    """tuner=cmaes: Optuna's CMA-ES on a real tiny search (the choices drawn by its independent sampler),
+    each trial an MLflow child run under one search parent, as tpe records them."""
+    result = run_cli("tune", "small", *TINY, "tuner=cmaes", "tuner.num_initial_points=1", IN_PROCESS,
+                     "tuner.max_trials=2", f"tracking.uri={store}", env={"FASHION_LAB_SWEEPS_DIR": str(sweeps)}, check=True)
+    assert trial_ids(store) == ["0", "1"] and len(parents(store)) == 1
+    assert {t["tags"]["fashion_lab.strategy"] for t in children(store)} == {"cmaes"}
+    assert "2 completed, 0 failed trials" in result.stdout and "the base configuration (trial 0)" in result.stdout
+
+
+def test_cmaes_refuses_a_space_of_choices_only(run_cli, store):
+    result = run_cli("tune", "bn_placement", "tuner=cmaes", f"tracking.uri={store}")
+    assert result.returncode == 2 and "tuner=cmaes needs at least one interval" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -75,9 +75,10 @@ def _train_task(cfg: DictConfig):
     absolute_paths(cfg)  # hydra.job.chdir=true: the store and data stay the command's own
     show_tf_logs(cfg.trainer.verbose)  # before TensorFlow is imported
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        from fashion_lab.search.backend import epoch_hook
         from fashion_lab.sweeps.job import run_job  # a grid point or a trial: a child run, failures reported at the end
 
-        return run_job(cfg)
+        return run_job(cfg, epoch_hook=epoch_hook(cfg))  # the hook: a search's pruner, from its backend
     from fashion_lab.preflight import validate
     from fashion_lab.record.store import check_store
 

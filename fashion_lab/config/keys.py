@@ -193,7 +193,9 @@ def mask_userinfo(text: Any) -> Any:
 
 # The search strategies, in one list: tuner.strategy (each a search backend) and sweep.strategy
 # (recorded on a sweep's parent: how its points were chosen).
-STRATEGIES = ("random", "bayesian", "hyperband", "grid", "tpe")
+STRATEGIES = ("random", "bayesian", "hyperband", "grid", "tpe", "cmaes")
+OPTUNA_STRATEGIES = ("tpe", "cmaes")  # the Optuna backend's; the others are KerasTuner's
+PRUNERS = ("none", "median", "wilcoxon")  # tuner.pruner (Optuna strategies only)
 
 
 # Keys that configure a command (search budget, report, UI) or a sweep's plumbing: not recorded as params.

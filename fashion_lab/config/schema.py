@@ -123,7 +123,7 @@ class TrackingConfig:
 class SweepConfig:
     """What a file in ``sweeps/`` adds besides its ``hydra.sweeper.params`` (the dimensions)."""
     name: Optional[str] = None            # the file's name, set when it is registered
-    strategy: str = "grid"                # grid (Hydra multirun) | random | bayesian | hyperband (KerasTuner) | tpe (Optuna)
+    strategy: str = "grid"                # grid (Hydra multirun) | random | bayesian | hyperband (KerasTuner) | tpe | cmaes (Optuna)
     conditions: Dict[str, str] = field(default_factory=dict)  # tuner: key -> "choice=value" it depends on
     seeds: int = 1                        # grid: repeat every point over seeds trainer.seed .. trainer.seed+seeds-1
     until_sure: bool = False              # grid: add seeds to undecided comparisons (hydra/sweeper=until_sure)
@@ -168,7 +168,7 @@ class UIConfig:
 @dataclass
 class TunerConfig:
     """Search settings (conf/tuner/*.yaml); see fashion_lab/search/study.py."""
-    strategy: str = "random"               # random | bayesian | hyperband | grid (KerasTuner) | tpe (Optuna)
+    strategy: str = "random"               # random | bayesian | hyperband | grid (KerasTuner) | tpe | cmaes (Optuna)
     objective: str = "val_accuracy"        # the MLflow metric name; val_accuracy (max) or val_loss (min)
     max_trials: int = 10                   # not used by hyperband (its schedule decides)
     max_epochs: int = 10                   # hyperband: epochs of the longest round
@@ -193,6 +193,10 @@ class TunerConfig:
                                            # but TensorFlow keeps ~16 MB per trial)
     continue_rounds: bool = True           # hyperband: a promoted round starts from the recorded weights of
                                            # its previous round (false: every round trains from scratch)
+    pruner: str = "none"                   # none | median | wilcoxon: stop a trial's epochs on its intermediate
+                                           # values (Optuna strategies only: tpe, cmaes)
+    pruner_startup_trials: int = 5         # median: completed trials before any trial is pruned
+    pruner_warmup_epochs: int = 0          # epochs of each trial never pruned (median and wilcoxon)
     trials_per_worker: int = 10            # with fresh_process: trials per warm worker (TensorFlow imported
                                            # once) before it is replaced; 1 = a new process per trial
 

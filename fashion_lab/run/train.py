@@ -7,7 +7,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from fashion_lab.model import tf_settings as _runtime
 
@@ -35,6 +35,7 @@ class RunResult:
     metrics: dict[str, float]                  # final: test_accuracy, best_val_accuracy, ...
     history: pd.DataFrame                      # one row per epoch
     model: Any = field(default=None, repr=False)
+    pruned: Optional[dict] = None              # {"epoch": N, "reason": ...} when epoch_hook stopped the fit
 
 
 @dataclass
@@ -78,6 +79,27 @@ class EpochLogger(keras.callbacks.Callback):
         metrics = {k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}
         metrics.update(learning_rate=self._lr, epoch_seconds=seconds)
         self.recorder.metrics(metrics, step=epoch)
+
+
+class StopWhenAsked(keras.callbacks.Callback):
+    """Asks ``hook(epoch, logs)`` after each epoch (a search's pruner); a reason stops the fit there, and
+    the run is recorded as what it is: FINISHED with its epochs, tagged pruned (never FAILED)."""
+
+    def __init__(self, hook: Callable[[int, dict], Optional[str]]):
+        super().__init__()
+        self.hook, self.pruned = hook, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        reason = self.hook(epoch, {k: float(v) for k, v in (logs or {}).items()})
+        if reason:
+            self.pruned = {"epoch": epoch + 1, "reason": str(reason)[:500]}  # counted from 1, as Keras prints
+            self.model.stop_training = True
+
+
+def _pruned_tags(pruned: Optional[dict]) -> dict[str, str]:
+    if not pruned:
+        return {}
+    return {TAG + "pruned": "true", TAG + "pruned_at_epoch": str(pruned["epoch"]), TAG + "pruned_reason": pruned["reason"]}
 
 
 def _compiled_model(cfg, splits: Splits):
@@ -128,9 +150,11 @@ def _write_artifacts(folder: Path, cfg, model, history: pd.DataFrame, matrix, sp
 
 def train(cfg, *, overrides: Sequence[str] = (), run_name: Optional[str] = None,
           parent_run_id: Optional[str] = None, tags: Optional[dict[str, str]] = None,
-          splits: Optional[Splits] = None, start: Optional[WarmStart] = None) -> RunResult:
+          splits: Optional[Splits] = None, start: Optional[WarmStart] = None,
+          epoch_hook: Optional[Callable[[int, dict], Optional[str]]] = None) -> RunResult:
     """Build data, model and optimizer from ``cfg``, fit, evaluate the test set once, record it all.
 
+    ``epoch_hook(epoch, logs)``: asked after each epoch; a returned reason stops training (pruning).
     ``start``: continue ``start.weights`` (with the optimizer's saved state) from epoch
     ``start.initial_epoch`` up to ``trainer.epochs``; epochs keep their absolute numbers."""
     validate(cfg)
@@ -156,11 +180,12 @@ def train(cfg, *, overrides: Sequence[str] = (), run_name: Optional[str] = None,
             model.optimizer.build(model.trainable_variables)
             model.load_weights(start.weights)
         logger = EpochLogger(recorder)
+        stopper = [StopWhenAsked(epoch_hook)] if epoch_hook else []
         started = time.perf_counter()
         fitted = model.fit(
             **fit_data(splits, batch_size=cfg.trainer.batch_size, autotune=cfg.data.tf_autotune),
             epochs=cfg.trainer.epochs, initial_epoch=initial_epoch,
-            callbacks=_callbacks(cfg, logger) + board.callbacks, verbose=runtime.keras_verbosity(cfg.trainer.verbose))
+            callbacks=_callbacks(cfg, logger) + stopper + board.callbacks, verbose=runtime.keras_verbosity(cfg.trainer.verbose))
         train_seconds = time.perf_counter() - started
         history = pd.DataFrame(fitted.history)
         history.index += initial_epoch  # absolute epochs, as the per-epoch metrics' steps
@@ -179,6 +204,9 @@ def train(cfg, *, overrides: Sequence[str] = (), run_name: Optional[str] = None,
                        train_images=len(splits.x_train), test_images=len(splits.x_test),
                        param_count=model.count_params())
         recorder.metrics(metrics)
+        pruned = stopper[0].pruned if stopper else None
+        if pruned:
+            recorder.tags(_pruned_tags(pruned))
         if recorder.active:
             with tempfile.TemporaryDirectory(prefix="fashion-lab-") as folder:
                 _write_artifacts(Path(folder), cfg, model, history, matrix, splits)
@@ -186,7 +214,7 @@ def train(cfg, *, overrides: Sequence[str] = (), run_name: Optional[str] = None,
                 recorder.artifacts(Path(folder))
             if cfg.tracking.log_model:
                 log_keras_model(cfg.tracking, recorder.run_id, model)
-        return RunResult(recorder.run_id, metrics, history, model)
+        return RunResult(recorder.run_id, metrics, history, model, pruned)
 
 
 def print_result(result: RunResult, stream=sys.stdout) -> None:

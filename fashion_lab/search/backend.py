@@ -13,21 +13,22 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Optional, Protocol
 
-from fashion_lab.config.keys import STRATEGIES
+from fashion_lab.config.keys import OPTUNA_STRATEGIES as OPTUNA, STRATEGIES
 
 # tuner.strategy -> "module:class" of its backend (imported only when the strategy is used)
-BACKENDS = {**{name: "fashion_lab.search.keras_tuner:KerasTunerBackend" for name in STRATEGIES if name != "tpe"},
-            "tpe": "fashion_lab.search.optuna_backend:OptunaBackend"}
-# tuner.strategy -> (the library its backend needs beyond the core install, the pip extra that installs it)
-REQUIRES = {"tpe": ("optuna", "fashion-lab[optuna]")}
+BACKENDS = {**{name: "fashion_lab.search.keras_tuner:KerasTunerBackend" for name in STRATEGIES if name not in OPTUNA},
+            **{name: "fashion_lab.search.optuna_backend:OptunaBackend" for name in OPTUNA}}
+# tuner.strategy -> (the libraries its backend needs beyond the core install, the pip extra that installs them)
+REQUIRES = {"tpe": ("optuna", "fashion-lab[optuna]"), "cmaes": ("optuna,cmaes", "fashion-lab[optuna]")}
 
 
 def unavailable(strategy: str) -> Optional[str]:
     """Why ``strategy`` cannot run here (its library is not installed), or None; checked before any run."""
     import importlib.util
 
-    library, extra = REQUIRES.get(strategy, (None, None))
-    if library and importlib.util.find_spec(library) is None:
+    libraries, extra = REQUIRES.get(strategy, ("", None))
+    library = next((name for name in libraries.split(",") if name and importlib.util.find_spec(name) is None), None)
+    if library:
         return f"tuner.strategy={strategy} needs {library}, which is not installed: pip install '{extra}'"
     return None
 
@@ -38,7 +39,7 @@ class Trial:
     strategy adds its own, such as Hyperband's ``tuner/epochs``), its state and score."""
     trial_id: str
     values: dict = field(default_factory=dict)
-    status: str = "RUNNING"        # RUNNING | COMPLETED | FAILED
+    status: str = "RUNNING"        # RUNNING | COMPLETED | FAILED | PRUNED (stopped early by tuner.pruner)
     score: Optional[float] = None  # tuner.objective, the mean over the trial's executions
 
 
@@ -52,8 +53,10 @@ class SearchBackend(Protocol):
     def ask(self, n: int) -> list[Trial]:
         """Up to ``n`` new trials to run now; none when the budget is spent (or the strategy waits)."""
 
-    def tell(self, trial_id: str, score: Optional[float] = None, failure: Optional[str] = None) -> None:
-        """A trial's outcome: its score, or the reason it failed. May raise SearchStopped."""
+    def tell(self, trial_id: str, score: Optional[float] = None, failure: Optional[str] = None,
+             pruned: bool = False) -> None:
+        """A trial's outcome: its score (``pruned``: stopped early by the pruner), or the reason it
+        failed. May raise SearchStopped."""
 
     def trials(self) -> list[Trial]:
         """Every trial the backend holds, this command's and the resumed ones."""
@@ -66,6 +69,16 @@ def open_backend(search) -> SearchBackend:
     """The backend of ``search.strategy`` on the search's folder (reopened when resuming)."""
     module, _, name = BACKENDS[search.strategy].partition(":")
     return getattr(importlib.import_module(module), name)(search)
+
+
+def epoch_hook(cfg):
+    """A trial job's per-epoch "should it stop?" hook from its strategy's backend (``tuner.pruner``), or
+    None: ``hook(epoch, logs) -> reason or None``, called in the run's process (so it must pickle)."""
+    trial = cfg.sweep.get("trial") or {}
+    if cfg.tuner.pruner == "none" or "trial_id" not in trial or cfg.tuner.strategy not in OPTUNA:
+        return None
+    module = BACKENDS[cfg.tuner.strategy].partition(":")[0]
+    return importlib.import_module(module).epoch_hook(cfg, int(trial["trial_id"]))
 
 
 def _order(trial_id: str):

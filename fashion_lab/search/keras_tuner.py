@@ -75,7 +75,8 @@ class KerasTunerBackend:
             raise SearchStopped(str(error)) from None
         return asked
 
-    def tell(self, trial_id: str, score: Optional[float] = None, failure: Optional[str] = None) -> None:
+    def tell(self, trial_id: str, score: Optional[float] = None, failure: Optional[str] = None,
+             pruned: bool = False) -> None:  # never pruned: preflight refuses tuner.pruner with KerasTuner
         kt_trial = self._running.pop(trial_id)
         if failure is not None:
             kt_trial.status, kt_trial.message = TrialStatus.FAILED, failure

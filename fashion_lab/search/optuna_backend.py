@@ -1,4 +1,9 @@
-"""The Optuna backend: TPE (``tuner=tpe``) through Optuna's ask-and-tell interface; the only importer of optuna.
+"""The Optuna backend: TPE (``tuner=tpe``) and CMA-ES (``tuner=cmaes``) through Optuna's ask-and-tell
+interface; the only importer of optuna.
+
+CMA-ES samples numbers only: the space's choices (and an entry alone in a one-entry space) are drawn by
+Optuna's independent random sampler, each trial afresh, while CMA-ES guides the intervals; a space of
+choices only is refused (study.prepare), as CMA-ES would have nothing to guide.
 
 Optuna keeps its own state: a journal file (``optuna.journal``, Optuna's JournalStorage) in the search's
 folder beside ``fashion_lab.json``, appended as each trial is asked and told, so the same command reopens
@@ -12,8 +17,11 @@ the study already holds it, so a resumed search does not run them again.
 
 from __future__ import annotations
 
+import math
 import warnings
-from typing import Optional
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
 
 from fashion_lab.search.backend import SearchStopped, Trial
 
@@ -34,8 +42,23 @@ def _active_keys(dims, params: dict) -> list[str]:
     return [d.key for d in dims if d.parent is None or params.get(d.parent) in d.parent_values]
 
 
+def _sampler(optuna, tuner, seed: int):
+    """tuner.strategy's sampler; num_initial_points is its n_startup_trials (null: Optuna's default)."""
+    startup = {} if tuner.num_initial_points is None else {"n_startup_trials": tuner.num_initial_points}
+    if tuner.strategy == "cmaes":  # the independent sampling of choices is said once, in the docs, not per trial
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False, **startup)
+    return optuna.samplers.TPESampler(seed=seed, **startup)
+
+
+def storage(search):
+    """The search's journal storage (process-safe: trials' processes open it too, for pruning)."""
+    import optuna
+
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(search.directory / JOURNAL)))
+
+
 def open_study(search):
-    """The search's study on its journal (created, or reopened when resuming) with a seeded TPE sampler."""
+    """The search's study on its journal (created, or reopened when resuming) with a seeded sampler."""
     import optuna
 
     from fashion_lab.search.study import OBJECTIVES
@@ -44,19 +67,16 @@ def open_study(search):
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     t = search.cfg.tuner
     search.directory.mkdir(parents=True, exist_ok=True)
-    storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(search.directory / JOURNAL)))
-    study = optuna.create_study(storage=storage, study_name=search.project, load_if_exists=True,
+    study = optuna.create_study(storage=storage(search), study_name=search.project, load_if_exists=True,
                                 direction="maximize" if OBJECTIVES[t.objective] == "max" else "minimize")
     # Seeded by tuner.seed and the trials already held: a resumed study draws on instead of repeating
     # the first command's draws.
-    startup = {} if t.num_initial_points is None else {"n_startup_trials": t.num_initial_points}
-    study.sampler = optuna.samplers.TPESampler(seed=t.seed + len(study.trials), **startup)
+    study.sampler = _sampler(optuna, t, t.seed + len(study.trials))
     return study
 
 
 class OptunaBackend:
-    """A SearchBackend over an Optuna study (tuner.strategy tpe)."""
+    """A SearchBackend over an Optuna study (tuner.strategy tpe or cmaes)."""
 
     def __init__(self, search):
         from optuna.trial import TrialState
@@ -92,9 +112,10 @@ class OptunaBackend:
             asked.append(Trial(str(trial.number), values))
         return asked
 
-    def tell(self, trial_id: str, score: Optional[float] = None, failure: Optional[str] = None) -> None:
-        if failure is None:
-            self.study.tell(int(trial_id), float(score))
+    def tell(self, trial_id: str, score: Optional[float] = None, failure: Optional[str] = None,
+             pruned: bool = False) -> None:
+        if failure is None:  # a pruned trial's value is its last reported epoch, as Optuna keeps it
+            self.study.tell(int(trial_id), *((None, self.State.PRUNED) if pruned else (float(score), None)))
             self._streak = 0
             return
         self.study.tell(int(trial_id), state=self.State.FAIL)
@@ -105,10 +126,67 @@ class OptunaBackend:
                                 f"{limit})\n{failure}")
 
     def trials(self) -> list[Trial]:
-        status = {self.State.COMPLETE: "COMPLETED", self.State.FAIL: "FAILED", self.State.PRUNED: "FAILED"}
+        status = {self.State.COMPLETE: "COMPLETED", self.State.FAIL: "FAILED", self.State.PRUNED: "PRUNED"}
         return [Trial(str(t.number), dict(t.params), status.get(t.state, "RUNNING"),
                       t.value if t.state == self.State.COMPLETE else None)
                 for t in self.study.get_trials(deepcopy=False) if t.state != self.State.WAITING]
 
     def save(self) -> None:
         """Nothing to write: the journal holds every ask and tell as it happens."""
+
+
+# --- pruning: in the trial's own process ------------------------------------------------------
+
+def _pruner(optuna, name: str, startup: int, warmup: int):
+    if name == "wilcoxon":  # against the best trial, paired over the epochs both reported
+        return optuna.pruners.WilcoxonPruner(n_startup_steps=warmup)
+    return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup)
+
+
+@dataclass
+class Pruning:
+    """A trial's per-epoch hook: reports the epoch's objective to its Optuna trial on the search's journal
+    (process-safe: the sweeper holds the same file) and returns why to stop when the pruner prunes.
+    Plain fields, so it pickles into a fresh trial process; the study opens there, on the first epoch."""
+    journal: str
+    study_name: str
+    number: int
+    objective: str
+    pruner: str
+    startup: int
+    warmup: int
+    _trial: Any = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_trial": None}
+
+    def _open(self):
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(self.journal))
+        study = optuna.load_study(study_name=self.study_name, storage=storage,
+                                  pruner=_pruner(optuna, self.pruner, self.startup, self.warmup))
+        trial_id = storage.get_trial_id_from_study_id_trial_number(
+            storage.get_study_id_from_name(self.study_name), self.number)
+        return optuna.trial.Trial(study, trial_id)
+
+    def __call__(self, epoch: int, logs: dict) -> Optional[str]:
+        value = logs.get(self.objective)
+        if value is None or not math.isfinite(float(value)):
+            return None  # a diverged epoch is the run's failure, not the pruner's call
+        self._trial = self._trial or self._open()
+        self._trial.report(float(value), epoch)
+        if not self._trial.should_prune():
+            return None
+        than = "the median of the completed trials" if self.pruner == "median" else "the best trial (Wilcoxon test)"
+        return f"{self.pruner} pruner: {self.objective}={float(value):.4f} at epoch {epoch + 1} is worse than {than}"
+
+
+def epoch_hook(cfg, number: int) -> Pruning:
+    """Trial ``number``'s pruning hook, on the journal of the search the job belongs to."""
+    t = cfg.tuner
+    project = t.project or cfg.sweep.name or "search"  # as study.prepare names the search (Search.project)
+    return Pruning(str(Path(t.directory) / project / JOURNAL), project, number, t.objective,
+                   t.pruner, t.pruner_startup_trials, t.pruner_warmup_epochs)

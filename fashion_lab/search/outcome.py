@@ -93,7 +93,10 @@ def finish(search: Search, backend, aborted: Optional[str]) -> bool:
     trials = backend.trials()
     completed = [t for t in trials if t.status == "COMPLETED"]
     failed = [t for t in trials if t.status == "FAILED"]
+    pruned = [t for t in trials if t.status == "PRUNED"]  # stopped early by tuner.pruner: not failures
     summary: dict[str, Any] = {"completed_trials": len(completed), "failed_trials": len(failed)}
+    if search.cfg.tuner.pruner != "none" or pruned:
+        summary["pruned_trials"] = len(pruned)
     if aborted:
         reason = summary["stopped"] = aborted.splitlines()[0].rstrip(".")
         print(f"fashion-lab: search stopped: {reason}"
@@ -110,7 +113,8 @@ def finish(search: Search, backend, aborted: Optional[str]) -> bool:
     best = backend_best(completed, backend.direction)
     objective = search.cfg.tuner.objective
     summary[f"best_trial_{objective}"] = float(best.score)  # mean over its executions
-    print(f"search {search.project}: {len(completed)} completed, {len(failed)} failed trials")
+    print(f"search {search.project}: {len(completed)} completed, "
+          + (f"{len(pruned)} pruned, " if "pruned_trials" in summary else "") + f"{len(failed)} failed trials")
     print(f"best trial {best.trial_id}: {objective}={best.score:.4f}")
     print(f"against chance and the base: {versus_chance_and_base(search, best, completed)}")
     from fashion_lab.analysis.stats import search_caveat

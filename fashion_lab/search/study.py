@@ -106,6 +106,9 @@ def prepare(cfg, arguments: list[str]) -> Search:
     if tuner.strategy == "grid" and has_intervals(dims):
         raise SpaceError("tuner=grid needs a space of choices only; "
                          f"{[d.key for d in dims if d.kind != 'choice']} are intervals: use tuner=random|bayesian|hyperband")
+    if tuner.strategy == "cmaes" and not has_intervals(dims):
+        raise SpaceError("tuner=cmaes needs at least one interval in the space (CMA-ES samples numbers; choices "
+                         "are drawn at random); this space has choices only: use tuner=tpe or tuner=grid")
     plain = without_hydra(cfg)
     validate(plain)  # the base config itself must be valid before anything starts
     check_space(plain, dims)  # every entry's keys and bounds, before the first trial

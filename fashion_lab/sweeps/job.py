@@ -36,6 +36,7 @@ class JobResult:
     trial: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     objectives: dict = field(default_factory=dict)   # tuner.objective -> the run's value
+    pruned: Optional[dict] = None        # {"epoch": N, "reason": ...}: the pruner stopped it (a FINISHED run)
     rss_mb: float = math.nan             # this process after the job
     peak_child_rss_mb: float = math.nan  # the fresh trial process's peak (math.nan when none)
 
@@ -97,7 +98,7 @@ def race_start(cfg, folder: Path):
 
 
 def _train(cfg, overrides: list[str], name: Optional[str], parent: Optional[str], tags: dict[str, str],
-           trial: Optional[dict[str, str]] = None) -> dict:
+           trial: Optional[dict[str, str]] = None, epoch_hook=None) -> dict:
     """train() and what a sweeper needs of it (it crosses processes, so plain data only). Each job
     loads its data (from the verified array cache: a fraction of a second)."""
     from fashion_lab.run.train import print_result, train
@@ -106,10 +107,10 @@ def _train(cfg, overrides: list[str], name: Optional[str], parent: Optional[str]
         start, start_tags = (race_start(cfg, Path(folder)) if cfg.sweep.continues_run
                              else round_start(cfg, parent, trial or {}, Path(folder)))
         result = train(cfg, overrides=overrides, run_name=name, parent_run_id=parent, tags={**tags, **start_tags},
-                       start=start)
+                       start=start, epoch_hook=epoch_hook)
     print_result(result)
     metrics = {k: float(v) for k, v in result.metrics.items()}
-    return {"run_id": result.run_id, "metrics": metrics,
+    return {"run_id": result.run_id, "metrics": metrics, "pruned": result.pruned,
             "objectives": {"val_accuracy": metrics["best_val_accuracy"],
                            "val_loss": float(result.history["val_loss"].min()),
                            "last_val_accuracy": float(result.history["val_accuracy"].iloc[-1])}}  # a race's rung
@@ -119,15 +120,18 @@ def _recorded(cfg, run) -> dict[str, Any]:
     from fashion_lab.record import tracking
 
     metrics = dict(run.metrics)
-    return {"run_id": run.run_id, "metrics": metrics,
+    pruned = ({"epoch": int(run.tag("pruned_at_epoch")), "reason": run.tag("pruned_reason", "")}
+              if run.tag("pruned") == "true" else None)
+    return {"run_id": run.run_id, "metrics": metrics, "pruned": pruned,
             "objectives": {"val_accuracy": metrics.get("best_val_accuracy", math.nan),
                            "val_loss": tracking.min_metric(cfg.tracking, run.run_id, "val_loss"),
                            "last_val_accuracy": metrics.get("val_accuracy", math.nan)}}  # the latest step's value
 
 
-def run_job(cfg: DictConfig) -> JobResult:
+def run_job(cfg: DictConfig, epoch_hook=None) -> JobResult:
     """One multirun job: ``train(cfg)`` as a child of the sweep's parent run. Never raises on failure:
-    a raising job would stop Hydra's sweepers; the run is FAILED with its reason, the result says so."""
+    a raising job would stop Hydra's sweepers; the run is FAILED with its reason, the result says so.
+    ``epoch_hook``: the search's per-epoch "stop?" (its pruner, search.backend.epoch_hook), passed to train()."""
     from hydra.core.hydra_config import HydraConfig
 
     from fashion_lab.record import tracking
@@ -164,7 +168,8 @@ def run_job(cfg: DictConfig) -> JobResult:
             tags = {tracking.TAG + k: v for k, v in trial.items()}
             if parent:
                 tags.update(tracking.child_tags(parent, cfg.sweep.name or "multirun", role, strategy))
-            job = dict(cfg=cfg, overrides=overrides, name=name, parent=parent, tags=tags, trial=trial)
+            job = dict(cfg=cfg, overrides=overrides, name=name, parent=parent, tags=tags, trial=trial,
+                       epoch_hook=epoch_hook)
             # A worker keeps the thread count and op determinism of its first trial: part of its key.
             worker = dict(trials_per_worker=cfg.tuner.trials_per_worker,
                           key=(cfg.trainer.threads, cfg.trainer.deterministic))

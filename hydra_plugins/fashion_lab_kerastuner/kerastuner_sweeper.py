@@ -109,10 +109,11 @@ class KerasTunerSweeper(Sweeper):
             print(f"trial {trial.trial_id} failed: {reason}", file=sys.stderr)
             told = dict(failure=reason)
         else:
-            score = search.score(s, results)
-            told = dict(score=score)
+            score, pruned = search.score(s, results), next((r.pruned for r in results if r.pruned), None)
+            told = dict(score=score, pruned=bool(pruned))
             print(f"trial {trial.trial_id}: {' '.join(search.to_overrides(s.dims, trial.values))} -> "
-                  f"{s.cfg.tuner.objective}={score:.4f} (runs {' '.join(str(r.run_id) for r in results)})")
+                  f"{s.cfg.tuner.objective}={score:.4f} (runs {' '.join(str(r.run_id) for r in results)})"
+                  + (f"; pruned at epoch {pruned['epoch']}: {pruned['reason']}" if pruned else ""))
         if s.parent_run_id:
             memory = {"trial_rss_mb": max(r.rss_mb for r in results)}
             peaks = [r.peak_child_rss_mb for r in results if r.peak_child_rss_mb == r.peak_child_rss_mb]
