@@ -164,7 +164,8 @@ def test_browser_shows_the_sweep_parent_and_child_runs(sweep_store, tmp_path):
 @pytest.mark.slow
 def test_a_fresh_browser_opens_the_printed_sweep_link_in_the_model_training_view(sweep_store, tmp_path):
     """A fresh Chromium profile (the UI's workflow switch starts on GenAI) opens the link a sweep prints:
-    the model-training sidebar, no GenAI one, and the sweep's swept params and accuracies as columns."""
+    the model-training sidebar, no GenAI one, the sweep's swept params and accuracies as columns, and every
+    point as a row without expanding the parent."""
     from playwright.sync_api import sync_playwright
 
     import mlflow
@@ -174,6 +175,9 @@ def test_a_fresh_browser_opens_the_printed_sweep_link_in_the_model_training_view
     uri, pid = sweep_store
     client = mlflow.MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("fashion-lab")
+    children = [r.info.run_name for r in client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`fashion_lab.sweep_id` = '{pid}'") if r.info.run_id != pid]
+    assert len(children) == 8
     for kind in (experiment.tags, client.get_experiment("0").tags):  # fashion-lab's and MLflow's Default
         assert kind.get("mlflow.experimentKind") == "custom_model_development"
     port = _free_port()
@@ -189,8 +193,11 @@ def test_a_fresh_browser_opens_the_printed_sweep_link_in_the_model_training_view
                       "--disable-sync", "--no-first-run"])
             page = context.new_page()
             page.goto(sweep_view_url("127.0.0.1", port, experiment.experiment_id, pid), timeout=120_000)
-            page.locator("[role='columnheader']", has_text="model.conv_dropout").first.wait_for(timeout=120_000)
-            page.get_by_text("Model registry", exact=True).first.wait_for(timeout=60_000)
+            try:
+                page.locator("[role='columnheader']", has_text="model.conv_dropout").first.wait_for(timeout=120_000)
+                page.get_by_text("Model registry", exact=True).first.wait_for(timeout=60_000)
+            finally:  # the picture of what the page showed, also when it never showed the columns
+                page.screenshot(path=str(shot), full_page=True)
             body = page.inner_text("body")
             columns = " ".join(page.locator("[role='columnheader']").all_inner_texts())
             page.screenshot(path=str(shot), full_page=True)
@@ -207,6 +214,8 @@ def test_a_fresh_browser_opens_the_printed_sweep_link_in_the_model_training_view
     assert "tiny_grid" in body
     for column in (*SWEEP_KEYS, "trainer.seed", "test_accuracy", "best_val_accuracy"):
         assert column in columns, (column, columns)
+    # Every point is a row of its own, without a click to expand the parent (issue 19, item 3).
+    assert all(name in body for name in children), (children, body[:2000])
 
 
 @pytest.mark.slow  # the server takes 15-60 s to answer on a busy 2-core machine

@@ -44,13 +44,17 @@ def open_parent_run(tracking_cfg, *, name: str, role: str, strategy: str, sweep_
 
 
 def sweep_view(swept_keys: list[str]) -> str:
-    """A runs-table view (the UI's shared view state) whose columns are the swept params and the key metrics."""
+    """A runs-table view (the UI's shared view state): the swept params and the key metrics as columns, the
+    points ordered by validation accuracy."""
     import json
 
     params = [k if "." in k else f"{k}.name" for k in swept_keys]  # a group choice is logged as <group>.name
     columns = [f"params.`{p}`" for p in dict.fromkeys(params + ["trainer.seed"])] + [
         f"metrics.`{m}`" for m in ("test_accuracy", "best_val_accuracy", "best_epoch")] + ["attributes.`Duration`"]
-    return json.dumps({"selectedColumns": columns, "columnOrder": [], "columnWidths": {}, "runsHiddenMode": "SHOW_ALL",
+    # Ordered by the objective: the UI nests children under their parent only while runs are ordered by
+    # date (or not at all), and a shared view cannot say "expanded", so the order is what shows every point
+    # as a row. The order lives in the view, not the link: a link with its own order skips the view.
+    return json.dumps({"orderByKey": "metrics.`best_val_accuracy`", "orderByAsc": False, "selectedColumns": columns, "columnOrder": [], "columnWidths": {}, "runsHiddenMode": "SHOW_ALL",
                        "viewMaximized": False, "runListHidden": False, "isAccordionReordered": False,
                        "useGroupedValuesInCharts": True, "hideEmptyCharts": True})
 
