@@ -87,6 +87,12 @@ def cli_in_process(tmp_path, monkeypatch, capsys):
             monkeypatch.setenv(name, value)
         handler = signal.getsignal(signal.SIGTERM)
         capsys.readouterr()  # only this command's output
+        if "absl.logging" in sys.modules:
+            # Hydra's logging set-up (a multirun) closes every handler; absl's closes its stream unless it
+            # is today's sys.stderr. A real process has one stderr; here absl's is pytest's own, so hand it
+            # the captured one for the call, or pytest's stream is closed under it ("lost sys.stderr").
+            absl = sys.modules["absl.logging"].get_absl_handler().python_handler
+            monkeypatch.setattr(absl, "stream", sys.stderr)
         try:
             code = main(list(args))
         except SystemExit as stop:
