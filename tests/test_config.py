@@ -1,6 +1,7 @@
 """Every config composes; ranges, enums and typos are rejected with the key named."""
 
 import pytest
+from omegaconf import open_dict
 from conftest import REPO, compose
 from hydra.errors import ConfigCompositionException
 
@@ -24,6 +25,14 @@ def test_experiment_tutorial_is_the_tutorial_literally():
     assert (cfg.optimizer.name.value, cfg.optimizer.learning_rate, cfg.optimizer.momentum) == ("sgd", 0.01, 0.9)
     assert cfg.optimizer.decay == pytest.approx(0.01 / 25)
     assert list(cfg.model.filters) == [32, 64] and cfg.model.bn_placement.value == "after"
+
+
+def test_experiment_fast_is_the_tutorial_at_bfloat16():
+    fast, tutorial = compose(["experiment=fast"]), compose(["experiment=tutorial"])
+    assert fast.trainer.precision.value == "mixed_bfloat16" and tutorial.trainer.precision.value == "float32"
+    with open_dict(fast):
+        fast.trainer.precision = tutorial.trainer.precision
+    assert fast == tutorial  # nothing else differs
 
 
 def test_switching_optimizer_does_not_inherit_sgd_momentum():
