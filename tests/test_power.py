@@ -131,3 +131,22 @@ def test_epoch_note_names_each_figures_epoch():
     assert "best epoch's" in plain and "last epoch's weights" in plain
     early = comparisons.epoch_note(pd.DataFrame({"trainer.early_stopping_patience": [3, 3]}))
     assert "restored best epoch's weights" in early
+
+
+def test_the_next_step_never_asks_for_seeds_the_sweep_already_ran():
+    """The full-budget bf16 check: 3 pairs, spread 0.2 pt, +0.1 pt undecided. 3 seeds already detect ±1 pt,
+    so the next step is the smaller effect (±0.5 pt) and the runs it adds, never "3 seeds, 6 more runs"."""
+    from fashion_lab.analysis.answers import next_step
+
+    e = _effect("trainer.precision", 0.001, 0.002, 3)
+    assert e.seeds_for(0.01) <= 3 and not e.detected
+    b = {"cells": 2, "seeds": [3], "epochs": [25], "train_images": [55000], "runs": 6}
+    plan = {"run_seconds": 2000.0, "command": "fashion-lab sweep precision", "until_sure": "sweep.until_sure=true",
+            "resumes": True}
+    step = next_step([e], b, 0.01, plan)
+    need = e.seeds_for(0.005)
+    assert step.startswith("Next: these seeds already detect ±1.0 pt, so any difference is smaller; "
+                           f"to detect ±0.5 pt: about {need} seeds per level, {2 * (need - 3)} more runs"), step
+    assert step.endswith(f"sweep.seeds=3 sweep.max_seeds={need}")
+    small = _effect("trainer.precision", 0.001, 0.01, 3)  # a wide spread: the target itself still needs seeds
+    assert next_step([small], b, 0.01, plan).startswith(f"Next: to detect ±1.0 pt: about {small.seeds_for(0.01)} ")

@@ -184,9 +184,14 @@ def next_step(found: list, b: dict, target: float, plan: dict) -> str:
     undecided = [e for e in found if e.metric == "test_accuracy" and e.has_ci and not e.detected and e.sd > 0]
     if undecided:
         need = max((e.seeds_for(target) or 100_000) for e in undecided)
+        lead = ""
+        if need <= b["seeds"][0]:  # powered for the target already: an effect that size would have shown
+            lead = (f"these seeds already detect \u00b1{target * 100:.1f} pt, so any difference is smaller; ")
+            target /= 2
+            need = max((e.seeds_for(target) or 100_000) for e in undecided)
         # a resumed until_sure sweep re-uses the seeds it ran; any other command runs every seed anew
         runs = b["cells"] * max(0, need - (b["seeds"][0] if plan.get("resumes") else 0))
-        return (f"Next: to detect \u00b1{target * 100:.1f} pt: about {stats.count(need)} seeds per level, "
+        return (f"Next: {lead}to detect \u00b1{target * 100:.1f} pt: about {stats.count(need)} seeds per level, "
                 f"{runs:,} more runs, {_minutes(runs * seconds)} here ({seconds:.0f} s per run in this sweep): "
                 f"{command} {plan['until_sure']} sweep.seeds={b['seeds'][0]} sweep.max_seeds={need}")
     epochs, images = max(b["epochs"] or [10]), max(b["train_images"] or [55000])
