@@ -49,6 +49,10 @@ def test_sweep_seeds_is_checked_before_anything_runs(cli_in_process, store):
     assert both.returncode == 2 and "give one of them" in both.stderr
     bare = cli_in_process("train", "-m", *TINY, "optimizer=sgd,adam", "sweep.seeds=2", f"tracking.uri={store}")
     assert bare.returncode == 2 and "is applied by `fashion-lab sweep" in bare.stderr
+    for key in ("race", "until_sure"):  # a plain grid would ignore them: refused, never silently a grid
+        plain = cli_in_process("train", "-m", *TINY, "optimizer=sgd,adam", f"sweep.{key}=true", f"tracking.uri={store}")
+        assert plain.returncode == 2 and f"sweep.{key}=true needs its sweeper" in plain.stderr, plain.stderr
+        assert f"hydra/sweeper={key}" in plain.stderr and len(plain.stderr.strip().splitlines()) == 1
     search = cli_in_process("sweep", "search", *TINY, "sweep.seeds=2", f"tracking.uri={store}")
     assert search.returncode == 2 and "tuner.executions_per_trial" in search.stderr
     assert runs_in(store) == ([], [])

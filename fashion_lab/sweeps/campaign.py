@@ -163,6 +163,7 @@ class Campaign(Callback):
         if int(config.sweep.seeds) > 1 and "trainer.seed" not in self.keys and not config.sweep.until_sure:
             raise ConfigError(f"sweep.seeds={config.sweep.seeds} is applied by `fashion-lab sweep {self.name}`; "
                               f"with train -m give the seeds as trainer.seed=0,1,2")
+        sweep.check_sweeper(config, self.name)
         self.composed = {}
         for point in self.points:
             label = point_name(point, self.keys) or " ".join(point)

@@ -82,6 +82,16 @@ def swept_keys(dims: dict) -> list[str]:
     return [key for key, override in dims.items() if override.is_sweep_override()]
 
 
+def check_sweeper(config, name: str) -> None:
+    """sweep.race and sweep.until_sure need their own sweeper; a plain grid would ignore them silently
+    (``train -m ... sweep.race=true``)."""
+    sweeper = str(OmegaConf.select(config, "hydra.sweeper._target_", default="")).lower()
+    for key in ("race", "until_sure"):
+        if config.sweep[key] and key not in sweeper:
+            raise ConfigError(f"sweep.{key}=true needs its sweeper: `fashion-lab sweep {name} sweep.{key}=true` "
+                              f"chooses it; with train -m add hydra/sweeper={key}")
+
+
 def check_grid(dims: dict, name: str = "this sweep") -> None:
     """Ranges (interval) are for a tuner; a grid needs every dimension as a list of choices."""
     for key, override in dims.items():
