@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from fashion_lab.analysis import stats
+from fashion_lab.analysis import answers, stats
 
 METRICS = ["test_accuracy"]
 
@@ -126,9 +126,9 @@ def test_effects_frame_has_the_tidy_columns():
 
 
 def test_a_search_best_trial_comes_with_how_sure():
-    text = stats.search_caveat(12, 1)
+    text = answers.search_caveat(12, 1)
     assert "highest of 12 trials, each one run" in text and "sweep.seeds=3" in text
-    assert "the mean of 3 runs" in stats.search_caveat(4, 3)
+    assert "the mean of 3 runs" in answers.search_caveat(4, 3)
 
 
 def test_the_sd_of_three_pairs_has_a_chi_square_interval():

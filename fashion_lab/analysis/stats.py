@@ -397,9 +397,3 @@ def interaction_table(frame: pd.DataFrame, keys: list[str], metric: str) -> Opti
         rows.append(row)
     return pd.DataFrame(rows)
 
-
-def search_caveat(trials: int, executions: int) -> str:
-    """What a search's "best trial" is, and is not: the top of single evaluations, with no interval."""
-    each = "one run" if executions == 1 else f"the mean of {executions} runs"
-    return (f"How sure: this is the highest of {trials} trials, each {each}; a search tests no difference, "
-            f"so its lead is unmeasured. Re-run the top configurations as a grid with sweep.seeds=3 to know.")

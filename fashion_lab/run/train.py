@@ -160,15 +160,11 @@ def train(cfg, *, overrides: Sequence[str] = (), run_name: Optional[str] = None,
     validate(cfg)
     runtime.configure(cfg.trainer)
     splits = splits or load_data(cfg.data)
-    run_tags = {**provenance_tags(list(overrides), cfg.trainer.seed),
-                TAG + "data_digest": splits.digest, TAG + "config_id": config_id(cfg),
-                TAG + "run_key": config_hash(cfg, with_seed=True), **(tags or {})}
+    run_tags = _run_tags(cfg, overrides, splits, tags, start)
     initial_epoch = start.initial_epoch if start else 0
     if initial_epoch >= cfg.trainer.epochs:
         raise ValueError(f"start.initial_epoch={initial_epoch} is not allowed: below trainer.epochs={cfg.trainer.epochs}, "
                          "the epoch the run trains up to")
-    if start:
-        run_tags[TAG + "continues"] = start.run_id
     name = run_name or default_run_name(cfg, overrides)
     with tracked_run(cfg, run_name=name, tags=run_tags, parent_run_id=parent_run_id) as recorder, \
             tensorboard_logs(cfg.tracking.tensorboard and recorder.active, name) as board:
@@ -187,13 +183,7 @@ def train(cfg, *, overrides: Sequence[str] = (), run_name: Optional[str] = None,
             epochs=cfg.trainer.epochs, initial_epoch=initial_epoch,
             callbacks=_callbacks(cfg, logger) + stopper + board.callbacks, verbose=runtime.keras_verbosity(cfg.trainer.verbose))
         train_seconds = time.perf_counter() - started
-        history = pd.DataFrame(fitted.history)
-        history.index += initial_epoch  # absolute epochs, as the per-epoch metrics' steps
-        history["learning_rate"] = logger.learning_rates[:len(history)]
-        history["epoch_seconds"] = logger.epoch_seconds[:len(history)]
-        if not np.isfinite(history["loss"]).all():  # TerminateOnNaN stopped the fit
-            raise TrainingDiverged(f"loss became {history['loss'].iloc[-1]} at epoch {history.index[-1] + 1}; "
-                                   f"try a smaller optimizer.learning_rate (now {cfg.optimizer.learning_rate})")
+        history = _history(cfg, fitted, logger, initial_epoch)
         metrics, matrix = evaluate_test(model, splits, cfg.trainer.batch_size)
         best_epoch = int(history["val_accuracy"].idxmax()) + 1  # counted from 1, as Keras prints epochs
         # epochs_completed: where the weights stand (a continued run counts its earlier run's epochs);
@@ -208,13 +198,40 @@ def train(cfg, *, overrides: Sequence[str] = (), run_name: Optional[str] = None,
         if pruned:
             recorder.tags(_pruned_tags(pruned))
         if recorder.active:
-            with tempfile.TemporaryDirectory(prefix="fashion-lab-") as folder:
-                _write_artifacts(Path(folder), cfg, model, history, matrix, splits)
-                board.copy_into(Path(folder))
-                recorder.artifacts(Path(folder))
-            if cfg.tracking.log_model:
-                log_keras_model(cfg.tracking, recorder.run_id, model)
+            _record_artifacts(recorder, board, cfg, model, history, matrix, splits)
         return RunResult(recorder.run_id, metrics, history, model, pruned)
+
+
+def _run_tags(cfg, overrides, splits: Splits, tags: Optional[dict[str, str]], start: Optional[WarmStart]) -> dict:
+    """What a run is tagged with: provenance, its data's digest, its config's ids, the caller's, what it continues."""
+    run_tags = {**provenance_tags(list(overrides), cfg.trainer.seed),
+                TAG + "data_digest": splits.digest, TAG + "config_id": config_id(cfg),
+                TAG + "run_key": config_hash(cfg, with_seed=True), **(tags or {})}
+    if start:
+        run_tags[TAG + "continues"] = start.run_id
+    return run_tags
+
+
+def _history(cfg, fitted, logger: EpochLogger, initial_epoch: int) -> pd.DataFrame:
+    """Keras' history per epoch, numbered absolutely, with the learning rate and seconds; a NaN loss raises."""
+    history = pd.DataFrame(fitted.history)
+    history.index += initial_epoch  # absolute epochs, as the per-epoch metrics' steps
+    history["learning_rate"] = logger.learning_rates[:len(history)]
+    history["epoch_seconds"] = logger.epoch_seconds[:len(history)]
+    if not np.isfinite(history["loss"]).all():  # TerminateOnNaN stopped the fit
+        raise TrainingDiverged(f"loss became {history['loss'].iloc[-1]} at epoch {history.index[-1] + 1}; "
+                               f"try a smaller optimizer.learning_rate (now {cfg.optimizer.learning_rate})")
+    return history
+
+
+def _record_artifacts(recorder, board, cfg, model, history: pd.DataFrame, matrix, splits: Splits) -> None:
+    """The run's files (history, plots, config, weights, TensorBoard logs) and, when asked, the Keras model."""
+    with tempfile.TemporaryDirectory(prefix="fashion-lab-") as folder:
+        _write_artifacts(Path(folder), cfg, model, history, matrix, splits)
+        board.copy_into(Path(folder))
+        recorder.artifacts(Path(folder))
+    if cfg.tracking.log_model:
+        log_keras_model(cfg.tracking, recorder.run_id, model)
 
 
 def print_result(result: RunResult, stream=sys.stdout) -> None:

@@ -117,7 +117,7 @@ def finish(search: Search, backend, aborted: Optional[str]) -> bool:
           + (f"{len(pruned)} pruned, " if "pruned_trials" in summary else "") + f"{len(failed)} failed trials")
     print(f"best trial {best.trial_id}: {objective}={best.score:.4f}")
     print(f"against chance and the base: {versus_chance_and_base(search, best, completed)}")
-    from fashion_lab.analysis.stats import search_caveat
+    from fashion_lab.analysis.answers import search_caveat
 
     print(search_caveat(len(completed), int(search.cfg.tuner.executions_per_trial)))
     overrides = [o for o in merge(search.base, to_overrides(search.dims, best.values))

@@ -141,14 +141,7 @@ def run_job(cfg: DictConfig, epoch_hook=None) -> JobResult:
     hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
     overrides = [o for o in (hydra_cfg.overrides.task if hydra_cfg else []) if not is_plumbing(override_key(o))]
     parent, trial = cfg.sweep.parent_run_id, {k: str(v) for k, v in (cfg.sweep.trial or {}).items()}
-    if trial:
-        label = f"trial {trial['trial_id']}" + (f" b{trial['bracket']}r{trial['round']}" if "bracket" in trial else "")
-        name = f"{label} · {(parent or 'local')[:8]}" + (
-            f" x{trial['execution']}" if cfg.tuner.executions_per_trial > 1 else "")
-        role, strategy = "trial", cfg.tuner.strategy
-    else:
-        label = name = point_name(overrides, cfg.sweep.swept_keys) or None
-        role, strategy = "point", "grid"
+    label, name = _names(cfg, overrides, parent, trial)
     if hydra_cfg is not None and cfg.trainer.threads is None and (threads := sweep.job_threads(hydra_cfg.launcher)):
         with open_dict(cfg):
             cfg.trainer.threads = threads  # applied before TF starts in this worker
@@ -165,11 +158,8 @@ def run_job(cfg: DictConfig, epoch_hook=None) -> JobResult:
         else:
             with contextlib.suppress(Exception):  # progress is a courtesy: never a reason to fail a point
                 print(progress(cfg, parent, trial, hydra_cfg), flush=True)
-            tags = {tracking.TAG + k: v for k, v in trial.items()}
-            if parent:
-                tags.update(tracking.child_tags(parent, cfg.sweep.name or "multirun", role, strategy))
-            job = dict(cfg=cfg, overrides=overrides, name=name, parent=parent, tags=tags, trial=trial,
-                       epoch_hook=epoch_hook)
+            job = dict(cfg=cfg, overrides=overrides, name=name, parent=parent, tags=_tags(cfg, parent, trial),
+                       trial=trial, epoch_hook=epoch_hook)
             # A worker keeps the thread count and op determinism of its first trial: part of its key.
             worker = dict(trials_per_worker=cfg.tuner.trials_per_worker,
                           key=(cfg.trainer.threads, cfg.trainer.deterministic))
@@ -192,6 +182,27 @@ def run_job(cfg: DictConfig, epoch_hook=None) -> JobResult:
     peak = max(peak, peak_mb())
     result.rss_mb, result.peak_child_rss_mb = rss, peak if fresh else math.nan
     return result
+
+
+def _names(cfg, overrides: list[str], parent: Optional[str], trial: dict[str, str]) -> tuple:
+    """(label, run name): "trial 3 b1r2" and "trial 3 b1r2 · parent8", or a point's swept values for both."""
+    if not trial:
+        label = point_name(overrides, cfg.sweep.swept_keys) or None
+        return label, label
+    label = f"trial {trial['trial_id']}" + (f" b{trial['bracket']}r{trial['round']}" if "bracket" in trial else "")
+    return label, f"{label} · {(parent or 'local')[:8]}" + (
+        f" x{trial['execution']}" if cfg.tuner.executions_per_trial > 1 else "")
+
+
+def _tags(cfg, parent: Optional[str], trial: dict[str, str]) -> dict[str, str]:
+    """A job's run tags: its trial's ids, and as a sweep's child, the sweep it belongs to."""
+    from fashion_lab.record import tracking
+
+    tags = {tracking.TAG + k: v for k, v in trial.items()}
+    if parent:
+        role, strategy = ("trial", cfg.tuner.strategy) if trial else ("point", "grid")
+        tags.update(tracking.child_tags(parent, cfg.sweep.name or "multirun", role, strategy))
+    return tags
 
 
 def progress(cfg, parent: Optional[str], trial: dict[str, str], hydra_cfg) -> str:

@@ -22,6 +22,20 @@ from omegaconf import OmegaConf
 log = logging.getLogger(__name__)
 
 
+def finished_rows(batch: list[list[str]], results: list, keys: list[str], metric: str) -> list[dict]:
+    """One row (swept values, seed, metric) per point whose job FINISHED (run_job never raises)."""
+    from fashion_lab.record.results import typed
+
+    rows = []
+    for point, result in zip(batch, results):
+        value = result.return_value
+        if value is not None and value.status == "FINISHED":
+            values = dict(line.split("=", 1) for line in point)
+            rows.append({**{k: typed(values[k]) for k in keys}, "seed": int(values["trainer.seed"]),
+                         metric: value.metrics.get(metric)})
+    return rows
+
+
 @dataclass
 class UntilSureSweeperConf:
     _target_: str = "hydra_plugins.fashion_lab_until_sure.until_sure_sweeper.UntilSureSweeper"
@@ -52,11 +66,17 @@ class UntilSureSweeper(BasicSweeper):
     def __init__(self, max_batch_size: Optional[int] = None, params: Optional[Dict[str, str]] = None) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
 
+    def _launch(self, batch: list[list[str]], job: int) -> list:
+        """The batch on the launcher, at most hydra.sweeper.max_batch_size jobs at a time (as the basic sweeper)."""
+        results, size = [], self.max_batch_size or len(batch)
+        for first in range(0, len(batch), size):
+            results += list(self.launcher.launch(batch[first:first + size], initial_job_idx=job + first))
+        return results
+
     def sweep(self, arguments: List[str]) -> Any:
         from fashion_lab.sweeps.campaign import fashion_labs_own
         from fashion_lab.config import flatten, without_hydra
         from fashion_lab.analysis.answers import base_level, undecided_cells
-        from fashion_lab.record.results import typed
 
         fashion_labs_own(self.config, "until_sure", "fashion-lab sweep NAME sweep.until_sure=true")
         cfg = self.config
@@ -83,19 +103,10 @@ class UntilSureSweeper(BasicSweeper):
         batch = [p + [f"trainer.seed={seed}"] for p in grid for seed in seeds]
         while batch:
             self.validate_batch_is_legal(batch)
-            results = []
-            size = self.max_batch_size or len(batch)  # hydra.sweeper.max_batch_size, as the basic sweeper reads it
-            for first in range(0, len(batch), size):
-                chunk = batch[first:first + size]
-                results += list(self.launcher.launch(chunk, initial_job_idx=job))
-                job += len(chunk)
+            results = self._launch(batch, job)
+            job += len(batch)
             returns.append(results)
-            for point, result in zip(batch, results):
-                value = result.return_value  # a JobResult (run_job never raises)
-                if value is not None and value.status == "FINISHED":
-                    values = dict(line.split("=", 1) for line in point)
-                    rows.append({**{k: typed(values[k]) for k in keys}, "seed": int(values["trainer.seed"]),
-                                 metric: value.metrics.get(metric)})
+            rows += finished_rows(batch, results, keys, metric)
             import pandas as pd
 
             frame = pd.DataFrame(rows)
