@@ -202,3 +202,14 @@ def test_only_the_record_layer_reads_mlflow_runs():
     readers = {module_name(p) for p in every_file() if reads_mlflow_entities(p)}
     assert readers and {layer(r) for r in readers} == {"record"}, sorted(readers)
 
+
+
+def test_small_modules_and_short_functions():
+    """No module over 300 lines (analysis/stats.py up to 400) and no function over 50, sweepers included."""
+    files = every_file()
+    long_modules = {str(p.relative_to(REPO)): n for p in files
+                    if (n := len(p.read_text().splitlines())) > (400 if p.name == "stats.py" else 300)}
+    long_functions = {f"{p.relative_to(REPO)}:{f.name}": f.end_lineno - f.lineno + 1 for p in files
+                      for f in ast.walk(ast.parse(p.read_text()))
+                      if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) and f.end_lineno - f.lineno >= 50}
+    assert not long_modules and not long_functions, (long_modules, long_functions)

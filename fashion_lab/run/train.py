@@ -161,10 +161,7 @@ def train(cfg, *, overrides: Sequence[str] = (), run_name: Optional[str] = None,
     runtime.configure(cfg.trainer)
     splits = splits or load_data(cfg.data)
     run_tags = _run_tags(cfg, overrides, splits, tags, start)
-    initial_epoch = start.initial_epoch if start else 0
-    if initial_epoch >= cfg.trainer.epochs:
-        raise ValueError(f"start.initial_epoch={initial_epoch} is not allowed: below trainer.epochs={cfg.trainer.epochs}, "
-                         "the epoch the run trains up to")
+    initial_epoch = _initial_epoch(cfg, start)
     name = run_name or default_run_name(cfg, overrides)
     with tracked_run(cfg, run_name=name, tags=run_tags, parent_run_id=parent_run_id) as recorder, \
             tensorboard_logs(cfg.tracking.tensorboard and recorder.active, name) as board:
@@ -200,6 +197,15 @@ def train(cfg, *, overrides: Sequence[str] = (), run_name: Optional[str] = None,
         if recorder.active:
             _record_artifacts(recorder, board, cfg, model, history, matrix, splits)
         return RunResult(recorder.run_id, metrics, history, model, pruned)
+
+
+def _initial_epoch(cfg, start: Optional[WarmStart]) -> int:
+    """The epoch a run starts from: 0, or where the run it continues stopped (below trainer.epochs)."""
+    initial_epoch = start.initial_epoch if start else 0
+    if initial_epoch >= cfg.trainer.epochs:
+        raise ValueError(f"start.initial_epoch={initial_epoch} is not allowed: below trainer.epochs={cfg.trainer.epochs}, "
+                         "the epoch the run trains up to")
+    return initial_epoch
 
 
 def _run_tags(cfg, overrides, splits: Splits, tags: Optional[dict[str, str]], start: Optional[WarmStart]) -> dict:

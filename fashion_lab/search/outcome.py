@@ -87,9 +87,25 @@ def reproduce_overrides(run_overrides: str) -> list[str]:
     return [o for o in shlex.split(run_overrides) if not override_key(o).startswith("tuner")]
 
 
+def _stopped_or_empty(search: Search, trials: list, completed: list, summary: dict, aborted: Optional[str]) -> bool:
+    """Say why a search stopped early; with no completed trial, close its parent FAILED: False then."""
+    if aborted:
+        reason = summary["stopped"] = aborted.splitlines()[0].rstrip(".")
+        print(f"fashion-lab: search stopped: {reason}"
+              + (f"; the best of the {len(completed)} completed trials follows" if completed else ""), file=sys.stderr)
+    if completed:
+        return True
+    reasons = "; ".join(search.failures[-3:]) or (aborted or "no trial ran").splitlines()[0]
+    print(f"fashion-lab: error: all {len(trials)} trials of search {search.project} failed, "
+          f"there is no best configuration. Last reasons: {reasons}", file=sys.stderr)
+    campaign.close_parent(search.cfg.tracking, search.parent_run_id, "FAILED", {**summary, "error": "all trials failed"})
+    return False
+
+
 def finish(search: Search, backend, aborted: Optional[str]) -> bool:
     """Print and record the outcome, register the best run; True when the whole budget was searched."""
     from fashion_lab.record import tracking
+
     trials = backend.trials()
     completed = [t for t in trials if t.status == "COMPLETED"]
     failed = [t for t in trials if t.status == "FAILED"]
@@ -97,16 +113,7 @@ def finish(search: Search, backend, aborted: Optional[str]) -> bool:
     summary: dict[str, Any] = {"completed_trials": len(completed), "failed_trials": len(failed)}
     if search.cfg.tuner.pruner != "none" or pruned:
         summary["pruned_trials"] = len(pruned)
-    if aborted:
-        reason = summary["stopped"] = aborted.splitlines()[0].rstrip(".")
-        print(f"fashion-lab: search stopped: {reason}"
-              + (f"; the best of the {len(completed)} completed trials follows" if completed else ""), file=sys.stderr)
-    if not completed:
-        reasons = "; ".join(search.failures[-3:]) or (aborted or "no trial ran").splitlines()[0]
-        print(f"fashion-lab: error: all {len(trials)} trials of search {search.project} failed, "
-              f"there is no best configuration. Last reasons: {reasons}", file=sys.stderr)
-        campaign.close_parent(search.cfg.tracking, search.parent_run_id, "FAILED",
-                              {**summary, "error": "all trials failed"})
+    if not _stopped_or_empty(search, trials, completed, summary, aborted):
         return False
     # A library may break ties by the order it reloads its trials in (KerasTuner: a glob);
     # backend.best takes the earliest of the tied trials, so the record names the same best every time.

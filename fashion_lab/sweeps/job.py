@@ -142,16 +142,11 @@ def run_job(cfg: DictConfig, epoch_hook=None) -> JobResult:
     overrides = [o for o in (hydra_cfg.overrides.task if hydra_cfg else []) if not is_plumbing(override_key(o))]
     parent, trial = cfg.sweep.parent_run_id, {k: str(v) for k, v in (cfg.sweep.trial or {}).items()}
     label, name = _names(cfg, overrides, parent, trial)
-    if hydra_cfg is not None and cfg.trainer.threads is None and (threads := sweep.job_threads(hydra_cfg.launcher)):
-        with open_dict(cfg):
-            cfg.trainer.threads = threads  # applied before TF starts in this worker
+    _set_job_threads(cfg, hydra_cfg)
     fresh = bool(trial) and cfg.tuner.fresh_process  # a long search's memory stays flat on any launcher
     result = JobResult(name=label, overrides=overrides, trial=trial)
     try:  # train() validates the point (a bad one fails as a FAILED run, like any other error)
-        done = (tracking.children(cfg.tracking, parent, run_key=config_hash(cfg, with_seed=True),
-                                  trial_id=trial.get("trial_id"), finished=True)
-                if parent and cfg.tracking.enabled else [])
-        if done:
+        if done := _finished_before(cfg, parent, trial):
             print(f"{label or 'point'}: already recorded as run {done[-1].run_id}; not re-run")
             fresh = False
             result = dataclasses.replace(result, status="FINISHED", **_recorded(cfg, done[-1]))
@@ -182,6 +177,23 @@ def run_job(cfg: DictConfig, epoch_hook=None) -> JobResult:
     peak = max(peak, peak_mb())
     result.rss_mb, result.peak_child_rss_mb = rss, peak if fresh else math.nan
     return result
+
+
+def _set_job_threads(cfg, hydra_cfg) -> None:
+    """A launcher's per-job thread share (joblib's n_jobs on 2 cores: 1 each), unless trainer.threads says."""
+    if hydra_cfg is not None and cfg.trainer.threads is None and (threads := sweep.job_threads(hydra_cfg.launcher)):
+        with open_dict(cfg):
+            cfg.trainer.threads = threads  # applied before TF starts in this worker
+
+
+def _finished_before(cfg, parent: Optional[str], trial: dict[str, str]) -> list:
+    """This point's (or trial's) FINISHED runs already in the sweep: a resumed sweep skips them."""
+    from fashion_lab.record import tracking
+
+    if not (parent and cfg.tracking.enabled):
+        return []
+    return tracking.children(cfg.tracking, parent, run_key=config_hash(cfg, with_seed=True),
+                             trial_id=trial.get("trial_id"), finished=True)
 
 
 def _names(cfg, overrides: list[str], parent: Optional[str], trial: dict[str, str]) -> tuple:

@@ -94,10 +94,8 @@ class UntilSureSweeper(BasicSweeper):
             values = dict(line.split("=", 1) for line in point)
             return tuple(values[k] for k in keys)
 
-        # Like the basic sweeper: the sweep's config in the top-level sweep folder.
-        sweep_dir = Path(cfg.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, sweep_dir / "multirun.yaml")
+        Path(cfg.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)  # like the basic sweeper: the sweep's config
+        OmegaConf.save(cfg, Path(cfg.hydra.sweep.dir) / "multirun.yaml")
         seeds_run = {cell(p): len(seeds) for p in grid}
         rows, returns, job = [], [], 0
         batch = [p + [f"trainer.seed={seed}"] for p in grid for seed in seeds]
