@@ -137,6 +137,12 @@ def _not_mlflow(db: Path) -> None:
         connection.execute("CREATE TABLE notes (text TEXT)")
 
 
+def _half_migrated(db: Path) -> None:
+    """What a killed migration leaves (plain mlflow builds a new store in place): an earlier revision."""
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '0584bdc529eb'")
+
+
 # (case id, how to spoil the store file or None, tracking overrides, fragment of the reason)
 FILE_FAULTS = [
     ("0-byte file", lambda db: db.write_bytes(b""), "0-byte"),
@@ -144,6 +150,7 @@ FILE_FAULTS = [
     ("corrupt sqlite", _scribble, "corrupt"),
     ("not sqlite", lambda db: db.write_text("hello\n" * 1000), "not an SQLite database"),
     ("sqlite but not mlflow", _not_mlflow, "not an MLflow store"),
+    ("half-migrated mlflow", _half_migrated, "schema revision 0584bdc529eb, this MLflow needs"),
 ]
 
 
@@ -156,6 +163,28 @@ def test_damaged_store_files_are_refused_in_one_line(cli_in_process, good_store,
     message = assert_refused(result, "tracking.uri", str(good_store))
     assert reason in message
     assert good_store.read_bytes() == before  # untouched: never "repaired" into a new empty store
+
+
+def test_a_store_whose_creation_is_killed_is_never_left_half_built(tmp_path):
+    """kill -9 after the new store's migrations, before it is in place: no store under its name, and
+    the next command builds a whole one (and removes what the killed one left)."""
+    db = tmp_path / "m.db"
+    killed = subprocess.run([sys.executable, "-c", f"""
+import os, signal
+from omegaconf import OmegaConf
+from fashion_lab.record import client
+os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)  # dies where a kill -9 would hurt most
+client.client_for(OmegaConf.create({{"uri": "sqlite:///{db}"}}))
+"""], cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not db.exists() and list(tmp_path.glob(".m.db.creating-*"))
+    from omegaconf import OmegaConf
+
+    from fashion_lab.record import client
+    from fashion_lab.record.store import sqlite_problem
+
+    client.client_for(OmegaConf.create({"uri": f"sqlite:///{db}"}))
+    assert sqlite_problem(db) is None and not list(tmp_path.glob(".m.db.creating-*"))
 
 
 MALFORMED = [

@@ -49,9 +49,27 @@ def client_for(tracking_cfg):
     db.parent.mkdir(parents=True, exist_ok=True)
     with open(f"{db}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        if not db.exists():
+            _create_whole(db)
         client = mlflow.MlflowClient(tracking_uri=tracking_cfg.uri)
-        client.search_experiments(max_results=1)  # creates the tables while holding the lock
+        client.search_experiments(max_results=1)  # an older store's tables are upgraded while holding the lock
     return client
+
+
+def _create_whole(db) -> None:
+    """A new sqlite store, built under a temporary name and renamed into place once its migrations
+    have all run: a command killed in its first second leaves no half-migrated store behind (every
+    later command would fail on it), only a ``.creating`` file the next creation removes."""
+    import mlflow
+
+    for stale in db.parent.glob(f".{db.name}.creating-*"):  # a killed creation's (we hold the lock)
+        stale.unlink(missing_ok=True)
+    building = db.with_name(f".{db.name}.creating-{os.getpid()}")
+    try:
+        mlflow.MlflowClient(tracking_uri=f"sqlite:///{building.absolute()}").search_experiments(max_results=1)
+        os.replace(building, db)
+    finally:
+        building.unlink(missing_ok=True)
 
 
 def ensure_experiment(client, tracking_cfg) -> str:
