@@ -433,10 +433,9 @@ def test_val_loss_objective_picks_the_lowest_validation_loss(run_cli, store):
 
     search = tune.prepare_command(args)  # what a resumed search would score for an already recorded run
     search.parent_run_id = parent["id"]
-    client = tracking.client_for(search.cfg.tracking)
-    for t in trials:
-        assert outcome._run_score(search, client.get_run(t["id"])) == pytest.approx(lowest[t["id"]], abs=1e-6)
-    assert outcome.best_run(search, best_id).info.run_id == best["id"]
+    for t in trials:  # the record layer hands up RunRecords
+        assert outcome._run_score(search, tracking.read_run(search.cfg.tracking, t["id"])) == pytest.approx(lowest[t["id"]], abs=1e-6)
+    assert outcome.best_run(search, best_id).run_id == best["id"]
 
 
 FLAKY_SPACE = """# the first learning rate trains, the others diverge (NaN loss); tuner=grid tries them in this order
