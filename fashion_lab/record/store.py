@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from fashion_lab.config import ConfigError
+from fashion_lab.record.store_schema import schema_problem
 
 PROBE_SECONDS = 3.0  # how long a server or database may take to answer the probe
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -131,6 +132,8 @@ def sqlite_problem(db: Path) -> Optional[str]:
         connection = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=PROBE_SECONDS)
         try:
             tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            revisions = ([row[0] for row in connection.execute("SELECT version_num FROM alembic_version")]
+                         if "alembic_version" in tables else [])
             if size <= QUICK_CHECK_BYTES:
                 verdict = connection.execute("PRAGMA quick_check(1)").fetchone()[0]
                 if verdict != "ok":
@@ -141,9 +144,7 @@ def sqlite_problem(db: Path) -> Optional[str]:
         return f"is corrupt or unreadable ({error})"
     if not {"experiments", "runs", "alembic_version"} <= tables:
         return "is an SQLite database but not an MLflow store (no experiments/runs tables)"
-    from fashion_lab.record.store_schema import schema_problem
-
-    return schema_problem(db)
+    return schema_problem(db, revisions)
 
 
 def _existing_ancestor(path: Path) -> Path:

@@ -3,23 +3,18 @@ or an older MLflow's, is refused in one line. Never imports MLflow."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import re
-import sqlite3
 from pathlib import Path
 from typing import Optional
 
-PROBE_SECONDS = 3.0  # as record.store's probe: a busy store answers within it
-def schema_problem(db: Path) -> Optional[str]:
-    """None when the store's schema is the installed MLflow's; else what to do. A store whose creation
-    was killed half-way (fashion-lab builds new ones whole, client.client_for; plain mlflow does not)
-    or one an older MLflow made stops at an earlier revision, and every later command would fail deep
-    in MLflow with a long traceback."""
+
+def schema_problem(db: Path, found: list[str]) -> Optional[str]:
+    """None when the store's schema revisions (``found``, its alembic_version rows) are the installed
+    MLflow's; else what to do. A store whose creation was killed half-way (fashion-lab builds new ones
+    whole, client.client_for; plain mlflow does not) or one an older MLflow made stops at an earlier
+    revision, and every later command would fail deep in MLflow with a long traceback."""
     head = mlflow_schema_head()
-    with contextlib.closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True,
-                                            timeout=PROBE_SECONDS)) as connection:
-        found = [row[0] for row in connection.execute("SELECT version_num FROM alembic_version")]
     if head is None or found == [head]:
         return None
     return (f"has MLflow schema revision {found[0] if found else 'none'}, this MLflow needs {head}: a store "

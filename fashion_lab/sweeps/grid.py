@@ -82,12 +82,21 @@ def swept_keys(dims: dict) -> list[str]:
     return [key for key, override in dims.items() if override.is_sweep_override()]
 
 
+def launch_in_batches(launcher, batch: list[list[str]], job: int, max_batch_size) -> list:
+    """``batch`` on ``launcher``, at most ``hydra.sweeper.max_batch_size`` jobs at a time, numbered from
+    ``job``: what Hydra's basic sweeper does, for fashion-lab's own sweepers."""
+    results, size = [], max_batch_size or len(batch)
+    for first in range(0, len(batch), size):
+        results += list(launcher.launch(batch[first:first + size], initial_job_idx=job + first))
+    return results
+
+
 def check_sweeper(config, name: str) -> None:
     """sweep.race and sweep.until_sure need their own sweeper; a plain grid would ignore them silently
     (``train -m ... sweep.race=true``)."""
     sweeper = str(OmegaConf.select(config, "hydra.sweeper._target_", default="")).lower()
     for key in ("race", "until_sure"):
-        if config.sweep[key] and key not in sweeper:
+        if config.sweep[key] and f"fashion_lab_{key}." not in sweeper:  # its plugin package
             raise ConfigError(f"sweep.{key}=true needs its sweeper: `fashion-lab sweep {name} sweep.{key}=true` "
                               f"chooses it; with train -m add hydra/sweeper={key}")
 

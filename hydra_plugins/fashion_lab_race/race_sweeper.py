@@ -47,10 +47,9 @@ class RaceSweeper(BasicSweeper):
 
     def _launch(self, batch: list[list[str]], job: int) -> list:
         self.validate_batch_is_legal(batch)
-        results, size = [], self.max_batch_size or len(batch)
-        for first in range(0, len(batch), size):
-            results += list(self.launcher.launch(batch[first:first + size], initial_job_idx=job + first))
-        return results
+        from fashion_lab.sweeps.grid import launch_in_batches
+
+        return launch_in_batches(self.launcher, batch, job, self.max_batch_size)
 
     def sweep(self, arguments: List[str]) -> Any:
         from fashion_lab.analysis import racing

@@ -67,11 +67,9 @@ class UntilSureSweeper(BasicSweeper):
         super().__init__(max_batch_size=max_batch_size, params=params)
 
     def _launch(self, batch: list[list[str]], job: int) -> list:
-        """The batch on the launcher, at most hydra.sweeper.max_batch_size jobs at a time (as the basic sweeper)."""
-        results, size = [], self.max_batch_size or len(batch)
-        for first in range(0, len(batch), size):
-            results += list(self.launcher.launch(batch[first:first + size], initial_job_idx=job + first))
-        return results
+        from fashion_lab.sweeps.grid import launch_in_batches
+
+        return launch_in_batches(self.launcher, batch, job, self.max_batch_size)
 
     def sweep(self, arguments: List[str]) -> Any:
         from fashion_lab.sweeps.campaign import fashion_labs_own
