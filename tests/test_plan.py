@@ -129,3 +129,28 @@ def test_a_plan_for_a_search_is_refused_in_one_line(cli_in_process, store, tmp_p
     result = cli_in_process("sweep", "search", "sweep.plan=true", f"tracking.uri={store}", timeout=120)
     assert result.returncode == 2 and "sweep.plan=true plans grids" in result.stderr, result.stderr
     assert not (tmp_path / "m.db").exists()
+
+
+def test_plan_of_a_raced_grid_gives_the_least_and_the_most_epochs_and_the_rule(run_cli, store, sweeps):
+    _known_store(store)  # 5 s per epoch of either arm (10 s per 2-epoch run), 15 s start
+    result = run_cli("sweep", "tinyplan", "data=synthetic", "trainer.epochs=2", "sweep.seeds=3", "sweep.race=true",
+                     "sweep.rungs=[1]", "sweep.plan=true", f"tracking.uri={store}", env=sweeps, timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    # 2 arms x 3 seeds: the most is the full grid's 12 epochs; the least, both arms to epoch 1 (6) and one
+    # arm's 3 seeds on to epoch 2 (3) = 9, i.e. 75 %.
+    assert "rungs at epoch 1, 2; 9 to 12 epochs in all" in out and "75 % to 100 % of the full grid" in out
+    # least: 15 + 3 x (1 x (5 + 5) + 5 x 1 + 2) = 66 s; most: 15 + 3 x (10 + 10) + 2 x 2 x 3 = 87 s
+    assert "(66 to 87 s)" in out
+    assert "at level 0.0500, alpha 0.05 split over 1 comparison(s) x 1 rung(s)" in out
+    plain = run_cli("sweep", "tinyplan", "data=synthetic", "trainer.epochs=2", "sweep.seeds=3", "sweep.plan=true",
+                    f"tracking.uri={store}", env=sweeps, timeout=120)
+    assert plain.returncode == 0 and "Racing" not in plain.stdout
+
+
+def test_race_epochs_least_and_most():
+    from fashion_lab.sweeps.race_plan import race_epochs
+
+    # the ablation: 6 arms x 3 seeds, rungs 3, 9, 25
+    assert race_epochs(6, 3, [3, 9, 25]) == (6 * 3 * 3 + 3 * 22, 6 * 3 * 25)
+    assert race_epochs(1, 5, [10]) == (50, 50)  # one rung: nothing can stop

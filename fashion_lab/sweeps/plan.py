@@ -1,11 +1,10 @@
 """``fashion-lab sweep NAME sweep.plan=true``: the plan before the spend. Trains nothing, creates no run.
 
 It states the runs, epochs and images the sweep will train; its expected wall time here, calibrated from
-finished runs of the same shape in the store (seconds per image-epoch) or else from a few timed training
-steps of the sweep's own network in a fresh process; what the design can detect (80 % power) from the seed
-spread of comparable finished runs, or the pilot that would measure it; and the seeds per level a
-+-0.5 pt effect needs. The statistics are analysis.power's; the store is read by record.evidence.
-"""
+finished runs of the same shape in the store (seconds per image-epoch) or else from a few timed training steps
+of the sweep's own network in a fresh process; what the design can detect (80 % power) from the seed spread of
+comparable finished runs, or the pilot that would measure it; and the seeds per level a +-0.5 pt effect needs
+(analysis.power's statistics; record.evidence reads the store; sweeps.race_plan adds a race's range)."""
 
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ from omegaconf import OmegaConf
 
 from fashion_lab.analysis import power
 from fashion_lab.config import ConfigError, compose, flatten, typed
-from fashion_lab.sweeps import grid
+from fashion_lab.sweeps import grid, race_plan
 
 TARGET = 0.005            # the effect the seeds-needed line is for: +-0.5 pt
 START_S = 15.0            # a sweep's own start (Python, TensorFlow, Hydra, the parent run) where not measured
@@ -84,9 +83,8 @@ def design(name: str, path: Path, overrides: list[str]) -> Design:
         cells.append(Cell(list(point), flatten(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "sweep"])),
                           int(cfg.trainer.epochs), images(cfg.data), label=grid.point_name(point, keys)))
     launcher = compose([f"sweep={name}", *hydra_args], return_hydra_config=True).hydra.launcher
-    dropped = ("sweep.plan", "sweep.seeds", "sweep.until_sure", "sweep.max_seeds", "trainer.seed", "trainer.epochs")
-    fixed = [o for o in overrides if not o.startswith("hydra")
-             and o.split("=", 1)[0].lstrip("+~") not in (*dropped, *grid.swept_keys(dims))]  # the pilot's own
+    fixed = [o for o in overrides if not o.startswith(("hydra", "sweep.")) and o.split("=", 1)[0].lstrip("+~")
+             not in ("trainer.seed", "trainer.epochs", *grid.swept_keys(dims))]  # the pilot sets its own
     return Design(name, keys, {k: list(dims[k].sweep_string_iterator()) for k in keys}, cells,
                   (seeds, most if until_sure else seeds), jobs(launcher), fixed,
                   store=(str(cfg.tracking.uri), str(cfg.tracking.experiment)))
@@ -296,5 +294,6 @@ def plan_lines(name: str, path: Path, overrides: list[str], frame: Optional[pd.D
     estimate(d, frame, timing)
     found, note = comparable_spread(frame, d)
     return [f"Plan for sweep {name} (sweep.plan=true: nothing is trained, no run is created; store {d.store[0]}):",
-            *budget_lines(d), *time_lines(d), *sensitivity_lines(d, found, note),
+            *budget_lines(d), *time_lines(d), *race_plan.race_lines(d, path, overrides, minutes),
+            *sensitivity_lines(d, found, note),
             "Run it: " + " ".join(["fashion-lab sweep", name, *[o for o in overrides if not o.startswith("sweep.plan")]])]
