@@ -183,6 +183,8 @@ def test_a_signal_a_library_turned_into_its_own_error_still_closes_the_run_kille
     assert isinstance(raised.value.__cause__, TypeError)
     run = MlflowClient(store).get_run(run_id)
     assert run.info.status == "KILLED", run.data.tags
+    if signum == signal.SIGINT:  # said as a person would, not "KeyboardInterrupt: " (nothing crashed)
+        assert run.data.tags["fashion_lab.failure"] == "interrupted (Ctrl-C)"
     assert signal.getsignal(signal.SIGTERM) is not tracking.raise_terminated  # the run's handlers are gone
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     with pytest.raises(ValueError):  # the signal was acted on: a later run's own error is its own

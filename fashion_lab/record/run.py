@@ -198,6 +198,8 @@ class Recorder:
 
 
 def failure_reason(error: BaseException) -> str:
+    if isinstance(error, KeyboardInterrupt) and not str(error):
+        return "interrupted (Ctrl-C)"  # not "KeyboardInterrupt: ", which reads like a crash in the UI
     return f"{type(error).__name__}: {error}"[:5000]
 
 
