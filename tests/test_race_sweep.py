@@ -54,6 +54,7 @@ def test_a_raced_grid_stops_the_worse_arm_and_continues_the_other(run_cli, store
     assert "learning rate 1e-07 (vs 0.003) changed" not in answer and "Budget: 3 finished runs, 1 cells" in answer
     assert "stopped: learning_rate=1e-07 at rung 1 (epoch 1): " in answer and "no full-budget effect" in answer
     assert "epochs trained: 9 of the full grid's 12 (75%)" in answer
+    assert out.count("1/2 stopped") == 3 and out.count("2/2") == 3  # the table names each run's rung
     # the report: the same stopped arm and epochs, no effect for it, every run still in runs.csv
     run_cli("report", f"tracking.uri={store}", f"report.out={tmp_path / 'rep'}", check=True)
     report = (tmp_path / "rep" / "report.md").read_text()
@@ -63,3 +64,66 @@ def test_a_raced_grid_stops_the_worse_arm_and_continues_the_other(run_cli, store
     import pandas as pd
 
     assert len(pd.read_csv(tmp_path / "rep" / "runs.csv")) == 9
+
+
+@pytest.mark.slow
+def test_a_raced_grid_killed_in_its_second_rung_resumes_without_retraining(run_cli, store, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import cli_env, fashion_lab
+
+    (tmp_path / "sweeps").mkdir()
+    (tmp_path / "sweeps" / "race.yaml").write_text(RACE)
+    args = ["sweep", "race", "sweep.race=true", *SMALL, f"tracking.uri={store}"]
+    env = {"FASHION_LAB_SWEEPS_DIR": str(tmp_path / "sweeps")}
+    proc = subprocess.Popen(fashion_lab(*args), cwd=tmp_path, env=cli_env(**env),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    try:  # kill -9 once the surviving arm's first continued run (rung 2) is training
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                _, children = runs_in(store)
+                if any(c.info.status == "RUNNING" and c.data.tags.get(TAG + "continues") for c in children):
+                    break
+            except Exception:  # noqa: BLE001 - the store is still being created
+                pass
+            time.sleep(0.3)
+        else:
+            pytest.fail("the race never reached its second rung")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    _, before = runs_in(store)
+    first = {c.info.run_id for c in before if c.data.tags.get(TAG + "race.rung") == "1"}
+    assert len(first) == 6  # rung 1 finished before the kill
+    run_cli(*args, env=env, timeout=900, check=True)
+    parents, children = runs_in(store)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    finished = [c for c in children if c.info.status == "FINISHED"]
+    rung1 = [c for c in finished if c.data.tags.get(TAG + "race.rung") == "1"]
+    rung2 = [c for c in finished if c.data.tags.get(TAG + "race.rung") == "2"]
+    assert {c.info.run_id for c in rung1} == first  # rung 1 was not retrained
+    assert len(rung2) == 3 and len({c.data.params["trainer.seed"] for c in rung2}) == 3  # no seed twice
+    assert all(c.data.tags[TAG + "continues"] in first for c in rung2)  # each from its rung-1 weights
+    assert not [c for c in children if c.info.status == "RUNNING"]
+
+
+def test_the_end_of_sweep_table_names_each_raced_runs_rung():
+    from fashion_lab.sweeps.summary import format_table, summary_table
+
+    def child(lr, rung, acc, stopped=False):
+        tags = {TAG + "race.rung": str(rung), TAG + "race.rungs": "2", **(
+            {TAG + "race.stopped_at_rung": "1"} if stopped else {})}
+        return {"overrides": [f"optimizer.learning_rate={lr}", "trainer.seed=0"], "tags": tags, "status": "FINISHED",
+                "metrics": {"best_val_accuracy": acc, "epochs_completed": rung}}
+
+    table = summary_table([child(0.003, 1, 0.7), child(1e-7, 1, 0.1, stopped=True), child(0.003, 2, 0.8)],
+                          ["optimizer.learning_rate"])
+    assert list(table["rung"]) == ["2/2", "1/2", "1/2 stopped"]  # best first
+    assert "1/2 stopped" in format_table(table)
+    plain = summary_table([{"overrides": ["optimizer.learning_rate=0.1"], "metrics": {}, "status": "FINISHED"}],
+                          ["optimizer.learning_rate"])
+    assert "rung" not in plain  # a grid that did not race has no rung column

@@ -7,7 +7,9 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig
 
+from fashion_lab.analysis import race_record
 from fashion_lab.config import flatten, override_key, short_key, without_hydra
+
 
 def level_differences(composed: dict[tuple, dict], keys: list[str]) -> dict:
     """(factor, level, other level) -> {key: (value at level, value at the other)}: every key of the composed
@@ -35,13 +37,11 @@ def answer(config: DictConfig, children: list, keys: list, parent: Optional[str]
         from fashion_lab.analysis.answers import sweep_end_lines
         from fashion_lab.record.tracking import read_run, sweep_view_url
 
-        from fashion_lab.analysis import race_record as race
-
         defaults = flatten(without_hydra(config))
         command = f"fashion-lab report report.sweep={parent} tracking.uri={config.tracking.uri}"
-        answered = [c for c in children if race.full_budget(c.get("tags") or {})]  # a raced arm's rung is no answer
+        answered = [c for c in children if race_record.full_budget(c.get("tags") or {})]  # a raced arm's rung is no answer
         lines = sweep_end_lines(answered, keys, defaults, best, command, plan, also)
-        lines += race.race_lines(children, keys, int(config.trainer.epochs)) or []
+        lines += race_record.race_lines(children, keys, int(config.trainer.epochs)) or []
         # the runs table with the swept params and key metrics as columns (tracking.sweep_view)
         experiment = read_run(config.tracking, parent).experiment_id
         lines.append("In the MLflow UI (fashion-lab ui): " + sweep_view_url(config.ui.host, config.ui.port, experiment, parent))
@@ -53,7 +53,8 @@ def answer(config: DictConfig, children: list, keys: list, parent: Optional[str]
 # --- the end-of-sweep table ------------------------------------------------------------------
 
 def summary_table(children: list[dict[str, Any]], keys: list[str]):
-    """One row per point: swept values, val_accuracy, test_accuracy, epochs, seconds, status; best first."""
+    """One row per point: swept values, val_accuracy, test_accuracy, epochs, seconds, status (and a raced
+    grid's rung, "1/3 stopped" where the race stopped the arm); best first."""
     import pandas as pd
 
     rows = []
@@ -64,6 +65,10 @@ def summary_table(children: list[dict[str, Any]], keys: list[str]):
         row.update(val_accuracy=m.get("best_val_accuracy", math.nan), test_accuracy=m.get("test_accuracy", math.nan),
                    epochs=m.get("epochs_completed", math.nan), seconds=m.get("train_seconds", math.nan),
                    status=child.get("status"))
+        race = race_record.of(child.get("tags") or {})
+        if race_record.RUNG in race:  # a raced arm has a run per rung: say which, and where the race stopped it
+            row["rung"] = f"{race[race_record.RUNG]}/{race[race_record.RUNGS]}" + (
+                " stopped" if race_record.STOPPED_AT_RUNG in race else "")
         row["_name"], row["_reason"], row["_run_id"] = child.get("name"), child.get("reason"), child.get("run_id")
         rows.append(row)
     frame = pd.DataFrame(rows)
