@@ -119,6 +119,18 @@ def compose(overrides=()):
 
 
 @pytest.fixture
+def sweeps(tmp_path) -> Path:
+    """A sweeps folder (for $FASHION_LAB_SWEEPS_DIR) with the search tests' small and diverging spaces."""
+    from helpers.search import DIVERGING_SPACE, SMALL_SPACE
+
+    folder = tmp_path / "sweeps"
+    folder.mkdir()
+    (folder / "small.yaml").write_text(SMALL_SPACE)
+    (folder / "diverging.yaml").write_text(DIVERGING_SPACE)
+    return folder
+
+
+@pytest.fixture
 def synthetic_cfg(store):
     """A tiny synthetic config that trains in seconds, recording into ``store``."""
     return compose(["data=synthetic", "trainer.epochs=2", "trainer.batch_size=32", "trainer.verbose=0",

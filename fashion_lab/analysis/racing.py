@@ -21,7 +21,7 @@ smallest p-value, whose Holm threshold is the Bonferroni one.
 
 Selection bias. The rule never picks a "best" arm from the data and tests against it alone: an arm is
 compared with every other, each comparison at the split level, so choosing the comparison after seeing
-the data costs nothing in the bound (tests/test_racing.py shows the naive "versus the observed best at
+the data costs nothing in the bound (tests/analysis/test_racing.py shows the naive "versus the observed best at
 alpha" rule stopping equal arms far more often than alpha).
 
 Its risk. The guarantee is about the rung's epoch. Curves that cross (dropout slower at first, better at

@@ -5,7 +5,7 @@ so a sweeper can ask and tell an oracle without a Tuner, and leaves the folder a
 (``tuner0.json``), so KerasTuner's own ``kt.RandomSearch(..., overwrite=False)`` reopens it. Two workarounds patch a live oracle
 after a reload, because KerasTuner's own behaviour breaks resuming a search; they rely on
 1.4.x internals (``_ordered_ids``, ``_populate_next``, ``_compare``,
-``_check_consecutive_failures``; ``try_first`` replaces ``_random_values``), so tests/test_tune.py exercises each through a real
+``_check_consecutive_failures``; ``try_first`` replaces ``_random_values``), so tests/search/test_tune.py exercises each through a real
 resumed search. ``save_atomically`` makes the oracle's own saves (``oracle.json``, ``trial.json``)
 atomic, so a kill or a full disk mid-save never leaves a search that cannot resume.
 """

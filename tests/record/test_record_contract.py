@@ -12,7 +12,7 @@ from pathlib import Path
 from conftest import compose
 from mlflow import MlflowClient
 
-GOLDEN = Path(__file__).parent / "golden" / "run_record.json"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "run_record.json"
 TINY = ["data=synthetic", "trainer.epochs=2", "trainer.verbose=0", "data.synthetic_train=300",
         "data.synthetic_test=100", "data.val_samples=60", "model.filters=[8,16]", "model.dense_units=32"]
 # Present only where they apply: a git checkout (the commits), a SLURM job.

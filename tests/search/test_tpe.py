@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import cli_env
-from test_tune import IN_PROCESS, SMALL_SPACE, TINY, children, kill_during_second_trial, parents, runs, sweeps  # noqa: F401 - a fixture
+from helpers.search import IN_PROCESS, TINY, children, kill_during_second_trial, parents, runs
 
 TPE = ["tuner=tpe", "tuner.num_initial_points=1"]  # TPE guides from the second trial: its own path runs
 

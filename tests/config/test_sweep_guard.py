@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from test_validation import assert_refused, store_runs
+from helpers.refusals import assert_refused, store_runs
 
 PARAMS = """\
     sweeper:
@@ -120,7 +120,7 @@ def test_hydra_is_pinned_to_versions_that_block_module_attribute_targets():
 
     from packaging.specifiers import SpecifierSet
 
-    project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
     pin = next(d for d in project["project"]["dependencies"] if d.startswith("hydra-core"))
     allowed = SpecifierSet(pin.removeprefix("hydra-core"))
     assert version("hydra-core") in allowed
@@ -173,7 +173,7 @@ def test_overwrite_deletes_a_search_folder_fashion_lab_made(tmp_path):
 
 @pytest.mark.slow  # two real one-trial searches (~40 s)
 def test_overwrite_from_the_command_line_restarts_a_search_fashion_lab_made(run_cli, tmp_path):
-    from test_tune import IN_PROCESS, TINY
+    from helpers.search import IN_PROCESS, TINY
 
     args = ["tune", "bn_placement", *TINY, "tuner.max_trials=1", IN_PROCESS, f"tracking.uri=sqlite:///{tmp_path / 'm.db'}",
             f"tuner.directory={tmp_path / 'tuner'}"]

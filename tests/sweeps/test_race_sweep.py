@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_sweep import runs_in
+from helpers.sweeps import runs_in
 
 RACE = """# race: Adam at a working rate against one that cannot move the weights
 hydra:

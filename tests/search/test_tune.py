@@ -2,95 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import shlex
-import signal
 import sqlite3
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import FASHION_LAB, cli_env, compose
-
-TINY = ["data=synthetic", "trainer.epochs=1", "data.synthetic_train=300", "data.synthetic_test=100",
-        "data.val_samples=60", "trainer.verbose=0"]
-# Trials in the search process: saves a TensorFlow start (~4 s) per trial in tests of the search's
-# logic. The default (a fresh process per trial) is covered by the acceptance, kill and all-fail tests.
-IN_PROCESS = "tuner.fresh_process=false"
-
-# A small space for the resume/failure tests: seconds per trial, a group choice and a condition.
-SMALL_SPACE = """# small test space
-hydra:
-  sweeper:
-    params:
-      model.bn_placement: after,none
-      optimizer: sgd,adam
-      optimizer.learning_rate: tag(log, interval(0.001, 0.05))
-      optimizer.momentum: interval(0.5, 0.9)
-sweep:
-  strategy: random
-  conditions:
-    optimizer.momentum: optimizer=sgd
-model:
-  filters: [8, 16]
-  dense_units: 32
-"""
-
-# A tiny net without batch norm or momentum, so a huge learning rate really diverges (NaN loss).
-TINY_NET_NO_BN = """model:
-  filters: [8]
-  dense_units: 16
-  dense_dropout: 0.0
-  bn_placement: none
-optimizer:
-  momentum: 0.0
-"""
-
-DIVERGING_SPACE = """# every trial diverges (NaN loss)
-hydra:
-  sweeper:
-    params:
-      optimizer.learning_rate: tag(log, interval(1e100, 1e200))  # inf in float32
-sweep:
-  strategy: random
-""" + TINY_NET_NO_BN
-
-
-def runs(store: str) -> list[dict]:
-    """Every run with its status and tags, read straight from the sqlite store."""
-    # Read-only: connecting must not create an empty file that the CLI would then refuse as a store.
-    db = sqlite3.connect(f"file:{store[len('sqlite:///'):]}?mode=ro", uri=True)
-    rows = db.execute("select run_uuid, name, status from runs").fetchall()
-    tags = db.execute("select run_uuid, key, value from tags").fetchall()
-    params = db.execute("select run_uuid, key from params").fetchall()
-    db.close()
-    out = {r: {"id": r, "name": n, "status": s, "tags": {}, "params": set()} for r, n, s in rows}
-    for r, k, v in tags:
-        out[r]["tags"][k] = v
-    for r, k in params:
-        out[r]["params"].add(k)
-    return list(out.values())
-
-
-def children(store: str) -> list[dict]:
-    return [r for r in runs(store) if r["tags"].get("fashion_lab.role") == "trial"]
-
-
-def parents(store: str) -> list[dict]:
-    return [r for r in runs(store) if r["tags"].get("fashion_lab.role") == "search"]
-
-
-@pytest.fixture
-def sweeps(tmp_path):
-    folder = tmp_path / "sweeps"
-    folder.mkdir()
-    (folder / "small.yaml").write_text(SMALL_SPACE)
-    (folder / "diverging.yaml").write_text(DIVERGING_SPACE)
-    return folder
+from conftest import cli_env, compose
+from helpers.search import (IN_PROCESS, SMALL_SPACE, TINY, TINY_NET_NO_BN, _metric_history, _store_rows,
+                            children, kill_during_second_trial, parents, runs)
 
 
 # --- the space, without training -------------------------------------------------------------
@@ -200,26 +122,6 @@ def test_random_search_records_registers_reproduces_and_resumes(run_cli, store, 
     assert len(trials) == 4 and sorted(t["tags"]["fashion_lab.trial_id"] for t in trials) == ["0", "1", "2", "3"]
     assert len(parents(store)) == 1 and "best trial" in more.stdout
 
-
-def kill_during_second_trial(args: list[str], store: str, cwd, env: dict) -> None:
-    """Start ``fashion-lab *args``, and kill -9 it once trial 1 is RUNNING in the store."""
-    proc = subprocess.Popen([FASHION_LAB, *args], cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    try:
-        while time.time() < deadline:
-            try:
-                if any(t["tags"].get("fashion_lab.trial_id") == "1" and t["status"] == "RUNNING"
-                       for t in children(store)):
-                    break
-            except sqlite3.OperationalError:
-                pass  # the store is still being created
-            time.sleep(0.3)
-        else:
-            pytest.fail("the second trial never started")
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 @pytest.mark.slow
@@ -342,18 +244,6 @@ def test_changed_base_overrides_are_refused_settings_are_not(run_cli, store, swe
 
 
 # --- executions per trial, the val_loss objective --------------------------------------------
-
-def _store_rows(store: str, sql: str, *args) -> list[tuple]:
-    db = sqlite3.connect(store[len("sqlite:///"):])
-    rows = db.execute(sql, args).fetchall()
-    db.close()
-    return rows
-
-
-def _metric_history(store: str, run_id: str, key: str) -> list[float]:
-    return [v for (v,) in _store_rows(store, "select value from metrics where run_uuid=? and key=? order by step",
-                                      run_id, key)]
-
 
 def _registered_run_ids(store: str) -> list[str]:
     return [r for (r,) in _store_rows(store, "select run_id from model_versions order by version")]

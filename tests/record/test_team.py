@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from servers import mlflow_server
+from helpers.servers import mlflow_server
 
 TINY = ["data=synthetic", "trainer.verbose=0", "data.synthetic_train=300", "data.synthetic_test=100",
         "data.val_samples=60", "tracking.log_plots=false"]
@@ -270,7 +270,7 @@ def test_grid_through_submitit_local(run_cli, tmp_path, store):
 
 @pytest.mark.slow
 def test_search_through_submitit_local_with_parallel_trials(run_cli, tmp_path, store):
-    from test_slurm import _search_sweeps
+    from helpers.search import _search_sweeps
 
     result = run_cli("tune", "lr_search", *TINY, "trainer.epochs=1", "tuner.max_trials=4", "tuner.parallel_trials=2",
                      "hydra/launcher=submitit_local", f"tracking.uri={store}", timeout=500,

@@ -3,7 +3,7 @@
 The README's first set-up command installs with ``pip install -e .``. Hydra finds fashion-lab's
 sweepers by scanning the ``hydra_plugins`` namespace, which an import-hook editable install hides
 (hydra #2359, #3252): ``tune`` and ``until_sure`` then fail at once. This test installs a copy of
-the checkout exactly as the README says, into a venv that cannot see the checkout (tests/venvs.py),
+the checkout exactly as the README says, into a venv that cannot see the checkout (tests/helpers/venvs.py),
 and runs a 2-trial search and an until_sure sweep from an empty folder with no PYTHONPATH.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from venvs import clean_env, make_venv
+from helpers.venvs import clean_env, make_venv
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,6 @@ tests: ``test_a_refused_train_writes_no_folder_either`` and ``test_hydra_never_s
 
 from __future__ import annotations
 
-import sqlite3
 import textwrap
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from fashion_lab.config import ConfigError
 from fashion_lab.model.geometry import estimate_size
 from fashion_lab.preflight import validate
 from conftest import compose
+from helpers.refusals import assert_refused
 
 TRAIN = ("train", "data=synthetic", "trainer.epochs=1")
 
@@ -104,29 +104,6 @@ COMMAND_CASES = [
     (("sweep", "bn_placement", "data=synthetic", "sweep.seeds=100000"), "sweep.seeds", "100000"),
     (("sweep", "quickstart", "data=synthetic", "sweep.max_seeds=2"), "sweep.max_seeds", "2"),
 ]
-
-
-def store_runs(db: Path) -> list[str]:
-    """Statuses of every run in a sqlite store ([] when there is no store or no table)."""
-    if not db.exists():
-        return []
-    with sqlite3.connect(db) as connection:
-        try:
-            return [row[0] for row in connection.execute("SELECT status FROM runs")]
-        except sqlite3.OperationalError:
-            return []
-
-
-def assert_refused(result, key: str, value: str, code: int = 2) -> str:
-    """Exit code, one or two lines, no traceback, key and value named; returns the message."""
-    output = result.stdout + result.stderr
-    assert result.returncode == code, output
-    assert "Traceback" not in output, output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert 1 <= len(lines) <= 2, output
-    message = "\n".join(lines)
-    assert key in message and value in message, message
-    return message
 
 
 def matrix(cases: dict) -> list:

@@ -9,7 +9,7 @@ import math
 import pandas as pd
 import pytest
 
-from test_sweep import TINY, runs_in
+from helpers.sweeps import TINY, runs_in
 
 
 @pytest.mark.slow

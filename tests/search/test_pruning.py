@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_tune import TINY, _metric_history, children
+from helpers.search import TINY, _metric_history, children
 
 # Trial 0 is the base (SGD at 0.01, it learns); trial 1, the listed start point, barely moves (1e-7):
 # with one completed trial before pruning and no warm-up, the median pruner stops it after its first epoch.

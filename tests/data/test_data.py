@@ -26,7 +26,7 @@ from fashion_lab import data
 from fashion_lab.config import DataConfig, DataName
 
 REAL_DIR = Path("/usr/share/datasets/fashion-mnist")  # data.DEBIAN_DIR is patched away below
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "data"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf" / "data"
 needs_real = pytest.mark.skipif(
     not all((REAL_DIR / n).is_file() for n in data.FILES.values()),
     reason="needs `apt-get install dataset-fashion-mnist`")

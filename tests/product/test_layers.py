@@ -213,3 +213,37 @@ def test_small_modules_and_short_functions():
                       for f in ast.walk(ast.parse(p.read_text()))
                       if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) and f.end_lineno - f.lineno >= 50}
     assert not long_modules and not long_functions, (long_modules, long_functions)
+
+
+# --- the tests mirror the package ---------------------------------------------------------------
+
+TESTS = REPO / "tests"
+
+
+def misplaced_tests(tests: Path, layers: set[str]) -> list[str]:
+    """Test modules not in tests/<layer>/ or tests/product/, and stray modules at the tests/ root."""
+    folders = layers | {"product"}
+    stray = [p for p in tests.rglob("test_*.py") if p.parent.parent != tests or p.parent.name not in folders]
+    stray += [p for p in tests.glob("*.py") if p.name != "conftest.py"]  # helpers belong in tests/helpers/
+    return sorted({str(p.relative_to(tests)) for p in stray})
+
+
+def test_the_layout_check_finds_a_misplaced_test(tmp_path):
+    for path in ("test_root.py", "servers.py", "nolayer/test_a.py", "record/deeper/test_b.py", "record/test_c.py",
+                 "product/test_d.py", "conftest.py"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("")
+    assert misplaced_tests(tmp_path, {"record"}) == ["nolayer/test_a.py", "record/deeper/test_b.py", "servers.py",
+                                                     "test_root.py"]
+
+
+def test_every_test_module_sits_in_its_layers_folder():
+    """tests/ mirrors fashion_lab/: one folder per layer (no __init__.py, so basenames stay unique), product/
+    for whole-product tests, helpers/ (a package) for what several modules share."""
+    layers = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    assert not misplaced_tests(TESTS, layers), misplaced_tests(TESTS, layers)
+    assert layers <= {p.name for p in TESTS.iterdir() if p.is_dir()}, sorted(layers)  # every layer has its tests
+    modules = [p.name for p in TESTS.rglob("test_*.py")]
+    assert len(modules) == len(set(modules)), sorted(n for n in modules if modules.count(n) > 1)
+    packages = {p.parent.name for p in TESTS.rglob("__init__.py")}
+    assert packages == {"helpers"}, sorted(packages)

@@ -12,7 +12,7 @@ import sys
 import pytest
 from conftest import cli_env
 
-from test_tune import TINY
+from helpers.search import TINY
 
 # A search that saves once, then hits a file-size limit (a full disk, for real: EFBIG from the kernel)
 # while KerasTuner saves the told trial and the oracle.

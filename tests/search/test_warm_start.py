@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from test_tune import IN_PROCESS, TINY, children
+from helpers.search import IN_PROCESS, TINY, children
 
 # The base (the tutorial's sgd, lr 0.01, momentum 0.9, batch 32, bn after) meets this space as:
 # bn after (the second choice), sgd, lr 0.01 (inside), momentum 0.9 -> 0.8 (the interval's nearer end),

@@ -4,7 +4,7 @@ correction stated, which epoch each figure is, and the batch-norm warm-up caveat
 from __future__ import annotations
 
 from conftest import compose
-from test_report import _constructed_store
+from helpers.stores import _constructed_store
 
 from fashion_lab.report.build import build_report
 

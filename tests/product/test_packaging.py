@@ -3,7 +3,7 @@
 Builds the wheel with pip (no build isolation: setuptools and wheel are already installed, so no
 network), installs it with ``pip install --target``, and runs commands from a folder outside the
 repository with only that folder on PYTHONPATH, in a fresh venv that cannot see the checkout
-(tests/venvs.py). About 10 s; no TensorFlow is imported.
+(tests/helpers/venvs.py). About 10 s; no TensorFlow is imported.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from fashion_lab import config
-from venvs import clean_env, make_venv
+from helpers.venvs import clean_env, make_venv
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 # What the build reads. Copied to a temporary folder so the build never writes build/ or *.egg-info
 # into the checkout, and a stale build/lib from an earlier build can't leak deleted files into the wheel.
 SOURCES = ("pyproject.toml", "setup.py", "README.md", "fashion_lab", "hydra_plugins", "conf", "sweeps")

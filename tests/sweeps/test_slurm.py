@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from servers import mlflow_server, postgres, slurm_cluster
+from helpers.search import _search_sweeps
+from helpers.servers import mlflow_server, postgres, slurm_cluster
 
 pytestmark = pytest.mark.slow
 
@@ -108,15 +109,6 @@ def test_scancel_leaves_the_run_killed(team, tmp_path):
     assert run.info.status == "KILLED", (run.info.status, err[-2000:])
     assert "signal 15" in run.data.tags.get("fashion_lab.failure", "")
     assert cluster.job_states([job])[job].startswith("CANCELLED")
-
-
-def _search_sweeps(tmp_path) -> Path:
-    folder = tmp_path / "sweeps"
-    folder.mkdir()
-    (folder / "lr_search.yaml").write_text(
-        "# a 1-D learning-rate search on tiny data\nsweep:\n  strategy: random\n"
-        "hydra:\n  sweeper:\n    params:\n      optimizer.learning_rate: interval(0.001, 0.01)\n")  # no lr that can diverge
-    return folder
 
 
 def test_search_with_parallel_trials_as_slurm_jobs(team, run_cli, tmp_path):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FASHION_LAB, cli_env
-from test_validation import assert_refused, store_runs
+from helpers.refusals import assert_refused, store_runs
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 TRAIN = ("train", "data=synthetic", "trainer.epochs=1", "trainer.verbose=0")
