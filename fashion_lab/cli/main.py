@@ -16,7 +16,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("fashion_lab.cli.commands:train_command", "train one configuration (add -m for a Hydra multirun sweep)"),
     "sweep": ("fashion_lab.cli.commands:sweep_command", "run a sweep from sweeps/ (fashion-lab sweep --list shows them)"),
-    "tune": ("fashion_lab.cli.commands:tune_command", "KerasTuner search over a sweep file's space: tune [SWEEP] [overrides]"),
+    "tune": ("fashion_lab.cli.commands:tune_command", "search a sweep file's space (KerasTuner or Optuna, tuner=...): tune [SWEEP] [overrides]"),
     "report": ("fashion_lab.cli.record_commands:report_command", "write runs.csv, report.md, report.html for a sweep/search"),
     "reproduce": ("fashion_lab.cli.record_commands:reproduce_command", "re-run a recorded run (RUN_ID) and compare metrics"),
     "ui": ("fashion_lab.cli.record_commands:ui_command", "start the MLflow UI on the configured store (localhost)"),

@@ -65,7 +65,7 @@ def summary_table(children: list[dict[str, Any]], keys: list[str]):
         row.update(val_accuracy=m.get("best_val_accuracy", math.nan), test_accuracy=m.get("test_accuracy", math.nan),
                    epochs=m.get("epochs_completed", math.nan), seconds=m.get("train_seconds", math.nan),
                    status=child.get("status"))
-        race = race_record.of(child.get("tags") or {})
+        race = child.get("tags") or {}  # a run's race tags, unprefixed (race_record.of)
         if race_record.RUNG in race:  # a raced arm has a run per rung: say which, and where the race stopped it
             row["rung"] = f"{race[race_record.RUNG]}/{race[race_record.RUNGS]}" + (
                 " stopped" if race_record.STOPPED_AT_RUNG in race else "")

@@ -115,8 +115,7 @@ def test_the_end_of_sweep_table_names_each_raced_runs_rung():
     from fashion_lab.sweeps.summary import format_table, summary_table
 
     def child(lr, rung, acc, stopped=False):
-        tags = {TAG + "race.rung": str(rung), TAG + "race.rungs": "2", **(
-            {TAG + "race.stopped_at_rung": "1"} if stopped else {})}
+        tags = {"race.rung": str(rung), "race.rungs": "2", **({"race.stopped_at_rung": "1"} if stopped else {})}
         return {"overrides": [f"optimizer.learning_rate={lr}", "trainer.seed=0"], "tags": tags, "status": "FINISHED",
                 "metrics": {"best_val_accuracy": acc, "epochs_completed": rung}}
 
