@@ -3,16 +3,10 @@ store read back as plain dicts, without MLflow."""
 
 from __future__ import annotations
 
-import os
-import signal
 import sqlite3
-import subprocess
-import time
 from pathlib import Path
 
-import pytest
-
-from conftest import FASHION_LAB
+from helpers.kills import kill_when
 
 TINY = ["data=synthetic", "trainer.epochs=1", "data.synthetic_train=300", "data.synthetic_test=100",
         "data.val_samples=60", "trainer.verbose=0"]
@@ -84,23 +78,8 @@ def parents(store: str) -> list[dict]:
 
 def kill_during_second_trial(args: list[str], store: str, cwd, env: dict) -> None:
     """Start ``fashion-lab *args``, and kill -9 it once trial 1 is RUNNING in the store."""
-    proc = subprocess.Popen([FASHION_LAB, *args], cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    try:
-        while time.time() < deadline:
-            try:
-                if any(t["tags"].get("fashion_lab.trial_id") == "1" and t["status"] == "RUNNING"
-                       for t in children(store)):
-                    break
-            except sqlite3.OperationalError:
-                pass  # the store is still being created
-            time.sleep(0.3)
-        else:
-            pytest.fail("the second trial never started")
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_when(args, cwd, env, lambda: any(t["tags"].get("fashion_lab.trial_id") == "1" and t["status"] == "RUNNING"
+                                          for t in children(store)), "the second trial")
 
 
 def _store_rows(store: str, sql: str, *args) -> list[tuple]:

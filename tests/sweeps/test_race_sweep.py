@@ -68,34 +68,17 @@ def test_a_raced_grid_stops_the_worse_arm_and_continues_the_other(run_cli, store
 
 @pytest.mark.slow
 def test_a_raced_grid_killed_in_its_second_rung_resumes_without_retraining(run_cli, store, tmp_path):
-    import os
-    import signal
-    import subprocess
-    import time
-
-    from conftest import cli_env, fashion_lab
+    from conftest import cli_env
+    from helpers.kills import kill_when
 
     (tmp_path / "sweeps").mkdir()
     (tmp_path / "sweeps" / "race.yaml").write_text(RACE)
     args = ["sweep", "race", "sweep.race=true", *SMALL, f"tracking.uri={store}"]
     env = {"FASHION_LAB_SWEEPS_DIR": str(tmp_path / "sweeps")}
-    proc = subprocess.Popen(fashion_lab(*args), cwd=tmp_path, env=cli_env(**env),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    try:  # kill -9 once the surviving arm's first continued run (rung 2) is training
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                _, children = runs_in(store)
-                if any(c.info.status == "RUNNING" and c.data.tags.get(TAG + "continues") for c in children):
-                    break
-            except Exception:  # noqa: BLE001 - the store is still being created
-                pass
-            time.sleep(0.3)
-        else:
-            pytest.fail("the race never reached its second rung")
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+    # kill -9 once the surviving arm's first continued run (rung 2) is training
+    kill_when(args, tmp_path, cli_env(**env), lambda: any(
+        c.info.status == "RUNNING" and c.data.tags.get(TAG + "continues") for c in runs_in(store)[1]),
+        "the race's second rung", timeout=600)
     _, before = runs_in(store)
     first = {c.info.run_id for c in before if c.data.tags.get(TAG + "race.rung") == "1"}
     assert len(first) == 6  # rung 1 finished before the kill
