@@ -187,7 +187,8 @@ class TunerConfig:
     register_min_accuracy: float = 0.5     # a best run below this test accuracy is registered with a
                                            # fashion_lab.warning tag (chance is 0.10; the tutorial ~0.90)
     max_consecutive_failed_trials: int = 3
-    parallel_trials: int = 1               # trials asked of the oracle and launched together (one batch)
+    parallel_trials: int = 1               # trials at a time: lanes, each asks for a trial when its last ended
+                                           # (search/lanes.py; one batch on the basic launcher)
     fresh_process: bool = True             # each trial trains in a new process: memory stays bounded
                                            # (false: in the search process, a few s faster per trial,
                                            # but TensorFlow keeps ~16 MB per trial)

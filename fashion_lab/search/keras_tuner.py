@@ -62,11 +62,17 @@ class KerasTunerBackend:
         failed = kt_trial.status in (TrialStatus.FAILED, TrialStatus.INVALID)
         return Trial(kt_trial.trial_id, values, "FAILED" if failed else "RUNNING")
 
+    def _free_worker(self) -> str:
+        """A tuner id with no ongoing trial: KerasTuner hands a busy id its ongoing trial again, and
+        lanes (search/lanes.py) ask while other trials run."""
+        busy = set(self.oracle.ongoing_trials)
+        return next(f"worker{i}" for i in range(len(busy) + 1) if f"worker{i}" not in busy)
+
     def ask(self, n: int) -> list[Trial]:
         asked = []
         try:
-            for slot in range(n):
-                kt_trial = self.oracle.create_trial(f"worker{slot}")
+            for _ in range(n):
+                kt_trial = self.oracle.create_trial(self._free_worker())
                 if kt_trial.status != TrialStatus.RUNNING:
                     break  # STOPPED: the budget is spent; IDLE: Hyperband waits for this batch's results
                 self._running[kt_trial.trial_id] = kt_trial
