@@ -177,6 +177,8 @@ class TunerConfig:
                                            # (null: KerasTuner's default, 3 x the space's dimensions);
                                            # tpe: Optuna's n_startup_trials (null: Optuna's default, 10)
     warm_start: bool = True                # the first trial is the base configuration, clipped into the space
+    seed_from_store: bool = False          # a new search counts the store's finished runs in its space as
+                                           # completed trials, not trained again (search/seeding.py)
     executions_per_trial: int = 1          # repeats per trial (seeds trainer.seed + i), objective averaged
     early_stopping_patience: Optional[int] = None  # applied as trainer.early_stopping_patience in trials
     directory: str = "outputs/tuner"       # tuner state: <directory>/<project>/

@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Optional
 
 from fashion_lab.search.backend import SearchStopped, Trial
-from fashion_lab.search.keras_tuner_fixes import TooManyFailures, TrialStatus, open_oracle, oracle_seed, try_first
+from fashion_lab.search.keras_tuner_fixes import (TooManyFailures, TrialStatus, add_completed, open_oracle, oracle_seed,
+                                                  try_first)
 from fashion_lab.search.space import active_values, declare
 
 # tuner.strategy -> KerasTuner oracle class
@@ -38,6 +39,8 @@ def make_oracle(search):
     grid = t.strategy == "grid"
     declare(hp, search.dims, defaults=search.start[0] if grid and t.warm_start and search.start else None)
     oracle = open_oracle(oracle, str(t.directory), search.project, hp, grid=grid)
+    for seed in search.seeds:  # tuner.seed_from_store: before the start points, which then skip them
+        add_completed(oracle, seed.values, seed.score, t.objective)
     if not grid:  # the grid starts from its defaults and visits every other point anyway
         try_first(oracle, search.start)
     return oracle

@@ -43,7 +43,7 @@ class KerasTunerSweeper(Sweeper):
 
     def sweep(self, arguments: List[str]) -> Any:
         from fashion_lab.sweeps import campaign
-        from fashion_lab.search import outcome
+        from fashion_lab.search import outcome, seeding
         from fashion_lab.search import study as search
         from fashion_lab.search.backend import SearchStopped, open_backend
         from fashion_lab.search.lanes import Lanes, lanes_for
@@ -59,6 +59,10 @@ class KerasTunerSweeper(Sweeper):
             role="search", strategy=s.strategy, sweep_name=s.name, swept_keys=s.swept_keys, definition=s.definition,
             tags={f"fashion_lab.tuner.{k}": str(v) for k, v in s.cfg.tuner.items()} | {"fashion_lab.fingerprint": s.fingerprint})
         search.claim_folder(s)  # a new search's folder gets fashion-lab's marker before KerasTuner writes in it
+        if s.cfg.tuner.seed_from_store and not resuming:  # a resumed search already holds its seeds
+            s.seeds = seeding.store_seeds(s)
+            print(f"seeded {len(s.seeds)} trials from finished runs in the store (runs "
+                  f"{' '.join(run for seed in s.seeds for run in seed.run_ids) or 'none'}); they are not trained again")
         backend = open_backend(s)
         search.save_state(s)
         campaign.raise_on_sigterm()
