@@ -177,6 +177,8 @@ class TunerConfig:
                                            # (null: KerasTuner's default, 3 x the space's dimensions);
                                            # tpe: Optuna's n_startup_trials (null: Optuna's default, 10)
     warm_start: bool = True                # the first trial is the base configuration, clipped into the space
+    seed_from_store: bool = False          # a new search counts the store's finished runs in its space as
+                                           # completed trials, not trained again (search/seeding.py)
     executions_per_trial: int = 1          # repeats per trial (seeds trainer.seed + i), objective averaged
     early_stopping_patience: Optional[int] = None  # applied as trainer.early_stopping_patience in trials
     directory: str = "outputs/tuner"       # tuner state: <directory>/<project>/
@@ -187,7 +189,8 @@ class TunerConfig:
     register_min_accuracy: float = 0.5     # a best run below this test accuracy is registered with a
                                            # fashion_lab.warning tag (chance is 0.10; the tutorial ~0.90)
     max_consecutive_failed_trials: int = 3
-    parallel_trials: int = 1               # trials asked of the oracle and launched together (one batch)
+    parallel_trials: int = 1               # trials at a time: lanes, each asks for a trial when its last ended
+                                           # (search/lanes.py; one batch on the basic launcher)
     fresh_process: bool = True             # each trial trains in a new process: memory stays bounded
                                            # (false: in the search process, a few s faster per trial,
                                            # but TensorFlow keeps ~16 MB per trial)

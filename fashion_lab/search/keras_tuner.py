@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Optional
 
 from fashion_lab.search.backend import SearchStopped, Trial
-from fashion_lab.search.keras_tuner_fixes import TooManyFailures, TrialStatus, open_oracle, oracle_seed, try_first
+from fashion_lab.search.keras_tuner_fixes import (TooManyFailures, TrialStatus, add_completed, open_oracle, oracle_seed,
+                                                  try_first)
 from fashion_lab.search.space import active_values, declare
 
 # tuner.strategy -> KerasTuner oracle class
@@ -38,6 +39,8 @@ def make_oracle(search):
     grid = t.strategy == "grid"
     declare(hp, search.dims, defaults=search.start[0] if grid and t.warm_start and search.start else None)
     oracle = open_oracle(oracle, str(t.directory), search.project, hp, grid=grid)
+    for seed in search.seeds:  # tuner.seed_from_store: before the start points, which then skip them
+        add_completed(oracle, seed.values, seed.score, t.objective)
     if not grid:  # the grid starts from its defaults and visits every other point anyway
         try_first(oracle, search.start)
     return oracle
@@ -62,11 +65,17 @@ class KerasTunerBackend:
         failed = kt_trial.status in (TrialStatus.FAILED, TrialStatus.INVALID)
         return Trial(kt_trial.trial_id, values, "FAILED" if failed else "RUNNING")
 
+    def _free_worker(self) -> str:
+        """A tuner id with no ongoing trial: KerasTuner hands a busy id its ongoing trial again, and
+        lanes (search/lanes.py) ask while other trials run."""
+        busy = set(self.oracle.ongoing_trials)
+        return next(f"worker{i}" for i in range(len(busy) + 1) if f"worker{i}" not in busy)
+
     def ask(self, n: int) -> list[Trial]:
         asked = []
         try:
-            for slot in range(n):
-                kt_trial = self.oracle.create_trial(f"worker{slot}")
+            for _ in range(n):
+                kt_trial = self.oracle.create_trial(self._free_worker())
                 if kt_trial.status != TrialStatus.RUNNING:
                     break  # STOPPED: the budget is spent; IDLE: Hyperband waits for this batch's results
                 self._running[kt_trial.trial_id] = kt_trial

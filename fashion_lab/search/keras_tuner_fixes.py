@@ -136,3 +136,21 @@ def try_first(oracle, points: list[dict]) -> None:
         return draw()
 
     oracle._random_values = points_then_random
+
+
+def add_completed(oracle, values: dict, score: float, objective: str) -> str:
+    """A finished run as a COMPLETED trial of the oracle (tuner.seed_from_store): counted against
+    max_trials, its values never drawn again (``_record_values``), never run. Returns its trial id."""
+    from keras_tuner.engine.trial import Trial
+
+    trial_id = f"{{:0{len(str(oracle.max_trials))}d}}".format(len(oracle.trials))  # as create_trial numbers them
+    hp = oracle.hyperparameters.copy()
+    hp.values = dict(values)
+    trial = Trial(hyperparameters=hp, trial_id=trial_id, status=TrialStatus.RUNNING)
+    oracle._record_values(trial)
+    oracle.trials[trial_id] = trial
+    oracle.start_order.append(trial_id)
+    oracle.update_trial(trial_id, {objective: score})
+    trial.status = TrialStatus.COMPLETED
+    oracle.end_trial(trial)
+    return trial_id

@@ -37,6 +37,15 @@ def _suggest(trial, d):
     return trial.suggest_float(d.key, float(d.low), float(d.high), log=d.log)
 
 
+def _distribution(optuna, d):
+    """An entry's Optuna distribution, as ``_suggest`` declares it (for a seeded trial)."""
+    if d.kind == "choice":
+        return optuna.distributions.CategoricalDistribution(list(d.choices))
+    if d.kind == "int":
+        return optuna.distributions.IntDistribution(int(d.low), int(d.high), log=d.log)
+    return optuna.distributions.FloatDistribution(float(d.low), float(d.high), log=d.log)
+
+
 def _active_keys(dims, params: dict) -> list[str]:
     """The entries a trial with ``params`` must hold (an entry whose condition does not hold is not)."""
     return [d.key for d in dims if d.parent is None or params.get(d.parent) in d.parent_values]
@@ -79,6 +88,7 @@ class OptunaBackend:
     """A SearchBackend over an Optuna study (tuner.strategy tpe or cmaes)."""
 
     def __init__(self, search):
+        import optuna
         from optuna.trial import TrialState
 
         self.State = TrialState
@@ -92,6 +102,10 @@ class OptunaBackend:
                 self._orphans.append(frozen)
             else:  # killed between Optuna's ask and its last suggestion: nothing ran
                 self.study.tell(frozen.number, state=TrialState.FAIL)
+        for seed in search.seeds:  # tuner.seed_from_store: before the start points, which then skip them
+            self.study.add_trial(optuna.trial.create_trial(
+                params=seed.values, value=seed.score, user_attrs={"seeded_from_runs": seed.run_ids},
+                distributions={d.key: _distribution(optuna, d) for d in self.dims if d.key in seed.values}))
         for point in search.start:
             self.study.enqueue_trial(point, skip_if_exists=True)
 

@@ -30,6 +30,7 @@ from fashion_lab.search.state_files import atomic_write_text, check_state_files,
 
 OBJECTIVES = {"val_accuracy": "max", "val_loss": "min"}
 STATE_FILE = "fashion_lab.json"
+SEEDABLE = ("random", "bayesian", "tpe", "cmaes")  # tuner.seed_from_store: Hyperband and the grid have no place for seeds
 MARKER = ".made-by-fashion-lab"  # written when fashion-lab creates a tuner folder; overwrite deletes only such folders
 
 
@@ -75,6 +76,7 @@ class Search:
     swept_keys: list[str]
     fingerprint: str
     start: list = field(default_factory=list)  # points run first (search/start.py): the base, sweep.initial_points
+    seeds: list = field(default_factory=list)  # finished runs in the space (tuner.seed_from_store; search/seeding.py)
     parent_run_id: Optional[str] = None
     failures: list[str] = field(default_factory=list)
 
@@ -98,6 +100,9 @@ def prepare(cfg, arguments: list[str]) -> Search:
                 "parallel_trials"):
         if tuner[key] < 1:
             raise SpaceError(f"tuner.{key}={tuner[key]!r} is not allowed: an integer >= 1")
+    if tuner.seed_from_store and tuner.strategy not in SEEDABLE:
+        raise SpaceError(f"tuner.seed_from_store=true is not allowed with tuner.strategy={tuner.strategy}: "
+                         f"one of {', '.join(SEEDABLE)} (or tuner.seed_from_store=false)")
     if tuner.factor < 2:
         raise SpaceError(f"tuner.factor={tuner.factor!r} is not allowed: an integer >= 2")
     # A swept key given on the command line is pinned: the search varies the rest.

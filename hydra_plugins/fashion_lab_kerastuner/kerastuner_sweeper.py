@@ -1,6 +1,6 @@
-"""KerasTuner as a Hydra sweeper, modelled on Hydra's Optuna sweeper: ask the oracle for a batch of
-``tuner.parallel_trials`` trials, launch the batch through the configured launcher (basic, joblib,
-submitit, ...), tell the oracle each trial's result (the jobs' return values).
+"""The search sweeper (every strategy, named kerastuner for history): ``tuner.parallel_trials`` lanes
+(fashion_lab/search/lanes.py) each ask the backend for a trial as soon as their last one ended, launch it
+through the configured launcher (basic, joblib, submitit, ...) and tell the backend its result.
 
 The search itself (space, fingerprint, oracle, trial overrides, the end) is fashion_lab/search/study.py;
 the parent run and the jobs are fashion_lab/sweeps/campaign.py. Hydra imports this module whenever it
@@ -31,21 +31,10 @@ ConfigStore.instance().store(group="hydra/sweeper", name="kerastuner", node=Kera
                              provider="fashion_lab")
 
 
-def _result(job_return):
-    """A job's JobResult; a job that died without one (cancelled, killed) is LOST, not a failed trial."""
-    from fashion_lab.sweeps.job import JobResult
-
-    try:
-        return job_return.return_value
-    except Exception as error:  # noqa: BLE001 - Hydra re-raises the job's own exception here
-        return JobResult.lost(f"{type(error).__name__}: {error}".splitlines()[0])
-
-
 class KerasTunerSweeper(Sweeper):
     def __init__(self, params: Optional[DictConfig] = None) -> None:
         self.params = params  # also read from the config in setup, where the sweep file put it
         self.config: Optional[DictConfig] = None
-        self.job_idx = 0
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
@@ -54,9 +43,10 @@ class KerasTunerSweeper(Sweeper):
 
     def sweep(self, arguments: List[str]) -> Any:
         from fashion_lab.sweeps import campaign
-        from fashion_lab.search import outcome
+        from fashion_lab.search import outcome, seeding
         from fashion_lab.search import study as search
         from fashion_lab.search.backend import SearchStopped, open_backend
+        from fashion_lab.search.lanes import Lanes, lanes_for
 
         campaign.fashion_labs_own(self.config, "kerastuner", "fashion-lab tune")
         try:
@@ -69,30 +59,25 @@ class KerasTunerSweeper(Sweeper):
             role="search", strategy=s.strategy, sweep_name=s.name, swept_keys=s.swept_keys, definition=s.definition,
             tags={f"fashion_lab.tuner.{k}": str(v) for k, v in s.cfg.tuner.items()} | {"fashion_lab.fingerprint": s.fingerprint})
         search.claim_folder(s)  # a new search's folder gets fashion-lab's marker before KerasTuner writes in it
+        if s.cfg.tuner.seed_from_store and not resuming:  # a resumed search already holds its seeds
+            s.seeds = seeding.store_seeds(s)
+            print(f"seeded {len(s.seeds)} trials from finished runs in the store (runs "
+                  f"{' '.join(run for seed in s.seeds for run in seed.run_ids) or 'none'}); they are not trained again")
         backend = open_backend(s)
         search.save_state(s)
         campaign.raise_on_sigterm()
+        lanes = Lanes(backend, jobs_of=lambda trial: search.trial_jobs(s, trial), launch=self.launcher.launch,
+                      tell=lambda trial, results: self._tell(s, backend, trial, results))
+        count, lanes.per_ask = lanes_for(self.launcher, s.cfg.tuner.parallel_trials)
         aborted = None
         try:
-            while trials := backend.ask(s.cfg.tuner.parallel_trials):
-                jobs = [search.trial_jobs(s, trial) for trial in trials]
-                returns = self.launcher.launch([job for trial_jobs in jobs for job in trial_jobs],
-                                               initial_job_idx=self.job_idx)
-                self.job_idx += len(returns)
-                results = iter(map(_result, returns))
-                lost = []
-                for trial, trial_jobs in zip(trials, jobs):
-                    trial_results = [next(results) for _ in trial_jobs]
-                    if any(r.status == "LOST" for r in trial_results):
-                        lost.append(f"trial {trial.trial_id}: {trial_results[0].reason}")
-                    else:
-                        self._tell(s, backend, trial, trial_results)
-                if lost:  # left running in the oracle: the same command re-runs them
-                    reason = f"jobs ended without a result ({'; '.join(lost)}); run the same command again"
-                    campaign.abort(reason, status="KILLED")
-                    raise campaign.Stop(campaign.SweepFailed(reason))
+            lanes.run(count)
         except SearchStopped as error:
             aborted = str(error)
+        if lanes.lost:  # left running in the backend: the same command re-runs them
+            reason = f"jobs ended without a result ({'; '.join(lanes.lost)}); run the same command again"
+            campaign.abort(reason, status="KILLED")
+            raise campaign.Stop(campaign.SweepFailed(reason))
         if not outcome.finish(s, backend, aborted):
             raise campaign.Stop(campaign.SweepFailed(aborted or "every trial failed"))
 
