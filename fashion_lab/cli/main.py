@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("fashion_lab.cli.record_commands:report_command", "write runs.csv, report.md, report.html for a sweep/search"),
     "reproduce": ("fashion_lab.cli.record_commands:reproduce_command", "re-run a recorded run (RUN_ID) and compare metrics"),
     "ui": ("fashion_lab.cli.record_commands:ui_command", "start the MLflow UI on the configured store (localhost)"),
-    "upload": ("fashion_lab.cli.commands:upload_command", "upload run records kept on disk while the server was away"),
+    "upload": ("fashion_lab.cli.upload:upload_command", "upload run records kept on disk while the server was away"),
 }
 
 USAGE = """usage: fashion-lab COMMAND [hydra overrides...]

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-RUN_FILE = "run.json"
-CALLS_FILE = "calls.jsonl"
-UPLOADED_FILE = "uploaded.json"
+from fashion_lab.config import mask_userinfo
+from fashion_lab.record.spool_checks import CALLS_FILE, RUN_FILE
+
 RETRY_SECONDS = 30.0   # while away, try the store again at most this often (each try may wait a timeout)
 
 
@@ -42,26 +42,27 @@ def unreachable(error: BaseException) -> bool:
 class Spool:
     """The calls one run could not send, kept in ``folder`` in order, replayed by ``flush``."""
 
-    def __init__(self, folder: Path, identity: dict[str, Any]):
+    def __init__(self, folder: Path, identity: dict[str, Any], not_kept: int = 0):
+        """``not_kept``: the calls the run sent to its store before this record began (params aside:
+        run.json holds them); a store without the run gets only what the record holds."""
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / RUN_FILE).write_text(json.dumps(identity, indent=1, default=str))
+        # upload never reads the URI (the command names the store): kept for people, without a password
+        self._identity = {**_masked(identity), "uri": mask_userinfo(str(identity.get("uri", ""))),
+                          "not_kept": not_kept}
+        self._write_identity()
         self.calls: list[dict[str, Any]] = []
         self.last_try = time.monotonic()
         self.reason = ""
 
-    @classmethod
-    def load(cls, folder: Path) -> "Spool":
-        spool = cls.__new__(cls)
-        spool.folder, spool.reason, spool.last_try = Path(folder), "", 0.0
-        path = spool.folder / CALLS_FILE
-        spool.calls = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] \
-            if path.exists() else []
-        return spool
-
     @property
     def identity(self) -> dict[str, Any]:
         return json.loads((self.folder / RUN_FILE).read_text())
+
+    def _write_identity(self) -> None:
+        partial = self.folder / f".{RUN_FILE}.partial"
+        partial.write_text(json.dumps(self._identity, indent=1, default=str))
+        partial.replace(self.folder / RUN_FILE)
 
     def keep(self, op: str, kwargs: dict[str, Any], error: Optional[BaseException] = None) -> None:
         """Add one call; an artifact folder is copied now (the caller's folder is temporary)."""
@@ -71,10 +72,17 @@ class Spool:
             target = self.folder / f"artifacts-{len(list(self.folder.glob('artifacts-*')))}"
             shutil.copytree(kwargs["directory"], target)
             kwargs = {"directory": target.name}  # relative: the record can be moved before upload
-        call = {"op": op, "kwargs": kwargs, "time": time.time()}
+        call = {"op": op, "kwargs": _masked(kwargs), "time": time.time()}
         self.calls.append(call)
         with open(self.folder / CALLS_FILE, "a") as out:  # written through: a later crash loses nothing
             out.write(json.dumps(call, default=str) + "\n")
+
+    def sent_elsewhere(self, calls: list[dict[str, Any]]) -> None:
+        """``calls`` reached the run's store and are not kept: a store without the run will lack them."""
+        count = sum(c["op"] != "params" for c in calls)  # run.json holds the params
+        if count:
+            self._identity["not_kept"] += count
+            self._write_identity()
 
     def due(self) -> bool:
         return time.monotonic() - self.last_try >= RETRY_SECONDS
@@ -96,6 +104,7 @@ class Spool:
             return False
         finally:
             if sent:
+                self.sent_elsewhere(self.calls[:sent])
                 self.calls = self.calls[sent:]
                 (self.folder / CALLS_FILE).write_text("".join(json.dumps(c, default=str) + "\n"
                                                               for c in self.calls))
@@ -105,7 +114,12 @@ class Spool:
         return (f"fashion-lab: the tracking server {self.identity.get('uri')} could not be reached "
                 f"({self.reason or 'unreachable'}); the run's record (config, history, metrics, weights, "
                 f"status) is kept in {self.folder}; once the server is back, upload it with: "
-                f"fashion-lab upload {self.folder}")
+                f"fashion-lab upload {self.folder} tracking.uri={self.identity.get('uri')}")
+
+
+def _masked(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with the userinfo of every URI in them masked (params and tags name tracking.uri)."""
+    return {k: _masked(v) if isinstance(v, dict) else mask_userinfo(v) for k, v in values.items()}
 
 
 def spool_folder(offline_dir: str, run_id: str) -> Path:

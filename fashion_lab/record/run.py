@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from fashion_lab.config import mask_userinfo, run_params
 from fashion_lab.record.client import client_for, ensure_experiment, set_tags, short_timeouts
 from fashion_lab.record.names import TAG
 from fashion_lab.record.owners import reap_orphans, system_tags
+from fashion_lab.record.spool_checks import DIGEST_TAG, SECRET, digest
 from fashion_lab.record.store import write_artifacts
 from fashion_lab.runtime.signals import Terminated, sigterm_raises
 
@@ -133,6 +135,7 @@ class Recorder:
         self.client, self.run_id = client, run_id
         self.identity, self.offline_dir = identity or {}, offline_dir
         self.spool = None
+        self.sent = 0  # calls that reached the store (params aside): a record begun later lacks them
 
     @property
     def active(self) -> bool:
@@ -147,6 +150,9 @@ class Recorder:
                 return
         try:
             self._apply(op, kwargs)
+            if self.spool is not None:
+                self.spool.sent_elsewhere([{"op": op}])
+            self.sent += op != "params"
         except Exception as error:
             from fashion_lab.record import offline
 
@@ -156,7 +162,7 @@ class Recorder:
                 raise
             if self.spool is None:
                 folder = offline.spool_folder(self.offline_dir, self.run_id)
-                self.spool = offline.Spool(folder, self.identity)
+                self.spool = offline.Spool(folder, self.identity, not_kept=self.sent)
                 print(f"fashion-lab: warning: tracking server unreachable ({type(error).__name__}); training "
                       f"goes on, what could not be sent is kept in {folder}", file=sys.stderr)
             self.spool.keep(op, kwargs, error)
@@ -218,11 +224,14 @@ def tracked_run(cfg, *, run_name: str, tags: dict[str, str],
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
     all_tags = {k: mask_userinfo(str(v)) for k, v in all_tags.items()}  # the recorded command names tracking.uri
+    secret = secrets.token_hex(16)  # only a record kept on disk holds it: the proof it made this run
+    all_tags[DIGEST_TAG] = digest(secret)
     run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
     params = run_params(cfg)
     # What a kept record needs to be uploaded, even into a store that never saw this run.
     identity = {"uri": cfg.tracking.uri, "experiment": cfg.tracking.experiment, "run_id": run.info.run_id,
-                "run_name": run_name, "tags": all_tags, "params": {k: str(v) for k, v in params.items()}}
+                "run_name": run_name, "tags": all_tags, "params": {k: str(v) for k, v in params.items()},
+                SECRET: secret}
     recorder = Recorder(client, run.info.run_id, identity, cfg.tracking.offline_dir)
     status, reason = "FINISHED", None
     try:

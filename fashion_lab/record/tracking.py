@@ -39,7 +39,7 @@ from fashion_lab.record.run_record import RunRecord, run_record
 from fashion_lab.record.run import (SENDERS, Recorder, TrainingDiverged, dataset_entity, failure_reason,
                                     log_dataset, log_datasets, log_metrics, log_params, send, terminate,
                                     tracked_run)
-from fashion_lab.record.upload import restore_run, upload_record
+from fashion_lab.record.upload import Uploaded, upload_record
 from fashion_lab.runtime.signals import (_SIGNALLED, Terminated, install_signal_handlers, raise_interrupted,
                                          raise_terminated, sigterm_raises, take_signal)
 
@@ -56,7 +56,7 @@ __all__ = [
     "SENDERS", "Recorder", "TrainingDiverged", "dataset_entity", "failure_reason", "log_dataset", "log_datasets",
     "log_metrics", "log_params", "send", "terminate", "tracked_run",
     # upload
-    "restore_run", "upload_record",
+    "Uploaded", "upload_record",
     # parents
     "child_tags", "close_parent_run", "find_parent", "open_parent_run", "resume_parent", "sweep_view",
     # queries

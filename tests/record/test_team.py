@@ -63,9 +63,12 @@ def test_kept_record_uploads_into_its_run_and_into_a_new_store(tmp_path):
     uri = f"sqlite:///{tmp_path / 'a.db'}"
     client = _client(uri)
     experiment = client.create_experiment("fashion-lab")
-    run = client.create_run(experiment, run_name="kept", tags={"fashion_lab.seed": "0"})
+    from fashion_lab.record.spool_checks import DIGEST_TAG, SECRET, digest, read_record
+
+    secret = "ab" * 16  # the proof the record made its run (tracked_run draws it at random)
+    run = client.create_run(experiment, run_name="kept", tags={"fashion_lab.seed": "0", DIGEST_TAG: digest(secret)})
     identity = {"uri": uri, "experiment": "fashion-lab", "run_id": run.info.run_id, "run_name": "kept",
-                "tags": {"fashion_lab.seed": "0"}, "params": {"trainer.epochs": "2"}}
+                "tags": {"fashion_lab.seed": "0"}, "params": {"trainer.epochs": "2"}, SECRET: secret}
     spool = offline.Spool(tmp_path / "kept" / run.info.run_id, identity)
     artifacts = tmp_path / "artifacts"
     artifacts.mkdir()
@@ -84,14 +87,14 @@ def test_kept_record_uploads_into_its_run_and_into_a_new_store(tmp_path):
     # meanwhile another command on this host reaped the run (its process is gone, the record waits here)
     client.set_tag(run.info.run_id, "fashion_lab.failure", f"process 1:1 {tracking.REAPED}")
     client.set_terminated(run.info.run_id, status="KILLED")
-    assert tracking.upload_record(folder) == run.info.run_id
+    assert tracking.upload_record(read_record(folder), uri).run_id == run.info.run_id
     got = client.get_run(run.info.run_id)
     assert got.info.status == "FINISHED" and got.info.end_time == 3000
     assert "fashion_lab.failure" not in got.data.tags
     assert [m.value for m in client.get_metric_history(run.info.run_id, "loss")] == [1.0, 0.5]
     assert got.data.metrics["test_accuracy"] == 0.8
     assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"model.weights.h5", "history.csv"}
-    assert tracking.upload_record(folder) == run.info.run_id  # once only
+    assert tracking.upload_record(read_record(folder), uri).run_id == run.info.run_id  # once only
     assert len(client.get_metric_history(run.info.run_id, "loss")) == 2
 
     other = f"sqlite:///{tmp_path / 'b.db'}"  # a store that never saw the run: recreated from the record
@@ -101,7 +104,7 @@ def test_kept_record_uploads_into_its_run_and_into_a_new_store(tmp_path):
     (fresh / offline.CALLS_FILE).write_text("".join(json.dumps(c) + "\n" for c in [
         {"op": "metrics", "kwargs": {"metrics": {"loss": 0.1}, "step": 0, "timestamp": 5}, "time": 0},
         {"op": "terminate", "kwargs": {"status": "KILLED", "end_time": 6}, "time": 0}]))
-    new_id = tracking.upload_record(fresh, other)
+    new_id = tracking.upload_record(read_record(fresh), other).run_id
     restored = _client(other).get_run(new_id)
     assert restored.info.status == "KILLED" and restored.info.run_name == "kept"
     assert restored.data.params == {"trainer.epochs": "2"} and restored.data.tags["fashion_lab.seed"] == "0"
@@ -197,12 +200,12 @@ def test_server_lost_mid_run_keeps_the_full_record_and_upload_puts_it_back(tmp_p
         identity = json.loads((folder / "run.json").read_text())
         assert identity["run_id"] == run_id and identity["params"]["trainer.epochs"] == "12"
 
-        refused = run_cli("upload", str(folder), timeout=120)  # still down: kept, one line, exit 1
+        refused = run_cli("upload", str(folder), f"tracking.uri={server.url}", timeout=120)  # still down: kept, one line, exit 1
         assert refused.returncode == 1 and "still unreachable" in refused.stderr
         assert not (folder / "uploaded.json").exists()
 
         server.start()  # the same store, back on the same port
-        result = run_cli("upload", str(tmp_path / "kept"), timeout=120)
+        result = run_cli("upload", str(tmp_path / "kept"), f"tracking.uri={server.url}", timeout=120)
         assert result.returncode == 0, result.stderr
         assert f"-> run {run_id}" in result.stdout
         run = client.get_run(run_id)
