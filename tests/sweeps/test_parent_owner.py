@@ -174,10 +174,21 @@ RACER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow  # two fresh interpreters import MLflow and Hydra (~15 s on 2 busy cores)
-def test_two_commands_opening_one_sweep_at_once_leave_one_parent(store, tmp_path):
-    made_store(store)
-    script = RACER.format(repo=str(REPO), store=store)
+@pytest.mark.slow  # two fresh interpreters import MLflow and Hydra (~15 s on 2 busy cores; a server: +20 s)
+@pytest.mark.parametrize("backend", ["sqlite", "server"])
+def test_two_commands_opening_one_sweep_at_once_leave_one_parent(store, tmp_path, backend):
+    """The lease works through the MLflow API alone: the same race on a sqlite file and through a server."""
+    if backend == "sqlite":
+        race(made_store(store), store, tmp_path)
+        return
+    from servers import mlflow_server
+
+    with mlflow_server() as server:
+        race(server.url, server.backend_uri, tmp_path)
+
+
+def race(uri: str, store: str, tmp_path: Path) -> None:
+    script = RACER.format(repo=str(REPO), store=uri)
     racers = [subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, env=cli_env(), text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
     wait_for(lambda: len(list(tmp_path.glob("ready-*"))) == 2 or any(r.poll() is not None for r in racers),
@@ -185,8 +196,10 @@ def test_two_commands_opening_one_sweep_at_once_leave_one_parent(store, tmp_path
     (tmp_path / "go").touch()
     outs = [(r.pid, *r.communicate(timeout=120)) for r in racers]
     assert [r.returncode for r in racers] == [0, 0], outs
-    won = [(pid, out.split()[1]) for pid, out, _ in outs if out.startswith("WON")]
-    lost = [out for _, out, _ in outs if out.startswith("LOST")]
+    said = [(pid, line) for pid, out, _ in outs for line in out.splitlines()  # MLflow adds "View run" lines
+            if line.startswith(("WON", "LOST"))]
+    won = [(pid, line.split()[1]) for pid, line in said if line.startswith("WON")]
+    lost = [line for _, line in said if line.startswith("LOST")]
     assert len(won) == 1 and len(lost) == 1, outs
     (winner_pid, parent), = won
     assert f"owned by host {HOST}, pid {winner_pid}, since " in lost[0] and f"parent run {parent}" in lost[0]
