@@ -122,7 +122,10 @@ def decide(tracking_cfg, key: str, lease: Lease, what: str, created: bool) -> li
     now, rivals, stale = time.time(), [], []
     for other in leases(tracking_cfg, key):
         reason = other.stale(now) if other.token != lease.token else None
-        (rivals if reason is None else stale).append(other if reason is None else (other, reason))
+        if reason is None:
+            rivals.append(other)
+        else:
+            stale.append((other, reason))
     if all(x.token != lease.token for x in rivals):
         rivals.append(lease)  # our own claim, even where the store's answer lagged behind our write
     held = [x for x in rivals if x.state == "held" and x.token != lease.token]
