@@ -181,7 +181,7 @@ def test_two_commands_opening_one_sweep_at_once_leave_one_parent(store, tmp_path
     if backend == "sqlite":
         race(made_store(store), store, tmp_path)
         return
-    from servers import mlflow_server
+    from helpers.servers import mlflow_server
 
     with mlflow_server() as server:
         race(server.url, server.backend_uri, tmp_path)
