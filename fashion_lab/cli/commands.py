@@ -2,7 +2,8 @@
 become exit statuses and messages. TensorFlow is imported only inside a task.
 
 Exit statuses: 0 done; 1 a point or trial failed, or a search stopped early; 2 bad input (before
-any run exists); 130 Ctrl-C and 143 SIGTERM (the runs are closed KILLED; the same command resumes).
+any run exists); 75 another live command owns the sweep (named; nothing was changed, try again later);
+130 Ctrl-C and 143 SIGTERM (the runs are closed KILLED; the same command resumes).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def run_hydra(task: Callable[[DictConfig], object], argv: list[str], prog: str,
     """Run ``task`` as a Hydra app on ``argv`` (overrides, -m, --help, ...); typed errors become exits."""
     from fashion_lab.sweeps import campaign
     from fashion_lab.search.space import SpaceError
-    from fashion_lab.record.tracking import Terminated
+    from fashion_lab.record.tracking import Busy, Terminated
 
     try:
         register_configs()
@@ -48,7 +49,7 @@ def run_hydra(task: Callable[[DictConfig], object], argv: list[str], prog: str,
         if isinstance(stop.error, campaign.SweepFailed):  # after the summary, which says what failed
             print(f"fashion-lab: {stop.error}", file=sys.stderr)
             return 1
-        fail(str(stop.error))
+        fail(str(stop.error), code=75 if isinstance(stop.error, Busy) else 2)  # 75: busy, try again later
     except (ConfigError, SpaceError) as error:
         fail(str(error))
     except KeyboardInterrupt:

@@ -5,10 +5,11 @@ sweep's summary; its children carry its tags so reports find their sweep without
 from __future__ import annotations
 
 import socket
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from fashion_lab.config import mask_userinfo
 from fashion_lab.record.client import client_for, ensure_experiment, set_tags
+from fashion_lab.record.lease import CAMPAIGN_KEY, Lease, check_free, claim, decide, release
 from fashion_lab.record.names import SHARED_VIEW, TAG
 from fashion_lab.record.owners import commit_tags, process_id, system_tags
 from fashion_lab.record.run import log_metrics
@@ -66,8 +67,10 @@ def child_tags(parent_run_id: str, sweep_name: str, role: str, strategy: str) ->
 
 
 def close_parent_run(tracking_cfg, run_id: str, *, status: str, summary: dict[str, Any]) -> None:
-    """End the parent: numeric summary values become metrics, the rest tags (``summary.*``)."""
+    """End the parent: numeric summary values become metrics, the rest tags (``summary.*``); this
+    process's lease on it is released."""
     client = client_for(tracking_cfg)
+    release(client, run_id)
     numbers = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     if numbers:
         log_metrics(client, run_id, numbers)
@@ -95,3 +98,18 @@ def resume_parent(tracking_cfg, run_id: str, tags: dict[str, Any]) -> None:
     if TAG + "failure" in client.get_run(run_id).data.tags:
         client.delete_tag(run_id, TAG + "failure")
     set_tags(client, run_id, {TAG + "owner": process_id(), **tags})
+
+
+def hold_parent(tracking_cfg, campaign_key: str, what: str, restart: bool,
+                create: Callable[[dict[str, str]], str]) -> tuple[str, bool, list[str]]:
+    """This command's hold on its sweep: (parent run id, whether it resumes an earlier parent, the stale leases
+    it took over). The newest parent under ``campaign_key`` is claimed, or ``create(tags)`` makes one with the
+    claim among its tags; ``lease.Busy`` when a live command holds the sweep (nothing changed then)."""
+    lease = Lease.mine()
+    check_free(tracking_cfg, campaign_key, what)  # before anything is written
+    found = None if restart else find_parent(tracking_cfg, campaign_key)
+    if found is not None:
+        claim(tracking_cfg, found.run_id, lease)
+    else:  # the claim is born with the run: a rival sees both at once
+        lease.run_id = create({CAMPAIGN_KEY: campaign_key, lease.tag: lease.value()})
+    return lease.run_id, found is not None, decide(tracking_cfg, campaign_key, lease, what, created=found is None)

@@ -10,6 +10,7 @@ through it).
 - ``owners``: provenance (commits, versions, user, host, process) and reaping runs whose process died.
 - ``run``: one run per ``train()`` (``tracked_run``, the ``Recorder``) and the log calls.
 - ``upload``: a record kept on disk while the server was away, put into its store.
+- ``lease``: one command owns a sweep at a time (a lease tag on its parent, a heartbeat, stale takeover).
 - ``parents``: the parent run of a sweep or search (open, find, resume, close) and its children's tags.
 - ``queries``: filters and searches over the store, a sweep's children, the UI link of its view.
 - ``run_record``: ``RunRecord``, a run as plain data: what every layer above record reads of a run.
@@ -31,7 +32,8 @@ from fashion_lab.record.names import EXPERIMENT_KIND, MODEL_NAME, REAPED, SHARED
 from fashion_lab.record.owners import (PACKAGE_DIR, PACKAGES, _alive, _checkout, _git, close_dead_runs,
                                        commit_tags, git_commit, package_versions, process_id, provenance_tags,
                                        reap, reap_orphans, system_tags, where_tags, workdir_commit)
-from fashion_lab.record.parents import (child_tags, close_parent_run, find_parent, open_parent_run,
+from fashion_lab.record.lease import GRACE_S, HEARTBEAT_S, Busy, Lease, check_free, claim, decide, release
+from fashion_lab.record.parents import (child_tags, close_parent_run, find_parent, hold_parent, open_parent_run,
                                         resume_parent, sweep_view)
 from fashion_lab.record.queries import (PAGE, _progress, children, min_metric, read_run, role_filter, round_run,
                                         search_all, sweep_filter, sweep_view_url)
@@ -58,7 +60,9 @@ __all__ = [
     # upload
     "Uploaded", "upload_record",
     # parents
-    "child_tags", "close_parent_run", "find_parent", "open_parent_run", "resume_parent", "sweep_view",
+    "child_tags", "close_parent_run", "find_parent", "hold_parent", "open_parent_run", "resume_parent", "sweep_view",
+    # lease
+    "Busy", "GRACE_S", "HEARTBEAT_S", "Lease", "check_free", "claim", "decide", "release",
     # queries
     "PAGE", "children", "min_metric", "read_run", "role_filter", "round_run", "search_all", "sweep_filter", "sweep_view_url",
     # run_record

@@ -1,8 +1,8 @@
 """The campaign layer: a sweep's parent run and its jobs, the same code for every sweeper.
 
-``open_parent`` opens or resumes the parent (the same command continues it; ``sweep.restart=true``
-starts anew), ``close_parent`` ends it, ``abort`` (Ctrl-C, SIGTERM) stops the workers and closes it
-and its in-flight children KILLED. Each job is ``sweeps.job.run_job`` (a grid point or a trial,
+``open_parent`` opens or resumes the parent under a lease (the same command continues it; ``sweep.restart=true``
+starts anew; one live command at a time), ``close_parent`` ends it, ``abort`` (Ctrl-C, SIGTERM) stops the
+workers and closes it and its in-flight children KILLED. Each job is ``sweeps.job.run_job`` (a grid point or a trial,
 on any launcher), which hands a ``JobResult`` back to the sweeper (Hydra's JobReturn).
 ``Campaign``, a Hydra callback (conf/config.yaml), records grid-like sweepers; the KerasTuner
 sweeper uses the same functions.
@@ -61,21 +61,23 @@ def fashion_labs_own(config, sweeper: str, command: str) -> None:
 
 def open_parent(tracking_cfg, *, key: str, restart: bool, name: str, role: str, strategy: str,
                 sweep_name: str, swept_keys: list[str], definition: str, tags: dict[str, str]) -> Optional[str]:
-    """The parent run of this sweep command: the last one recorded under ``key``, resumed, or a new one."""
+    """The parent run of this sweep command: the last one recorded under ``key``, resumed, or a new one, held
+    under a lease (record/lease.py); while another live command holds it, ``Stop(Busy)`` before any change."""
     if not tracking_cfg.enabled:
         return None
     from fashion_lab.record import tracking
 
     tracking.reap(tracking_cfg)  # runs of a killed earlier attempt: KILLED before anything resumes
-    found = None if restart else tracking.find_parent(tracking_cfg, key)
-    if found is not None:
-        parent = found.run_id
+    try:
+        parent, resumed, taken = tracking.hold_parent(tracking_cfg, key, f"{role} {sweep_name}", restart, lambda claim: (
+            tracking.open_parent_run(tracking_cfg, name=name, role=role, strategy=strategy, sweep_name=sweep_name,
+                                     swept_keys=swept_keys, definition=definition, tags={**tags, **claim})))
+    except tracking.Busy as busy:  # a Stop passes Hydra's callback and sweeper alike
+        raise Stop(busy) from None
+    print("".join(f"taking over {role} {sweep_name}: the lease of {line}\n" for line in taken), end="")
+    if resumed:
         tracking.resume_parent(tracking_cfg, parent, tags)
         print(f"resuming {role} {sweep_name} (parent run {parent}); sweep.restart=true starts a new one")
-    else:
-        parent = tracking.open_parent_run(tracking_cfg, name=name, role=role, strategy=strategy,
-                                          sweep_name=sweep_name, swept_keys=swept_keys, definition=definition,
-                                          tags={**tags, tracking.TAG + "campaign_key": key})
     _OPEN[parent] = tracking_cfg
     return parent
 
