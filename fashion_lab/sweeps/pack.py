@@ -22,7 +22,7 @@ def pack_size(path: Path, overrides: list[str]) -> int:
     if not text.isdigit() or int(text) < 1:
         raise ConfigError(f"sweep.pack={text}: give an integer >= 1 (seeds trained together as towers of one model)")
     if int(text) > 1:
-        for key in ("sweep.until_sure", "sweep.race", "sweep.plan"):
+        for key in ("sweep.until_sure", "sweep.race"):
             if sweep.setting(path, overrides, key, False).lower() == "true":
                 raise ConfigError(f"sweep.pack={text} with {key}=true is not supported: give sweep.pack=1")
         if sweep.strategy(path, overrides) != "grid":

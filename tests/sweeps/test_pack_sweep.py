@@ -44,3 +44,18 @@ def test_a_packed_sweep_records_one_run_per_seed_and_resumes(run_cli, tmp_path):
     again = run_cli(*command, check=True, timeout=600)  # the same command resumes: every seed is done
     assert again.stdout.count("already recorded") == 3
     assert len([r for r in _runs(store) if "mlflow.parentRunId" in r.data.tags]) == 3
+
+
+def test_the_seed_dimension_is_cut_into_packs_and_each_pack_back_into_its_seeds():
+    from fashion_lab.config import sweep_files
+    from fashion_lab.sweeps.grid import with_seeds
+    from fashion_lab.sweeps.pack import per_seed, with_packs
+
+    files = sweep_files()
+    three = with_packs(files["bn_placement"], with_seeds(files["bn_placement"], ["sweep.seeds=3", "sweep.pack=2"]))
+    assert three[-2:] == ["trainer.seed=0", "sweep.pack_seeds=choice([0,1],[2])"]
+    # a sweep file's own seed dimension (ablation: trainer.seed: 0,1,2) is packed the same way
+    assert with_packs(files["ablation"], ["sweep.pack=4"])[-1] == "sweep.pack_seeds=choice([0,1,2])"
+    assert with_packs(files["ablation"], ["sweep.pack=1"]) == ["sweep.pack=1"]
+    job = ["model.bn_placement=after", "trainer.seed=0", "sweep.pack_seeds=[4,5]"]
+    assert per_seed(job) == [["model.bn_placement=after", "trainer.seed=4"], ["model.bn_placement=after", "trainer.seed=5"]]
