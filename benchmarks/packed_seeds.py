@@ -1,7 +1,7 @@
 """Packed seeds (``sweep.pack=K``): training time per tower, K towers in one fit against one single run.
 
     PYTHONPATH=$PWD python benchmarks/packed_seeds.py                     # K = 1, 2, 4, 8; float32 and bf16
-    PYTHONPATH=$PWD python benchmarks/packed_seeds.py --steps 5 --repeats 2 --ks 1 2 4 8
+    PYTHONPATH=$PWD python benchmarks/packed_seeds.py --steps 2 --repeats 2 --ks 1 2 4 8   # what README's row ran
 
 The tutorial network (full size, batch 32) on synthetic 28x28 images, a fixed number of steps per fit.
 Each model is built and run for 2 untimed steps (tracing), then timed from the end of its first step
@@ -56,7 +56,7 @@ def step_seconds(precision: str, k: int, steps: int, splits) -> float:
     import keras
 
     from fashion_lab.run.fit_data import dataset
-    from fashion_lab.run.packed import Packed, _packed_data, _towers
+    from fashion_lab.run.packed import _packed_data, _towers, compiled_packed
     from fashion_lab.run.train import _compiled_model
 
     keras.backend.clear_session()
@@ -70,8 +70,7 @@ def step_seconds(precision: str, k: int, steps: int, splits) -> float:
         for seed, one in enumerate(cfgs):
             one.trainer.seed = seed
         towers, per_tower = _towers(cfgs, splits)
-        model = Packed(towers, splits.input_shape)
-        model.compile(optimizer="sgd")
+        model = compiled_packed(cfg, towers, splits.input_shape)  # as train_packed compiles it
         data = {"x": _packed_data(cfg, per_tower, splits)["x"]}
     model.fit(x=data["x"].take(2), epochs=1, verbose=0, shuffle=False)  # traces the step
     clock = _clock()
@@ -110,8 +109,10 @@ def main(argv=None) -> int:
             for k in args.ks:
                 order = [0, k] if (repeat + k) % 2 == 0 else [k, 0]  # ABAB: who goes first alternates
                 for which in order:
-                    times.setdefault((precision, k, which), []).append(step_seconds(precision, which, args.steps, splits))
-                print(f"repeat {repeat + 1} {precision} K={k} done", file=sys.stderr, flush=True)
+                    seconds = step_seconds(precision, which, args.steps, splits)
+                    times.setdefault((precision, k, which), []).append(seconds)
+                    print(f"repeat {repeat + 1} {precision} K={k} {'packed' if which else 'single'}: "
+                          f"{seconds:.4f} s/step", file=sys.stderr, flush=True)
     print(f"\n{'precision':<15} {'K':>2} {'single s/step':>13} {'packed s/step':>13} {'per tower':>9} "
           f"{'packed/K ÷ single':>17}")
     for precision in args.precisions:

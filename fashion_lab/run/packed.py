@@ -71,7 +71,8 @@ class Packed(keras.Model):
         """Keras' step per tower; the sum's gradient is each tower's own, applied by its own optimizer."""
         with tf.GradientTape() as tape:
             logs, losses = self._step(data, training=True)
-            total = tf.add_n(losses)
+            # scale_loss: a mixed_float16 tower's loss-scale optimizer unscales what it is given (else identity)
+            total = tf.add_n([tower.optimizer.scale_loss(loss) for tower, loss in zip(self.towers, losses)])
         weights = [tower.trainable_weights for tower in self.towers]
         gradients = tape.gradient(total, [w for ws in weights for w in ws])
         first = 0
@@ -190,11 +191,16 @@ def train_packed(cfgs: Sequence, *, overrides: Sequence[Sequence[str]] = (), run
         return _fit_and_record(cfgs, splits, recorders)
 
 
+def compiled_packed(cfg, towers, input_shape) -> Packed:
+    model = Packed(towers, input_shape)
+    model.compile(optimizer="sgd", jit_compile=cfg.trainer.jit_compile)  # unused: the towers' optimizers step
+    return model
+
+
 def _fit_and_record(cfgs, splits, recorders) -> list[RunResult]:
     cfg = cfgs[0]
     towers, data = _towers(cfgs, splits)
-    model = Packed(towers, splits.input_shape)
-    model.compile(optimizer="sgd", jit_compile=cfg.trainer.jit_compile)  # unused: the towers' optimizers step
+    model = compiled_packed(cfg, towers, splits.input_shape)
     loggers = [TowerLogger(r, t, k) for k, (r, t) in enumerate(zip(recorders, towers))]
     started = time.perf_counter()
     fitted = model.fit(**_packed_data(cfg, data, splits), epochs=cfg.trainer.epochs,

@@ -30,12 +30,14 @@ def _record(client, run_id) -> dict:
 
 
 @pytest.mark.slow
-def test_two_packed_seeds_are_two_runs_each_equal_to_its_seed_trained_alone(tmp_path):
+@pytest.mark.parametrize("precision", ["float32", "mixed_float16"])  # float16: each tower's loss scale (GPUs)
+def test_two_packed_seeds_are_two_runs_each_equal_to_its_seed_trained_alone(tmp_path, precision):
     from fashion_lab.run.packed import train_packed
     from fashion_lab.run.train import train
 
     store = f"sqlite:///{tmp_path / 'm.db'}"
-    cfgs = [compose(TINY + [f"tracking.uri={store}", f"trainer.seed={seed}"]) for seed in (3, 4)]
+    cfgs = [compose(TINY + [f"tracking.uri={store}", f"trainer.seed={seed}", f"trainer.precision={precision}"])
+            for seed in (3, 4)]
     packed = train_packed(cfgs)
     assert len(packed) == 2 and packed[0].run_id != packed[1].run_id
     client = MlflowClient(store)
