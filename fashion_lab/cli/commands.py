@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from fashion_lab.sweeps import grid as sweep
+from fashion_lab.sweeps import grid as sweep, pack as packs
 from fashion_lab.cli.hydra_flags import shows_only, split_hydra_flags
 from fashion_lab.config import CONF_DIR, ConfigError, check_overrides, check_sweep, register_configs, sweep_files
 
@@ -157,6 +157,10 @@ def sweep_command(argv: list[str]) -> int:
         fail(f"sweep.plan={planned}: give true or false")
     if planned == "true":
         return plan_command(name, files[name], overrides, strategy)
+    try:
+        packs.pack_size(files[name], overrides)  # sweep.pack: a grid's seeds only, without race or until_sure
+    except ConfigError as error:
+        fail(str(error))
     if strategy != "grid" and sweep.setting(files[name], overrides, "sweep.seeds", 1) != "1":
         fail(f"sweep.seeds is for grids; sweep {name!r} is a {strategy} search: repeat each trial with "
              f"tuner.executions_per_trial=N instead")
@@ -169,7 +173,7 @@ def sweep_command(argv: list[str]) -> int:
             sweep.with_seeds(files[name], overrides)  # the same checks of sweep.seeds; the sweeper adds the seeds
             overrides = [*overrides, "hydra/sweeper=until_sure"]  # it chooses the seeds round by round
         else:
-            overrides = sweep.with_seeds(files[name], overrides)
+            overrides = packs.with_packs(files[name], sweep.with_seeds(files[name], overrides))
             if sweep.setting(files[name], overrides, "sweep.race", False).lower() == "true":
                 overrides = [*overrides, "hydra/sweeper=race"]  # it trains the arms in rungs
         sweep.check_grid(sweep.dimensions(sweep._params(OmegaConf.load(files[name])), overrides), f"sweep {name!r}")

@@ -203,7 +203,8 @@ PRUNERS = ("none", "median", "wilcoxon")  # tuner.pruner (Optuna strategies only
 SWEEP_PLUMBING = ("sweep.restart", "sweep.parent_run_id", "sweep.trial", "sweep.swept_keys", "sweep.continues_run")
 # (sweep.parent_run_id is recorded as a param too: a job's own config names its parent.)
 COMMAND_KEYS = ("tuner", "report", "reproduce", "ui", "sweep.restart", "sweep.trial", "sweep.swept_keys",
-                "sweep.initial_points", "sweep.plan", "sweep.continues_run")
+                "sweep.initial_points", "sweep.plan", "sweep.continues_run",
+                "sweep.pack", "sweep.pack_seeds")  # how seeds are scheduled: a packed run records as a single one
 # Keys that never change what a run computes: where and how it is recorded, printed, scheduled or cached.
 # The one list behind config_id, the search fingerprint, skipping finished sweep points and run names.
 SETTINGS = (*COMMAND_KEYS, "sweep", "tracking", "hydra", "trainer.verbose", "trainer.threads", "data.cache",

@@ -132,11 +132,13 @@ class SweepConfig:
     rungs: List[int] = field(default_factory=lambda: [3, 9, 25])  # race: epochs of each rung, clipped to trainer.epochs
     restart: bool = False                 # true: a new parent run instead of continuing this command's sweep
     plan: bool = False                    # grid: print the plan (runs, time, what it can detect); train nothing
+    pack: int = 1                         # grid: train K seeds of a point as K towers of one model, one fit (a GPU's gain)
     # Set by the campaign on each job's command line (so a job on any launcher, or another machine, has them):
     parent_run_id: Optional[str] = None   # the sweep's parent run
     trial: Optional[Any] = None           # KerasTuner sweeper: {trial_id, execution, bracket, ...} of this job
     swept_keys: List[str] = field(default_factory=list)  # what the sweep varies: names its child runs
     continues_run: Optional[str] = None   # race sweeper: the run of the previous rung whose weights this job continues
+    pack_seeds: List[int] = field(default_factory=list)  # sweep.pack: the seeds this job trains packed
     initial_points: List[Any] = field(default_factory=list)  # tuner: {key: value} maps tried after the base
 
 

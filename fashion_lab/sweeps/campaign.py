@@ -20,7 +20,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from fashion_lab.analysis import race_record as race
-from fashion_lab.sweeps import grid as sweep
+from fashion_lab.sweeps import grid as sweep, pack as packs
 from fashion_lab.config import (ConfigError, check_overrides, flatten, is_plumbing, is_setting,
                                 override_key, point_name, short_key, sweep_files)
 from fashion_lab.preflight import validate
@@ -158,7 +158,7 @@ class Campaign(Callback):
             self.points = sweep.points(dims)
         except Exception as error:  # Hydra's grammar errors name the bad override
             raise error if isinstance(error, ConfigError) else SweepError(f"sweep {self.name!r}: {error}") from None
-        self.keys = sweep.swept_keys(dims)
+        self.points, self.keys = packs.expand(self.points, sweep.swept_keys(dims), config)  # sweep.pack: per seed
         if config.sweep.until_sure and "trainer.seed" not in self.keys:  # its sweeper adds seeds round by round
             self.keys.append("trainer.seed")
         # `fashion-lab sweep` turns sweep.seeds into a trainer.seed dimension; a bare multirun cannot.
@@ -256,7 +256,7 @@ class Campaign(Callback):
         """This sweep's command without its seeds: where the next step's settings go."""
         task = [o for o in config.hydra.overrides.task if not is_plumbing(override_key(o))
                 and override_key(o) not in ("trainer.seed", "hydra/sweeper", "sweep", "sweep.until_sure", "sweep.race",
-                                            "sweep.seeds", "sweep.max_seeds")]
+                                            "sweep.seeds", "sweep.max_seeds", "sweep.pack", packs.KEY)]
         if config.sweep.name in sweep_files():
             return " ".join([f"fashion-lab sweep {self.name}", *[o for o in task if o != f"sweep={self.name}"]])
         return " ".join(["fashion-lab train -m", *task])

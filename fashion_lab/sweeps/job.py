@@ -9,6 +9,7 @@ so it needs nothing else. It never raises on a failure: a raising job would stop
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import gc
 import math
@@ -22,7 +23,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, open_dict
 
 from fashion_lab.config import ConfigError, config_hash, is_plumbing, override_key, point_name
-from fashion_lab.sweeps import grid as sweep
+from fashion_lab.sweeps import grid as sweep, pack as packs
 
 
 @dataclass
@@ -128,10 +129,9 @@ def _recorded(cfg, run) -> dict[str, Any]:
                            "last_val_accuracy": metrics.get("val_accuracy", math.nan)}}  # the latest step's value
 
 
-def run_job(cfg: DictConfig, epoch_hook=None) -> JobResult:
-    """One multirun job: ``train(cfg)`` as a child of the sweep's parent run. Never raises on failure:
-    a raising job would stop Hydra's sweepers; the run is FAILED with its reason, the result says so.
-    ``epoch_hook``: the search's per-epoch "stop?" (its pruner, search.backend.epoch_hook), passed to train()."""
+def run_job(cfg: DictConfig, epoch_hook=None) -> JobResult | list[JobResult]:
+    """One multirun job: ``train(cfg)`` as a child of the sweep's parent run (a pack: ``run_pack``). Never raises: the run
+    is FAILED with its reason (a raise would stop Hydra's sweepers). ``epoch_hook``: a search's pruner, for train()."""
     from hydra.core.hydra_config import HydraConfig
 
     from fashion_lab.record import tracking
@@ -143,6 +143,8 @@ def run_job(cfg: DictConfig, epoch_hook=None) -> JobResult:
     parent, trial = cfg.sweep.parent_run_id, {k: str(v) for k, v in (cfg.sweep.trial or {}).items()}
     label, name = _names(cfg, overrides, parent, trial)
     _set_job_threads(cfg, hydra_cfg)
+    if cfg.sweep.pack_seeds:  # sweep.pack: this job's seeds as towers of one model, a JobResult each
+        return run_pack(cfg, overrides, parent, _tags(cfg, parent, trial))
     fresh = bool(trial) and cfg.tuner.fresh_process  # a long search's memory stays flat on any launcher
     result = JobResult(name=label, overrides=overrides, trial=trial)
     try:  # train() validates the point (a bad one fails as a FAILED run, like any other error)
@@ -177,6 +179,53 @@ def run_job(cfg: DictConfig, epoch_hook=None) -> JobResult:
     peak = max(peak, peak_mb())
     result.rss_mb, result.peak_child_rss_mb = rss, peak if fresh else math.nan
     return result
+
+
+def run_pack(cfg, overrides: list[str], parent, tags: dict[str, str]) -> list:
+    """A packed job: each seed's FINISHED run under the parent is kept, the rest train as one pack.
+    Never raises on a failure (as run_job): every seed left gets a FAILED JobResult with the reason."""
+    from fashion_lab.record import tracking
+
+    results, todo = {}, []
+    for seed, own in zip(cfg.sweep.pack_seeds, packs.per_seed(overrides)):
+        one = copy.deepcopy(cfg)
+        with open_dict(one):
+            one.trainer.seed, one.sweep.pack_seeds = int(seed), []
+        label = sweep.point_name(own, cfg.sweep.swept_keys) or None
+        results[seed] = JobResult(name=label, overrides=own)
+        if done := _finished_before(one, parent, {}):
+            print(f"{label or 'point'}: already recorded as run {done[-1].run_id}; not re-run")
+            results[seed] = JobResult(status="FINISHED", name=label, overrides=own, **_recorded(one, done[-1]))
+        else:
+            todo.append((seed, one, own, label))
+    if todo:
+        print(f"fashion-lab: training seeds {[s for s, *_ in todo]} packed (sweep.pack={cfg.sweep.pack})", flush=True)
+        try:
+            _train_pack(todo, parent, tags, results)
+        except Exception as error:  # noqa: BLE001 - a failing pack must not stop the other points
+            if (stop := tracking.take_signal(error)) is not None:
+                raise stop from error
+            reason = tracking.failure_reason(error)[:2000]
+            print(f"fashion-lab: pack of seeds {[s for s, *_ in todo]} FAILED: {reason.splitlines()[0]}", file=sys.stderr)
+            for seed, *_ in todo:
+                results[seed].reason = reason
+    return list(results.values())
+
+
+def _train_pack(todo: list, parent, tags: dict[str, str], results: dict) -> None:
+    from fashion_lab.run.packed import train_packed
+    from fashion_lab.run.train import print_result
+
+    trained = train_packed([one for _, one, _, _ in todo], overrides=[own for *_, own, _ in todo],
+                           run_names=[label for *_, label in todo], parent_run_id=parent, tags=tags)
+    for (seed, _, _, _), result in zip(todo, trained):
+        print_result(result)
+        metrics = {k: float(v) for k, v in result.metrics.items()}
+        history = result.history
+        results[seed].status, results[seed].run_id, results[seed].metrics = "FINISHED", result.run_id, metrics
+        results[seed].objectives = {"val_accuracy": metrics["best_val_accuracy"],
+                                    "val_loss": float(history["val_loss"].min()),
+                                    "last_val_accuracy": float(history["val_accuracy"].iloc[-1])}
 
 
 def _set_job_threads(cfg, hydra_cfg) -> None:
