@@ -87,7 +87,7 @@ def _train_task(cfg: DictConfig):
         check_store(cfg.tracking)
     except ConfigError as error:
         fail(str(error))
-    from fashion_lab.record.tracking import Terminated
+    from fashion_lab.record.tracking import StoreUnwritable, Terminated, failure_line
     from fashion_lab.run.train import print_result, train
 
     try:
@@ -97,7 +97,9 @@ def _train_task(cfg: DictConfig):
     except Terminated:
         print("fashion-lab: terminated; run recorded as KILLED", file=sys.stderr)
         raise SystemExit(143)
-    except OSError as error:  # a full disk, a store gone read-only: the run is already closed FAILED
+    except StoreUnwritable as error:  # a full disk, a store gone read-only: the run is already closed FAILED
+        fail(failure_line(error), code=1)  # (in the store, or in the local spool when the store cannot take it)
+    except OSError as error:
         fail(f"{error}; the run is recorded FAILED with this reason", code=1)
     print_result(result)
     return result.metrics["best_val_accuracy"]

@@ -91,7 +91,9 @@ class Spool:
                 send(call["op"], kwargs)
                 sent += 1
         except Exception as error:  # noqa: BLE001 - kept for the next try
-            if not unreachable(error):
+            from fashion_lab.record.store_faults import cause
+
+            if not (unreachable(error) or cause(error)):  # away, or full / read-only: both may come back
                 raise
             return False
         finally:
@@ -101,7 +103,16 @@ class Spool:
                                                               for c in self.calls))
         return True
 
+    @property
+    def local(self) -> bool:
+        """The record's store is a local one (a fault of its disk kept it here, not a server away)."""
+        return not str(self.identity.get("uri", "")).startswith(("http://", "https://"))
+
     def message(self) -> str:
+        if self.local:
+            return (f"fashion-lab: the store {self.identity.get('uri')} could not be written ({self.reason or 'a fault'}); "
+                    f"the run's end is kept in {self.folder}; once the store can be written: "
+                    f"fashion-lab upload {self.folder}")
         return (f"fashion-lab: the tracking server {self.identity.get('uri')} could not be reached "
                 f"({self.reason or 'unreachable'}); the run's record (config, history, metrics, weights, "
                 f"status) is kept in {self.folder}; once the server is back, upload it with: "

@@ -11,7 +11,8 @@ from fashion_lab.config import mask_userinfo
 from fashion_lab.record.client import client_for, ensure_experiment, set_tags
 from fashion_lab.record.names import SHARED_VIEW, TAG
 from fashion_lab.record.owners import commit_tags, process_id, system_tags
-from fashion_lab.record.run import log_metrics
+from fashion_lab.record.run import log_metrics, send
+from fashion_lab.record.store_faults import end_calls, keep_end, unwritable
 from fashion_lab.record.run_record import RunRecord, run_record
 
 
@@ -66,15 +67,24 @@ def child_tags(parent_run_id: str, sweep_name: str, role: str, strategy: str) ->
 
 
 def close_parent_run(tracking_cfg, run_id: str, *, status: str, summary: dict[str, Any]) -> None:
-    """End the parent: numeric summary values become metrics, the rest tags (``summary.*``)."""
-    client = client_for(tracking_cfg)
+    """End the parent: numeric summary values become metrics, the rest tags (``summary.*``). A store
+    that cannot take it (full, read-only): the end is kept in the local spool and ``StoreUnwritable``
+    says where, in one line."""
     numbers = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    if numbers:
-        log_metrics(client, run_id, numbers)
     texts = {f"{TAG}summary.{k}": v for k, v in summary.items() if k not in numbers}
-    if texts:
-        set_tags(client, run_id, texts)
-    client.set_terminated(run_id, status=status)
+    calls = ([("metrics", {"metrics": numbers})] if numbers else []) + ([("tags", {"tags": texts})] if texts else [])
+    calls += end_calls(status, None, TAG + "failure")
+    for i, (op, kwargs) in enumerate(calls):
+        try:
+            send(client_for(tracking_cfg), run_id, op, kwargs)
+        except Exception as error:
+            uri = mask_userinfo(tracking_cfg.uri)
+            if (fault := unwritable(error, uri, f"the end of parent run {run_id}")) is None:
+                raise
+            identity = {"uri": tracking_cfg.uri, "experiment": tracking_cfg.experiment, "run_id": run_id,
+                        "run_name": None, "tags": {}, "params": {}}
+            fault.kept_in, fault.closed = keep_end(tracking_cfg.offline_dir, identity, calls[i:], error), True
+            raise fault from None
 
 
 def find_parent(tracking_cfg, campaign_key: str) -> Optional[RunRecord]:

@@ -84,7 +84,11 @@ def close_parent(tracking_cfg, parent: Optional[str], status: str, summary: dict
     if parent:
         from fashion_lab.record import tracking
 
-        tracking.close_parent_run(tracking_cfg, parent, status=status, summary=summary)
+        try:
+            tracking.close_parent_run(tracking_cfg, parent, status=status, summary=summary)
+        except tracking.StoreUnwritable as error:  # kept in the local spool: said once, the sweep goes on
+            print(f"fashion-lab: {error}; its end is kept in {error.kept_in} (once the store can be "
+                  f"written: fashion-lab upload {error.kept_in})", file=sys.stderr)
         _OPEN.pop(parent, None)
 
 
@@ -274,7 +278,8 @@ class Campaign(Callback):
               + (f", {len(failed_rows)} failed" if len(failed_rows) else "")
               + (f", {lost} lost" if lost else "") + "\n" + text)
         for _, row in failed_rows.iterrows():
-            print(f"FAILED point {row['_name']}: {row['_reason'] or 'no reason recorded'}", file=sys.stderr)
+            reason = row["_reason"] if isinstance(row["_reason"], str) and row["_reason"] else "no reason in the store"
+            print(f"FAILED point {row['_name']}: {reason}", file=sys.stderr)
         summary: dict[str, Any] = {"points": total, "points_finished": finished,
                                    "points_failed": len(failed_rows) + lost}
         full = {c["run_id"] for c in children if race.full_budget(c["tags"])}  # a raced arm's rung is no answer
@@ -293,6 +298,9 @@ class Campaign(Callback):
             summary["failed_points"] = "; ".join(str(n) for n in failed_rows["_name"])
         from fashion_lab.record import tracking
 
-        tracking.client_for(config.tracking).log_text(self.parent, text + "\n", "summary.txt")
+        try:
+            tracking.client_for(config.tracking).log_text(self.parent, text + "\n", "summary.txt")
+        except OSError as error:  # a full or read-only artifact folder: the parent still closes, in one line
+            print(f"fashion-lab: summary.txt not recorded: {tracking.failure_line(error)}", file=sys.stderr)
         close_parent(config.tracking, self.parent, "FINISHED" if summary["points_failed"] == 0 else "FAILED", summary)
         return summary["points_failed"]

@@ -166,8 +166,8 @@ def run_job(cfg: DictConfig, epoch_hook=None) -> JobResult:
         if (stop := tracking.take_signal(error)) is not None:  # Ctrl-C or SIGTERM, re-wrapped by a library
             raise stop from error
         result.reason = tracking.failure_reason(error)[:2000]
-        print(f"fashion-lab: {label or 'point'} FAILED: {result.reason.splitlines()[0]}", file=sys.stderr)
-        if not isinstance(error, ConfigError) and type(error).__name__ != "TrainingDiverged":
+        print(f"fashion-lab: {label or 'point'} FAILED: {tracking.failure_line(error)}", file=sys.stderr)
+        if not isinstance(error, (ConfigError, tracking.StoreUnwritable)) and type(error).__name__ != "TrainingDiverged":
             traceback.print_exc()
     finally:
         if trial and not fresh and "keras" in sys.modules:  # frees the model; TF keeps ~16 MB of graphs anyway
