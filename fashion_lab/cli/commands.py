@@ -87,13 +87,16 @@ def _train_task(cfg: DictConfig):
         check_store(cfg.tracking)
     except ConfigError as error:
         fail(str(error))
-    from fashion_lab.record.tracking import StoreUnwritable, Terminated, failure_line
+    from fashion_lab.data import DataError
+    from fashion_lab.record.tracking import StoreUnwritable, Terminated, TrainingDiverged, failure_line
     from fashion_lab.run.train import print_result, train
 
     try:
         result = train(cfg, overrides=list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [])
-    except ConfigError as error:  # inside a Hydra task an error would print a traceback
-        fail(str(error))
+    except (ConfigError, DataError) as error:  # inside a Hydra task an error would print a traceback
+        fail(str(error))  # a corrupt data file is found before any run exists
+    except TrainingDiverged as error:
+        fail(f"{error}; the run is recorded FAILED with this reason", code=1)
     except Terminated:
         print("fashion-lab: terminated; run recorded as KILLED", file=sys.stderr)
         raise SystemExit(143)

@@ -119,6 +119,16 @@ class Spool:
                 f"fashion-lab upload {self.folder}")
 
 
+def keep_end(offline_dir: str, identity: dict[str, Any], calls: list[tuple[str, dict[str, Any]]],
+             error: BaseException) -> Path:
+    """Keep the calls that close a run (its failure tag, its status) in a spool folder, for ``upload``."""
+    folder = spool_folder(offline_dir, identity["run_id"])
+    spool = Spool(folder, identity) if not (folder / RUN_FILE).exists() else Spool.load(folder)
+    for op, kwargs in calls:
+        spool.keep(op, kwargs, error)
+    return folder
+
+
 def spool_folder(offline_dir: str, run_id: str) -> Path:
     return Path(offline_dir).expanduser().absolute() / run_id
 

@@ -5,14 +5,16 @@ sweep's summary; its children carry its tags so reports find their sweep without
 from __future__ import annotations
 
 import socket
+import sys
 from typing import Any, Optional
 
 from fashion_lab.config import mask_userinfo
 from fashion_lab.record.client import client_for, ensure_experiment, set_tags
 from fashion_lab.record.names import SHARED_VIEW, TAG
 from fashion_lab.record.owners import commit_tags, process_id, system_tags
-from fashion_lab.record.run import log_metrics, send
-from fashion_lab.record.store_faults import end_calls, keep_end, unwritable
+from fashion_lab.record.run import failure_line, send
+from fashion_lab.record.offline import keep_end
+from fashion_lab.record.store_faults import end_calls, unwritable
 from fashion_lab.record.run_record import RunRecord, run_record
 
 
@@ -66,25 +68,31 @@ def child_tags(parent_run_id: str, sweep_name: str, role: str, strategy: str) ->
             TAG + "sweep_name": sweep_name, TAG + "role": role, TAG + "strategy": strategy}
 
 
-def close_parent_run(tracking_cfg, run_id: str, *, status: str, summary: dict[str, Any]) -> None:
-    """End the parent: numeric summary values become metrics, the rest tags (``summary.*``). A store
-    that cannot take it (full, read-only): the end is kept in the local spool and ``StoreUnwritable``
-    says where, in one line."""
+def close_parent_run(tracking_cfg, run_id: str, *, status: str, summary: dict[str, Any], text: str = "") -> None:
+    """End the parent: ``text`` as its summary.txt, numeric summary values as metrics, the rest tags
+    (``summary.*``). A store that cannot take it (full, read-only): the end is kept in the local spool
+    for ``fashion-lab upload``, and one line says so."""
     numbers = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     texts = {f"{TAG}summary.{k}": v for k, v in summary.items() if k not in numbers}
     calls = ([("metrics", {"metrics": numbers})] if numbers else []) + ([("tags", {"tags": texts})] if texts else [])
     calls += end_calls(status, None, TAG + "failure")
+    try:
+        if text:
+            client_for(tracking_cfg).log_text(run_id, text, "summary.txt")
+    except OSError as error:  # a full or read-only artifact folder: the parent still closes
+        print(f"fashion-lab: summary.txt not recorded: {failure_line(error)}", file=sys.stderr)
     for i, (op, kwargs) in enumerate(calls):
         try:
             send(client_for(tracking_cfg), run_id, op, kwargs)
         except Exception as error:
-            uri = mask_userinfo(tracking_cfg.uri)
-            if (fault := unwritable(error, uri, f"the end of parent run {run_id}")) is None:
+            if (fault := unwritable(error, mask_userinfo(tracking_cfg.uri), f"the end of parent run {run_id}")) is None:
                 raise
             identity = {"uri": tracking_cfg.uri, "experiment": tracking_cfg.experiment, "run_id": run_id,
                         "run_name": None, "tags": {}, "params": {}}
-            fault.kept_in, fault.closed = keep_end(tracking_cfg.offline_dir, identity, calls[i:], error), True
-            raise fault from None
+            kept = keep_end(tracking_cfg.offline_dir, identity, calls[i:], error)
+            print(f"fashion-lab: {fault}; its end is kept in {kept} (once the store can be written: "
+                  f"fashion-lab upload {kept})", file=sys.stderr)
+            return
 
 
 def find_parent(tracking_cfg, campaign_key: str) -> Optional[RunRecord]:

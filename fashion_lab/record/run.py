@@ -200,9 +200,9 @@ class Recorder:
             except Exception as error:  # noqa: BLE001 - the end is kept, never lost to a second error
                 if not self.active:
                     raise
-                folder = store_faults.keep_end(self.offline_dir, self.identity, calls[i:], error)
                 from fashion_lab.record import offline
 
+                folder = offline.keep_end(self.offline_dir, self.identity, calls[i:], error)
                 self.spool = offline.Spool.load(folder)
                 self.spool.reason = store_faults.cause(error) or failure_reason(error).splitlines()[0][:300]
                 break

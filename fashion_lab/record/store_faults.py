@@ -58,18 +58,6 @@ def unwritable(error: BaseException, uri: str, what: str) -> Optional[StoreUnwri
     return StoreUnwritable(f"the store {uri} cannot take {what}: {found}") if found else None
 
 
-def keep_end(offline_dir: str, identity: dict[str, Any], calls: list[tuple[str, dict[str, Any]]],
-             error: BaseException) -> Path:
-    """Keep the calls that close a run (its failure tag, its status) in a spool folder, for ``upload``."""
-    from fashion_lab.record import offline
-
-    folder = offline.spool_folder(offline_dir, identity["run_id"])
-    spool = offline.Spool(folder, identity) if not (folder / offline.RUN_FILE).exists() else offline.Spool.load(folder)
-    for op, kwargs in calls:
-        spool.keep(op, kwargs, error)
-    return folder
-
-
 def end_calls(status: str, reason: Optional[str], tag: str) -> list[tuple[str, dict[str, Any]]]:
     """The calls that close a run: the failure tag (if any), then its status."""
     calls = [("tags", {"tags": {tag: reason}})] if reason else []

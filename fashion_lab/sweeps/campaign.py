@@ -80,15 +80,11 @@ def open_parent(tracking_cfg, *, key: str, restart: bool, name: str, role: str, 
     return parent
 
 
-def close_parent(tracking_cfg, parent: Optional[str], status: str, summary: dict[str, Any]) -> None:
+def close_parent(tracking_cfg, parent: Optional[str], status: str, summary: dict[str, Any], text: str = "") -> None:
     if parent:
         from fashion_lab.record import tracking
 
-        try:
-            tracking.close_parent_run(tracking_cfg, parent, status=status, summary=summary)
-        except tracking.StoreUnwritable as error:  # kept in the local spool: said once, the sweep goes on
-            print(f"fashion-lab: {error}; its end is kept in {error.kept_in} (once the store can be "
-                  f"written: fashion-lab upload {error.kept_in})", file=sys.stderr)
+        tracking.close_parent_run(tracking_cfg, parent, status=status, summary=summary, text=text)
         _OPEN.pop(parent, None)
 
 
@@ -298,9 +294,6 @@ class Campaign(Callback):
             summary["failed_points"] = "; ".join(str(n) for n in failed_rows["_name"])
         from fashion_lab.record import tracking
 
-        try:
-            tracking.client_for(config.tracking).log_text(self.parent, text + "\n", "summary.txt")
-        except OSError as error:  # a full or read-only artifact folder: the parent still closes, in one line
-            print(f"fashion-lab: summary.txt not recorded: {tracking.failure_line(error)}", file=sys.stderr)
-        close_parent(config.tracking, self.parent, "FINISHED" if summary["points_failed"] == 0 else "FAILED", summary)
+        close_parent(config.tracking, self.parent, "FINISHED" if summary["points_failed"] == 0 else "FAILED", summary,
+                     text + "\n")
         return summary["points_failed"]

@@ -167,7 +167,8 @@ def run_job(cfg: DictConfig, epoch_hook=None) -> JobResult:
             raise stop from error
         result.reason = tracking.failure_reason(error)[:2000]
         print(f"fashion-lab: {label or 'point'} FAILED: {tracking.failure_line(error)}", file=sys.stderr)
-        if not isinstance(error, (ConfigError, tracking.StoreUnwritable)) and type(error).__name__ != "TrainingDiverged":
+        if not isinstance(error, (ConfigError, tracking.StoreUnwritable, tracking.TrainingDiverged)) \
+                and type(error).__name__ not in ("DataNotFoundError", "CorruptDataError"):  # said in their line
             traceback.print_exc()
     finally:
         if trial and not fresh and "keras" in sys.modules:  # frees the model; TF keeps ~16 MB of graphs anyway
