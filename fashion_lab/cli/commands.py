@@ -54,7 +54,7 @@ def run_hydra(task: Callable[[DictConfig], object], argv: list[str], prog: str,
     except KeyboardInterrupt:
         campaign.abort("interrupted (Ctrl-C)")
         raise
-    except SystemExit:  # Hydra reported an unexpected error: no parent stays RUNNING
+    except (SystemExit, Exception):  # an unexpected error (raised as it is under HYDRA_FULL_ERROR=1): no parent stays RUNNING
         if campaign._OPEN:
             campaign.abort("the sweep crashed (see its output)", status="FAILED")
         raise
@@ -78,7 +78,13 @@ def _train_task(cfg: DictConfig):
         from fashion_lab.search.backend import epoch_hook
         from fashion_lab.sweeps.job import run_job  # a grid point or a trial: a child run, failures reported at the end
 
-        return run_job(cfg, epoch_hook=epoch_hook(cfg))  # the hook: a search's pruner, from its backend
+        from fashion_lab.runtime.processes import exit_if_worker
+
+        try:
+            return run_job(cfg, epoch_hook=epoch_hook(cfg))  # the hook: a search's pruner, from its backend
+        except BaseException as error:
+            exit_if_worker(error)  # a worker told to stop: its run is closed, it takes no next point
+            raise
     from fashion_lab.preflight import validate
     from fashion_lab.record.store import check_store
 

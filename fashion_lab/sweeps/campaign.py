@@ -25,7 +25,7 @@ from fashion_lab.config import (ConfigError, check_overrides, flatten, is_plumbi
                                 override_key, point_name, short_key, sweep_files)
 from fashion_lab.preflight import validate
 from fashion_lab.record.store import check_store
-from fashion_lab.runtime.processes import stop_workers
+from fashion_lab.runtime.processes import stop_workers, stop_workers_then_raise
 from fashion_lab.sweeps.summary import answer, format_table, level_differences, summary_table
 
 _OPEN: dict[str, Any] = {}  # parent run id -> tracking config, for abort()
@@ -93,6 +93,7 @@ def raise_on_sigterm() -> None:
     from fashion_lab.record.tracking import install_signal_handlers
 
     install_signal_handlers()
+    signal.signal(signal.SIGTERM, stop_workers_then_raise)  # the workers close their own runs first
 
 
 def abort(reason: str, status: str = "KILLED") -> None:
