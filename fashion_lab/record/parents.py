@@ -76,14 +76,15 @@ def close_parent_run(tracking_cfg, run_id: str, *, status: str, summary: dict[st
     texts = {f"{TAG}summary.{k}": v for k, v in summary.items() if k not in numbers}
     calls = ([("metrics", {"metrics": numbers})] if numbers else []) + ([("tags", {"tags": texts})] if texts else [])
     calls += end_calls(status, None, TAG + "failure")
+    client = client_for(tracking_cfg)
     try:
         if text:
-            client_for(tracking_cfg).log_text(run_id, text, "summary.txt")
+            client.log_text(run_id, text, "summary.txt")
     except OSError as error:  # a full or read-only artifact folder: the parent still closes
         print(f"fashion-lab: summary.txt not recorded: {failure_line(error)}", file=sys.stderr)
     for i, (op, kwargs) in enumerate(calls):
         try:
-            send(client_for(tracking_cfg), run_id, op, kwargs)
+            send(client, run_id, op, kwargs)
         except Exception as error:
             if (fault := unwritable(error, mask_userinfo(tracking_cfg.uri), f"the end of parent run {run_id}")) is None:
                 raise
