@@ -55,7 +55,7 @@ def run_hydra(task: Callable[[DictConfig], object], argv: list[str], prog: str,
     except KeyboardInterrupt:
         campaign.abort("interrupted (Ctrl-C)")
         raise
-    except SystemExit:  # Hydra reported an unexpected error: no parent stays RUNNING
+    except (SystemExit, Exception):  # an unexpected error (raised as it is under HYDRA_FULL_ERROR=1): no parent stays RUNNING
         if campaign._OPEN:
             campaign.abort("the sweep crashed (see its output)", status="FAILED")
         raise
@@ -79,7 +79,13 @@ def _train_task(cfg: DictConfig):
         from fashion_lab.search.backend import epoch_hook
         from fashion_lab.sweeps.job import run_job  # a grid point or a trial: a child run, failures reported at the end
 
-        return run_job(cfg, epoch_hook=epoch_hook(cfg))  # the hook: a search's pruner, from its backend
+        from fashion_lab.runtime.processes import exit_if_worker
+
+        try:
+            return run_job(cfg, epoch_hook=epoch_hook(cfg))  # the hook: a search's pruner, from its backend
+        except BaseException as error:
+            exit_if_worker(error)  # a worker told to stop: its run is closed, it takes no next point
+            raise
     from fashion_lab.preflight import validate
     from fashion_lab.record.store import check_store
 
@@ -88,17 +94,22 @@ def _train_task(cfg: DictConfig):
         check_store(cfg.tracking)
     except ConfigError as error:
         fail(str(error))
-    from fashion_lab.record.tracking import Terminated
+    from fashion_lab.data import DataError
+    from fashion_lab.record.tracking import StoreUnwritable, Terminated, TrainingDiverged, failure_line
     from fashion_lab.run.train import print_result, train
 
     try:
         result = train(cfg, overrides=list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [])
-    except ConfigError as error:  # inside a Hydra task an error would print a traceback
-        fail(str(error))
+    except (ConfigError, DataError) as error:  # inside a Hydra task an error would print a traceback
+        fail(str(error))  # a corrupt data file is found before any run exists
+    except TrainingDiverged as error:
+        fail(f"{error}; the run is recorded FAILED with this reason", code=1)
     except Terminated:
         print("fashion-lab: terminated; run recorded as KILLED", file=sys.stderr)
         raise SystemExit(143)
-    except OSError as error:  # a full disk, a store gone read-only: the run is already closed FAILED
+    except StoreUnwritable as error:  # a full disk, a store gone read-only: the run is already closed FAILED
+        fail(failure_line(error), code=1)  # (in the store, or in the local spool when the store cannot take it)
+    except OSError as error:
         fail(f"{error}; the run is recorded FAILED with this reason", code=1)
     print_result(result)
     return result.metrics["best_val_accuracy"]

@@ -47,7 +47,13 @@ def client_for(tracking_cfg):
         return mlflow.MlflowClient(tracking_uri=tracking_cfg.uri)
     db = sqlite_path(tracking_cfg.uri)
     db.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{db}.lock", "w") as lock:
+    try:
+        lock = open(f"{db}.lock", "a")
+    except OSError:  # a folder turned read-only (or full): an existing store can still be read
+        if not db.exists():
+            raise
+        return mlflow.MlflowClient(tracking_uri=tracking_cfg.uri)
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not db.exists():
             _create_whole(db)

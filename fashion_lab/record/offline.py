@@ -99,7 +99,9 @@ class Spool:
                 send(call["op"], kwargs)
                 sent += 1
         except Exception as error:  # noqa: BLE001 - kept for the next try
-            if not unreachable(error):
+            from fashion_lab.record.store_faults import cause
+
+            if not (unreachable(error) or cause(error)):  # away, or full / read-only: both may come back
                 raise
             return False
         finally:
@@ -110,7 +112,16 @@ class Spool:
                                                               for c in self.calls))
         return True
 
+    @property
+    def local(self) -> bool:
+        """The record's store is a local one (a fault of its disk kept it here, not a server away)."""
+        return not str(self.identity.get("uri", "")).startswith(("http://", "https://"))
+
     def message(self) -> str:
+        if self.local:
+            return (f"fashion-lab: the store {self.identity.get('uri')} could not be written ({self.reason or 'a fault'}); "
+                    f"the run's end is kept in {self.folder}; once the store can be written: "
+                    f"fashion-lab upload {self.folder}")
         return (f"fashion-lab: the tracking server {self.identity.get('uri')} could not be reached "
                 f"({self.reason or 'unreachable'}); the run's record (config, history, metrics, weights, "
                 f"status) is kept in {self.folder}; once the server is back, upload it with: "
@@ -120,6 +131,16 @@ class Spool:
 def _masked(values: dict[str, Any]) -> dict[str, Any]:
     """``values`` with the userinfo of every URI in them masked (params and tags name tracking.uri)."""
     return {k: _masked(v) if isinstance(v, dict) else mask_userinfo(v) for k, v in values.items()}
+
+
+def keep_end(offline_dir: str, identity: dict[str, Any], calls: list[tuple[str, dict[str, Any]]],
+             error: BaseException) -> Path:
+    """Keep the calls that close a run (its failure tag, its status) in a spool folder, for ``upload``."""
+    folder = spool_folder(offline_dir, identity["run_id"])
+    spool = Spool(folder, identity) if not (folder / RUN_FILE).exists() else Spool.load(folder)
+    for op, kwargs in calls:
+        spool.keep(op, kwargs, error)
+    return folder
 
 
 def spool_folder(offline_dir: str, run_id: str) -> Path:

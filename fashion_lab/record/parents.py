@@ -5,6 +5,8 @@ sweep's summary; its children carry its tags so reports find their sweep without
 from __future__ import annotations
 
 import socket
+import secrets
+import sys
 from typing import Any, Callable, Optional
 
 from fashion_lab.config import mask_userinfo
@@ -12,8 +14,15 @@ from fashion_lab.record.client import client_for, ensure_experiment, set_tags
 from fashion_lab.record.lease import CAMPAIGN_KEY, Lease, check_free, claim, decide, release
 from fashion_lab.record.names import SHARED_VIEW, TAG
 from fashion_lab.record.owners import commit_tags, process_id, system_tags
-from fashion_lab.record.run import log_metrics
+from fashion_lab.record.run import failure_line, send
+from fashion_lab.record.offline import keep_end
+from fashion_lab.record.store_faults import end_calls, unwritable
 from fashion_lab.record.run_record import RunRecord, run_record
+from fashion_lab.record.spool_checks import DIGEST_TAG, SECRET, digest
+
+# This process's proof for each parent it opened or took over: a parent's end kept in the spool (a store
+# that turned unwritable) is uploaded only into the run whose digest tag it matches.
+_SECRETS: dict[str, str] = {}
 
 
 def open_parent_run(tracking_cfg, *, name: str, role: str, strategy: str, sweep_name: str,
@@ -36,8 +45,11 @@ def open_parent_run(tracking_cfg, *, name: str, role: str, strategy: str, sweep_
         **commit_tags(),
         **(tags or {}),
     }
-    run = client.create_run(experiment_id, run_name=name, tags={k: mask_userinfo(str(v)) for k, v in tags.items()})
+    secret = secrets.token_hex(16)
+    tags = {**{k: mask_userinfo(str(v)) for k, v in tags.items()}, DIGEST_TAG: digest(secret)}
+    run = client.create_run(experiment_id, run_name=name, tags=tags)
     run_id = run.info.run_id
+    _SECRETS[run_id] = secret
     set_tags(client, run_id, {TAG + "sweep_id": run_id})
     client.set_experiment_tag(experiment_id, SHARED_VIEW + run_id, sweep_view(swept_keys))
     client.log_text(run_id, mask_userinfo(definition), "sweep.yaml")  # its base overrides may name tracking.uri
@@ -66,18 +78,33 @@ def child_tags(parent_run_id: str, sweep_name: str, role: str, strategy: str) ->
             TAG + "sweep_name": sweep_name, TAG + "role": role, TAG + "strategy": strategy}
 
 
-def close_parent_run(tracking_cfg, run_id: str, *, status: str, summary: dict[str, Any]) -> None:
-    """End the parent: numeric summary values become metrics, the rest tags (``summary.*``); this
-    process's lease on it is released."""
-    client = client_for(tracking_cfg)
-    release(client, run_id)
+def close_parent_run(tracking_cfg, run_id: str, *, status: str, summary: dict[str, Any], text: str = "") -> None:
+    """End the parent: ``text`` as its summary.txt, numeric summary values as metrics, the rest tags
+    (``summary.*``); this process's lease on it is released. A store that cannot take it (full, read-only):
+    the end is kept in the local spool for ``fashion-lab upload``, and one line says so."""
     numbers = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    if numbers:
-        log_metrics(client, run_id, numbers)
     texts = {f"{TAG}summary.{k}": v for k, v in summary.items() if k not in numbers}
-    if texts:
-        set_tags(client, run_id, texts)
-    client.set_terminated(run_id, status=status)
+    calls = ([("metrics", {"metrics": numbers})] if numbers else []) + ([("tags", {"tags": texts})] if texts else [])
+    calls += end_calls(status, None, TAG + "failure")
+    client = client_for(tracking_cfg)
+    try:
+        if text:
+            client.log_text(run_id, text, "summary.txt")
+    except OSError as error:  # a full or read-only artifact folder: the parent still closes
+        print(f"fashion-lab: summary.txt not recorded: {failure_line(error)}", file=sys.stderr)
+    for i, (op, kwargs) in enumerate(calls):
+        try:
+            send(client, run_id, op, kwargs)
+        except Exception as error:
+            if (fault := unwritable(error, mask_userinfo(tracking_cfg.uri), f"the end of parent run {run_id}")) is None:
+                raise
+            identity = {"uri": mask_userinfo(tracking_cfg.uri), "experiment": tracking_cfg.experiment,
+                        "run_id": run_id, "run_name": None, "tags": {}, "params": {}, SECRET: _SECRETS.get(run_id)}
+            kept = keep_end(tracking_cfg.offline_dir, identity, calls[i:], error)
+            print(f"fashion-lab: {fault}; its end is kept in {kept} (once the store can be written: "
+                  f"fashion-lab upload {kept})", file=sys.stderr)
+            return
+    release(client, run_id)
 
 
 def find_parent(tracking_cfg, campaign_key: str) -> Optional[RunRecord]:
@@ -97,7 +124,9 @@ def resume_parent(tracking_cfg, run_id: str, tags: dict[str, Any]) -> None:
     client.update_run(run_id, status="RUNNING")
     if TAG + "failure" in client.get_run(run_id).data.tags:
         client.delete_tag(run_id, TAG + "failure")
-    set_tags(client, run_id, {TAG + "owner": process_id(), **tags})
+    secret = secrets.token_hex(16)  # the new owner's proof (the last owner's secret died with it)
+    set_tags(client, run_id, {TAG + "owner": process_id(), **tags, DIGEST_TAG: digest(secret)})
+    _SECRETS[run_id] = secret
 
 
 def hold_parent(tracking_cfg, campaign_key: str, what: str, restart: bool,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from fashion_lab.config import mask_userinfo, run_params
+from fashion_lab.record import store_faults
 from fashion_lab.record.client import client_for, ensure_experiment, set_tags, short_timeouts
 from fashion_lab.record.names import TAG
 from fashion_lab.record.owners import reap_orphans, system_tags
@@ -159,7 +160,10 @@ class Recorder:
             # Only a server can be away and come back; a local store's OSError (a full disk) is a failure.
             remote = str(self.identity.get("uri", "")).startswith(("http://", "https://"))
             if not (remote and offline.unreachable(error)):
-                raise
+                fault = store_faults.unwritable(error, self.identity.get("uri"), f"the run's {op}")
+                if fault is None:
+                    raise
+                raise fault from None  # one line: the whole SQL statement is no help to anyone
             if self.spool is None:
                 folder = offline.spool_folder(self.offline_dir, self.run_id)
                 self.spool = offline.Spool(folder, self.identity, not_kept=self.sent)
@@ -192,14 +196,34 @@ class Recorder:
     def terminate(self, status: str) -> None:
         self._send("terminate", status=status, end_time=int(time.time() * 1000))
 
-    def finish(self) -> Optional[Path]:
-        """Last try to send what was kept; returns the record's folder if the store is still away."""
+    def close(self, status: str, reason: Optional[str]) -> Optional[Path]:
+        """Send the run's end (failure tag, status); what the store cannot take is kept in the spool.
+        Returns the spool folder when the end could not reach the store."""
+        calls = store_faults.end_calls(status, reason, TAG + "failure")
+        for i, (op, kwargs) in enumerate(calls):
+            try:
+                self._send(op, **kwargs)
+            except Exception as error:  # noqa: BLE001 - the end is kept, never lost to a second error
+                if not self.active:
+                    raise
+                from fashion_lab.record import offline
+
+                folder = offline.keep_end(self.offline_dir, self.identity, calls[i:], error)
+                self.spool = offline.Spool.load(folder)
+                self.spool.reason = store_faults.cause(error) or failure_reason(error).splitlines()[0][:300]
+                break
+        return self.finish(quiet=True)
+
+    def finish(self, quiet: bool = False) -> Optional[Path]:
+        """Last try to send what was kept; returns the record's folder if the store is still away.
+        ``quiet``: a local store's fault is said by the error it raised, not here."""
         if self.spool is None or not self.spool.calls:
             return None
         if self.spool.flush(self._apply):
-            print("fashion-lab: tracking server back; everything kept was sent", file=sys.stderr)
+            print("fashion-lab: tracking store back; everything kept was sent", file=sys.stderr)
             return None
-        print(self.spool.message(), file=sys.stderr)
+        if not (quiet and self.spool.local):
+            print(self.spool.message(), file=sys.stderr)
         return self.spool.folder
 
 
@@ -207,6 +231,16 @@ def failure_reason(error: BaseException) -> str:
     if isinstance(error, KeyboardInterrupt) and not str(error):
         return "interrupted (Ctrl-C)"  # not "KeyboardInterrupt: ", which reads like a crash in the UI
     return f"{type(error).__name__}: {error}"[:5000]
+
+
+def failure_line(error: BaseException) -> str:
+    """A failed run's one line: the reason, and where its record is kept if the store could not take it."""
+    if not isinstance(error, store_faults.StoreUnwritable):
+        return (failure_reason(error).splitlines() or [type(error).__name__])[0]
+    if error.kept_in is not None:
+        return (f"{error}; the run is recorded FAILED with this reason in {error.kept_in} "
+                f"(once the store can be written: fashion-lab upload {error.kept_in})")
+    return f"{error}; " + ("the run is recorded FAILED with this reason" if error.closed else "no run was created")
 
 
 @contextlib.contextmanager
@@ -217,23 +251,29 @@ def tracked_run(cfg, *, run_name: str, tags: dict[str, str],
         with sigterm_raises():
             yield Recorder()
         return
+    store_faults.quiet_database_error_logs()
     client = client_for(cfg.tracking)
-    experiment_id = ensure_experiment(client, cfg.tracking)
-    reap_orphans(client, experiment_id)
     all_tags = {**system_tags(), **tags}
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
     all_tags = {k: mask_userinfo(str(v)) for k, v in all_tags.items()}  # the recorded command names tracking.uri
     secret = secrets.token_hex(16)  # only a record kept on disk holds it: the proof it made this run
     all_tags[DIGEST_TAG] = digest(secret)
-    run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
+    try:
+        experiment_id = ensure_experiment(client, cfg.tracking)
+        reap_orphans(client, experiment_id)
+        run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
+    except Exception as error:
+        if (fault := store_faults.unwritable(error, mask_userinfo(cfg.tracking.uri), "a new run")) is None:
+            raise
+        raise fault from None  # no run exists: nothing is left RUNNING
     params = run_params(cfg)
     # What a kept record needs to be uploaded, even into a store that never saw this run.
     identity = {"uri": cfg.tracking.uri, "experiment": cfg.tracking.experiment, "run_id": run.info.run_id,
                 "run_name": run_name, "tags": all_tags, "params": {k: str(v) for k, v in params.items()},
                 SECRET: secret}
     recorder = Recorder(client, run.info.run_id, identity, cfg.tracking.offline_dir)
-    status, reason = "FINISHED", None
+    status, reason, failure = "FINISHED", None, None
     try:
         with sigterm_raises(), short_timeouts(cfg.tracking.uri):
             recorder.params(params)
@@ -242,11 +282,10 @@ def tracked_run(cfg, *, run_name: str, tags: dict[str, str],
         status, reason = "KILLED", failure_reason(error) or "interrupted"
         raise
     except BaseException as error:
-        status, reason = "FAILED", failure_reason(error)
+        status, reason, failure = "FAILED", failure_reason(error), error
         raise
     finally:
         with short_timeouts(cfg.tracking.uri):
-            if reason:
-                recorder.tags({TAG + "failure": reason})
-            recorder.terminate(status)
-            recorder.finish()
+            kept = recorder.close(status, reason)
+        if isinstance(failure, store_faults.StoreUnwritable):
+            failure.kept_in, failure.closed = kept, True  # the one line the command prints says where

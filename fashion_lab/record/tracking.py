@@ -38,9 +38,10 @@ from fashion_lab.record.parents import (child_tags, close_parent_run, find_paren
 from fashion_lab.record.queries import (PAGE, _progress, children, min_metric, read_run, role_filter, round_run,
                                         search_all, sweep_filter, sweep_view_url)
 from fashion_lab.record.run_record import RunRecord, run_record
-from fashion_lab.record.run import (SENDERS, Recorder, TrainingDiverged, dataset_entity, failure_reason,
+from fashion_lab.record.run import (SENDERS, Recorder, TrainingDiverged, dataset_entity, failure_line, failure_reason,
                                     log_dataset, log_datasets, log_metrics, log_params, send, terminate,
                                     tracked_run)
+from fashion_lab.record.store_faults import StoreUnwritable
 from fashion_lab.record.upload import Uploaded, upload_record
 from fashion_lab.runtime.signals import (_SIGNALLED, Terminated, install_signal_handlers, raise_interrupted,
                                          raise_terminated, sigterm_raises, take_signal)
@@ -55,8 +56,10 @@ __all__ = [
     "PACKAGE_DIR", "PACKAGES", "close_dead_runs", "commit_tags", "git_commit", "package_versions", "process_id",
     "provenance_tags", "reap", "reap_orphans", "system_tags", "where_tags", "workdir_commit",
     # run
-    "SENDERS", "Recorder", "TrainingDiverged", "dataset_entity", "failure_reason", "log_dataset", "log_datasets",
+    "SENDERS", "Recorder", "TrainingDiverged", "dataset_entity", "failure_line", "failure_reason", "log_dataset", "log_datasets",
     "log_metrics", "log_params", "send", "terminate", "tracked_run",
+    # store_faults
+    "StoreUnwritable",
     # upload
     "Uploaded", "upload_record",
     # parents

@@ -2,13 +2,15 @@
 
 A killed or failed ``report`` once left new CSVs beside the old HTML, a full disk a cut-off
 ``report.html`` under its final name, and a symlink planted in the folder was written through.
-Now nothing is written into ``report.out`` itself: a new folder is built beside it and renamed
-into place, and the previous report is removed only after that (never following a link).
+Now nothing is written into ``report.out`` itself: a new folder is built beside it and exchanged
+with the old one in one step, and the previous report is removed only after that (never following a link).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import os
 import shutil
 import tempfile
@@ -41,6 +43,7 @@ def check_out(folder: Path) -> None:
 def staged(folder: Path) -> Iterator[Path]:
     """A fresh temporary folder beside ``folder`` to build into; on success it becomes ``folder``."""
     folder = Path(os.path.abspath(folder))
+    recover(folder)  # a report killed mid-swap (where renames are two steps) left the old one aside
     check_out(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.building-", dir=folder.parent))
@@ -53,15 +56,48 @@ def staged(folder: Path) -> Iterator[Path]:
 
 
 def swap_in(stage: Path, folder: Path) -> None:
-    """Rename ``stage`` to ``folder``; the previous ``folder`` is renamed aside first, then removed."""
+    """Put ``stage`` in place of ``folder`` with no moment where ``folder`` is missing: the two are
+    exchanged in one step (Linux renameat2 RENAME_EXCHANGE) and the old report, now in ``stage``, is
+    removed. Where the kernel or file system cannot exchange, the old folder is renamed aside first; a
+    kill between that and the next rename leaves it in ``.NAME.old-*/report``, and the next report
+    puts it back (``recover``) before it starts."""
     os.chmod(stage, 0o777 & ~_umask())  # mkdtemp's 0700 -> the mode mkdir gives
+    if folder.exists() and _exchange(stage, folder):
+        shutil.rmtree(stage)  # the old report now; rmtree unlinks symlinks, never follows them
+        return
     old = None
     if folder.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
-        os.rename(folder, old / "report")  # a kill from here to the next rename leaves the old report in old/
+        os.rename(folder, old / "report")  # a kill from here to the next rename: recover() puts it back
     os.rename(stage, folder)
     if old is not None:
-        shutil.rmtree(old)  # rmtree unlinks symlinks, never follows them
+        shutil.rmtree(old)
+
+
+def recover(folder: Path) -> None:
+    """A report killed between the two renames of ``swap_in``'s fallback: its old folder goes back."""
+    if folder.exists() or folder.is_symlink():
+        return
+    for aside in sorted(folder.parent.glob(f".{folder.name}.old-*/report")):
+        os.rename(aside, folder)
+        shutil.rmtree(aside.parent, ignore_errors=True)
+        return
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (renameat2 RENAME_EXCHANGE, Linux 3.15+, glibc 2.28+); False where
+    that is not available, so the caller falls back to two renames."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM):  # not supported there
+        return False
+    raise OSError(code, os.strerror(code), str(b))
 
 
 def _umask() -> int:

@@ -109,8 +109,17 @@ def _compiled_model(cfg, splits: Splits):
     return model
 
 
+class StopOnNaN(keras.callbacks.Callback):
+    """Keras' TerminateOnNaN without its print: the run's failure says it in one line (TrainingDiverged)."""
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            self.model.stop_training = True
+
+
 def _callbacks(cfg, logger):
-    callbacks = [logger, keras.callbacks.TerminateOnNaN()]
+    callbacks = [logger, StopOnNaN()]
     if cfg.trainer.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_accuracy", mode="max", patience=cfg.trainer.early_stopping_patience,

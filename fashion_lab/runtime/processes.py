@@ -39,7 +39,7 @@ def stop_workers(grace_s: float = 20.0) -> None:
     """SIGTERM every process this one started (launcher workers, trial processes), once: each closes
     its run KILLED; whatever is still alive after ``grace_s`` is killed (its run is then reaped KILLED)."""
     deadline, signalled = time.monotonic() + grace_s, set()
-    while (pids := descendants()) and time.monotonic() < deadline + 5:
+    while (pids := [p for p in descendants() if not ignores_sigterm(p)]) and time.monotonic() < deadline + 5:
         for pid in pids:
             if pid not in signalled or time.monotonic() > deadline:
                 signalled.add(pid)
@@ -49,3 +49,38 @@ def stop_workers(grace_s: float = 20.0) -> None:
         with contextlib.suppress(ChildProcessError):
             while os.waitpid(-1, os.WNOHANG)[0]:  # our own children: collect them, not leave zombies
                 pass
+
+
+def ignores_sigterm(pid: int) -> bool:
+    """A helper that ignores SIGTERM (loky's and multiprocessing's resource trackers) is left alone: it
+    exits by itself once this process is gone, and killed early it prints tracebacks after our message."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("SigIgn:"):
+                return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+    return False
+
+
+def stop_workers_then_raise(signum, frame) -> None:
+    """A sweep's SIGTERM handler: the workers are told first and each closes its own run, before the
+    exception reaches the launcher (joblib's loky kills its workers without a word when it sees one)."""
+    from fashion_lab.runtime.signals import raise_terminated
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut this short
+    stop_workers()
+    raise_terminated(signum, frame)
+
+
+def exit_if_worker(error: BaseException) -> None:
+    """In a launcher's worker process (joblib's loky), a SIGTERM ends the process once its run is
+    closed: the worker would otherwise take the next queued point and be killed in the middle of it."""
+    import multiprocessing
+    import sys
+
+    from fashion_lab.runtime.signals import Terminated
+
+    if isinstance(error, Terminated) and multiprocessing.current_process().name != "MainProcess":
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(143)

@@ -79,3 +79,28 @@ def check_state_files(directory: Path) -> None:
     for pattern in STATE_GLOBS:
         for path in sorted(directory.glob(pattern)):
             read_state(path)
+    check_journal(directory / "optuna.journal")
+
+
+def check_journal(path: Path) -> None:
+    """Refuse an Optuna journal whose last write was cut off (a kill or a full disk mid-append). Optuna
+    skips a cut-off last line when it reads, but its next append is glued onto it, and from then on
+    every read of the journal fails on that line: so the search is stopped before it writes."""
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    cut = [] if not data or data.endswith(b"\n") else [len(lines)]
+    bad = cut or [n for n, line in enumerate(lines[:-1], 1) if not _json_line(line)][:1]
+    if bad:
+        raise BrokenState(f"search state file {path}: line {bad[0]} is cut off mid-write (a kill or a full disk), "
+                          f"so the search cannot resume; delete that line (the trials before it are kept), or "
+                          f"start over with tuner.overwrite=true or another tuner.project")
+
+
+def _json_line(line: bytes) -> bool:
+    try:
+        json.loads(line)
+        return True
+    except ValueError:
+        return False

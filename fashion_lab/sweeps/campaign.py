@@ -25,7 +25,7 @@ from fashion_lab.config import (ConfigError, check_overrides, flatten, is_plumbi
                                 override_key, point_name, short_key, sweep_files)
 from fashion_lab.preflight import validate
 from fashion_lab.record.store import check_store
-from fashion_lab.runtime.processes import stop_workers
+from fashion_lab.runtime.processes import stop_workers, stop_workers_then_raise
 from fashion_lab.sweeps.summary import answer, format_table, level_differences, summary_table
 
 _OPEN: dict[str, Any] = {}  # parent run id -> tracking config, for abort()
@@ -82,11 +82,11 @@ def open_parent(tracking_cfg, *, key: str, restart: bool, name: str, role: str, 
     return parent
 
 
-def close_parent(tracking_cfg, parent: Optional[str], status: str, summary: dict[str, Any]) -> None:
+def close_parent(tracking_cfg, parent: Optional[str], status: str, summary: dict[str, Any], text: str = "") -> None:
     if parent:
         from fashion_lab.record import tracking
 
-        tracking.close_parent_run(tracking_cfg, parent, status=status, summary=summary)
+        tracking.close_parent_run(tracking_cfg, parent, status=status, summary=summary, text=text)
         _OPEN.pop(parent, None)
 
 
@@ -95,6 +95,7 @@ def raise_on_sigterm() -> None:
     from fashion_lab.record.tracking import install_signal_handlers
 
     install_signal_handlers()
+    signal.signal(signal.SIGTERM, stop_workers_then_raise)  # the workers close their own runs first
 
 
 def abort(reason: str, status: str = "KILLED") -> None:
@@ -276,7 +277,8 @@ class Campaign(Callback):
               + (f", {len(failed_rows)} failed" if len(failed_rows) else "")
               + (f", {lost} lost" if lost else "") + "\n" + text)
         for _, row in failed_rows.iterrows():
-            print(f"FAILED point {row['_name']}: {row['_reason'] or 'no reason recorded'}", file=sys.stderr)
+            reason = row["_reason"] if isinstance(row["_reason"], str) and row["_reason"] else "no reason in the store"
+            print(f"FAILED point {row['_name']}: {reason}", file=sys.stderr)
         summary: dict[str, Any] = {"points": total, "points_finished": finished,
                                    "points_failed": len(failed_rows) + lost}
         full = {c["run_id"] for c in children if race.full_budget(c["tags"])}  # a raced arm's rung is no answer
@@ -295,6 +297,6 @@ class Campaign(Callback):
             summary["failed_points"] = "; ".join(str(n) for n in failed_rows["_name"])
         from fashion_lab.record import tracking
 
-        tracking.client_for(config.tracking).log_text(self.parent, text + "\n", "summary.txt")
-        close_parent(config.tracking, self.parent, "FINISHED" if summary["points_failed"] == 0 else "FAILED", summary)
+        close_parent(config.tracking, self.parent, "FINISHED" if summary["points_failed"] == 0 else "FAILED", summary,
+                     text + "\n")
         return summary["points_failed"]

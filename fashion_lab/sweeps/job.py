@@ -168,8 +168,9 @@ def run_job(cfg: DictConfig, epoch_hook=None) -> JobResult | list[JobResult]:
         if (stop := tracking.take_signal(error)) is not None:  # Ctrl-C or SIGTERM, re-wrapped by a library
             raise stop from error
         result.reason = tracking.failure_reason(error)[:2000]
-        print(f"fashion-lab: {label or 'point'} FAILED: {result.reason.splitlines()[0]}", file=sys.stderr)
-        if not isinstance(error, ConfigError) and type(error).__name__ != "TrainingDiverged":
+        print(f"fashion-lab: {label or 'point'} FAILED: {tracking.failure_line(error)}", file=sys.stderr)
+        if not isinstance(error, (ConfigError, tracking.StoreUnwritable, tracking.TrainingDiverged)) \
+                and type(error).__name__ not in ("DataNotFoundError", "CorruptDataError"):  # said in their line
             traceback.print_exc()
     finally:
         if trial and not fresh and "keras" in sys.modules:  # frees the model; TF keeps ~16 MB of graphs anyway
