@@ -1,12 +1,10 @@
 """The campaign layer: a sweep's parent run and its jobs, the same code for every sweeper.
 
 ``open_parent`` opens or resumes the parent under a lease (the same command continues it; ``sweep.restart=true``
-starts anew; one live command at a time), ``close_parent`` ends it, ``abort`` (Ctrl-C, SIGTERM) stops the
-workers and closes it and its in-flight children KILLED. Each job is ``sweeps.job.run_job`` (a grid point or a trial,
-on any launcher), which hands a ``JobResult`` back to the sweeper (Hydra's JobReturn).
-``Campaign``, a Hydra callback (conf/config.yaml), records grid-like sweepers; the KerasTuner
-sweeper uses the same functions.
-"""
+starts anew; one live command at a time), ``close_parent`` ends it, ``abort`` (Ctrl-C, SIGTERM) stops the workers
+and closes it and its in-flight children KILLED. Each job is ``sweeps.job.run_job`` (a grid point or a trial, on any
+launcher), which hands a ``JobResult`` back to the sweeper (Hydra's JobReturn). ``Campaign``, a Hydra callback
+(conf/config.yaml), records grid-like sweepers; the search sweeper uses the same functions."""
 
 from __future__ import annotations
 

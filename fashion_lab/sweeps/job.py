@@ -129,6 +129,15 @@ def _recorded(cfg, run) -> dict[str, Any]:
                            "last_val_accuracy": metrics.get("val_accuracy", math.nan)}}  # the latest step's value
 
 
+def _said_in_one_line(error: Exception) -> bool:
+    """Errors whose one line says all there is (bad config, a store that can't be written, a diverged loss,
+    missing or corrupt data): no traceback after it."""
+    from fashion_lab.record import tracking
+
+    return isinstance(error, (ConfigError, tracking.StoreUnwritable, tracking.TrainingDiverged)) or \
+        type(error).__name__ in ("DataNotFoundError", "CorruptDataError")
+
+
 def run_job(cfg: DictConfig, epoch_hook=None) -> JobResult | list[JobResult]:
     """One multirun job: ``train(cfg)`` as a child of the sweep's parent run (a pack: ``run_pack``). Never raises: the run
     is FAILED with its reason (a raise would stop Hydra's sweepers). ``epoch_hook``: a search's pruner, for train()."""
@@ -169,8 +178,7 @@ def run_job(cfg: DictConfig, epoch_hook=None) -> JobResult | list[JobResult]:
             raise stop from error
         result.reason = tracking.failure_reason(error)[:2000]
         print(f"fashion-lab: {label or 'point'} FAILED: {tracking.failure_line(error)}", file=sys.stderr)
-        if not isinstance(error, (ConfigError, tracking.StoreUnwritable, tracking.TrainingDiverged)) \
-                and type(error).__name__ not in ("DataNotFoundError", "CorruptDataError"):  # said in their line
+        if not _said_in_one_line(error):
             traceback.print_exc()
     finally:
         if trial and not fresh and "keras" in sys.modules:  # frees the model; TF keeps ~16 MB of graphs anyway
