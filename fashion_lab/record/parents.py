@@ -107,13 +107,19 @@ def close_parent_run(tracking_cfg, run_id: str, *, status: str, summary: dict[st
     release(client, run_id)
 
 
+def filter_safe(key: str) -> str:
+    """A campaign key MLflow's search filter can quote: as it is (what earlier versions recorded), or, where it
+    holds a quote (a search folder named so), its digest; the filter has no escape for a quote."""
+    return key if "'" not in key and "\\" not in key else "sha256:" + digest(key)
+
+
 def find_parent(tracking_cfg, campaign_key: str) -> Optional[RunRecord]:
     """The newest parent run recorded for this sweep command (tag ``campaign_key``), or None."""
     client = client_for(tracking_cfg)
     found = client.get_experiment_by_name(tracking_cfg.experiment)
     if found is None:
         return None
-    runs = client.search_runs([found.experiment_id], f"tags.`{TAG}campaign_key` = '{campaign_key}'",
+    runs = client.search_runs([found.experiment_id], f"tags.`{TAG}campaign_key` = '{filter_safe(campaign_key)}'",
                               order_by=["attributes.start_time DESC"], max_results=1)
     return run_record(runs[0]) if runs else None
 
@@ -134,7 +140,7 @@ def hold_parent(tracking_cfg, campaign_key: str, what: str, restart: bool,
     """This command's hold on its sweep: (parent run id, whether it resumes an earlier parent, the stale leases
     it took over). The newest parent under ``campaign_key`` is claimed, or ``create(tags)`` makes one with the
     claim among its tags; ``lease.Busy`` when a live command holds the sweep (nothing changed then)."""
-    lease = Lease.mine()
+    lease, campaign_key = Lease.mine(), filter_safe(campaign_key)
     check_free(tracking_cfg, campaign_key, what)  # before anything is written
     found = None if restart else find_parent(tracking_cfg, campaign_key)
     if found is not None:

@@ -280,3 +280,23 @@ def test_a_stale_lease_is_taken_over_and_the_sweep_resumes(run_cli, store, tmp_p
     assert again["id"] == parent["id"] and again["status"] == "FINISHED" and not leases(again)
     finished = sorted(c["name"] for c in points(store) if c["status"] == "FINISHED")
     assert finished == POINTS  # each exactly once; the point cut off by the kill stays KILLED
+
+
+def test_a_campaign_key_with_a_quote_finds_its_parent_again(store, monkeypatch):
+    """A search's key is its folder's path: a folder named with a quote broke MLflow's filter (a traceback at the
+    second command), since the filter has no escape for it."""
+    from fashion_lab.record import lease, tracking
+
+    monkeypatch.setattr(lease, "SETTLE_S", 0.0)
+    cfg = compose(["data=synthetic", f"tracking.uri={store}"]).tracking
+    open_run = lambda claim: tracking.open_parent_run(cfg, name="n", role="search", strategy="random",  # noqa: E731
+                                                      sweep_name="n", swept_keys=[], definition="", tags=claim)
+    key = "search:/tmp/it's a folder"
+    parent, resumed, _ = tracking.hold_parent(cfg, key, "search n", False, open_run)
+    tracking.close_parent_run(cfg, parent, status="KILLED", summary={})
+    assert tracking.find_parent(cfg, key).run_id == parent
+    again, resumed, _ = tracking.hold_parent(cfg, key, "search n", False, open_run)
+    assert (again, resumed) == (parent, True)
+    tracking.close_parent_run(cfg, again, status="FINISHED", summary={})
+    assert tracking.find_parent(cfg, "search:/tmp/plain").__class__ is type(None)  # other keys stay apart
+    assert tracking.find_parent(cfg, key) is not None
