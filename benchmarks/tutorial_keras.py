@@ -41,10 +41,10 @@ def build_model():
 def load_arrays(train_samples, val_samples):
     from omegaconf import OmegaConf
 
-    from fashion_lab.config import DataConfig
+    from fashion_lab.config import DataConfig, DataName
     from fashion_lab.data import load_data
 
-    cfg = OmegaConf.structured(DataConfig(train_samples=train_samples, val_samples=val_samples))
+    cfg = OmegaConf.structured(DataConfig(name=DataName.fashion_mnist, train_samples=train_samples, val_samples=val_samples))
     s = load_data(cfg)
     return s.x_train, s.y_train, s.x_val, s.y_val
 

@@ -20,9 +20,12 @@ def _upload_args(argv: list[str]):
     """(the store's URI, the record paths) of ``fashion-lab upload ARGS``."""
     from pathlib import Path
 
-    from fashion_lab.config.schema import TrackingConfig
+    from omegaconf import OmegaConf
 
-    uri, paths = TrackingConfig().uri, []  # the command names the store: its default unless told
+    from fashion_lab.config.loading import CONF_DIR
+
+    # the command names the store: the default one (conf/tracking/mlflow.yaml, its one copy) unless told
+    uri, paths = OmegaConf.load(CONF_DIR / "tracking" / "mlflow.yaml").uri, []
     for arg in argv:
         if arg.startswith("tracking.uri="):
             uri = arg.split("=", 1)[1]

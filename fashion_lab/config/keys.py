@@ -61,7 +61,7 @@ def unknown_key_message(key: str) -> Optional[str]:
             break
         if OmegaConf.get_type(node) is dict:  # a free-form mapping such as sweep.conditions
             return None
-        if part not in node:
+        if part not in node.keys():  # keys(): `in` is False for a MISSING (YAML-stated) value
             break
         node = node._get_node(part)
     else:
@@ -96,7 +96,7 @@ def _allowed_values(key: str) -> Optional[list[str]]:
         return sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml"))
     parent, _, leaf = key.rpartition(".")
     holder = OmegaConf.select(_schema(), parent) if parent else None
-    node = holder._get_node(leaf) if isinstance(holder, DictConfig) and leaf in holder else None
+    node = holder._get_node(leaf) if isinstance(holder, DictConfig) and leaf in holder.keys() else None
     if isinstance(node, EnumNode):
         return [member.name for member in node._metadata.object_type]
     if isinstance(node, BooleanNode):

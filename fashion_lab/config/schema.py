@@ -1,8 +1,11 @@
 """The config schema: dataclasses in Hydra's ConfigStore, enums, and the one error type.
 
-The YAML files under ``conf/`` hold every default value users see; these schemas give them
+The YAML files under ``conf/`` hold the default values users see; these schemas give them
 types, enums and a closed set of keys, so a typo'd key or a wrong type fails at composition,
-before any data is loaded or any run is created. Imports nothing of fashion-lab's.
+before any data is loaded or any run is created. Each default lives in one place: ``MISSING``
+here where every option of the group states the value in conf/; a value here only where no option
+needs its own (a knob some options use, plumbing), and then no YAML repeats it. Imports nothing
+of fashion-lab's (but omegaconf's MISSING).
 """
 
 from __future__ import annotations
@@ -10,6 +13,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
+
+from omegaconf import MISSING
+
 
 class DataName(enum.Enum):
     fashion_mnist = "fashion_mnist"
@@ -48,7 +54,7 @@ class OptimizerName(enum.Enum):
 
 @dataclass
 class DataConfig:
-    name: DataName = DataName.fashion_mnist
+    name: DataName = MISSING
     dir: Optional[str] = None            # searched first; then $FASHION_MNIST_DIR, Debian, Keras cache
     download: bool = False               # never touch the network unless asked
     url: str = "https://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
@@ -63,27 +69,27 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "tutorial_cnn"
-    filters: List[int] = field(default_factory=lambda: [32, 64])
-    convs_per_stack: int = 2
-    kernel_size: int = 3
-    bn_placement: BNPlacement = BNPlacement.after
-    conv_dropout: float = 0.0
-    conv_stride: int = 1
-    conv_padding: Padding = Padding.same
-    pooling: Pooling = Pooling.max
-    pool_size: int = 2
-    pool_stride: Optional[int] = None    # None = pool_size (no overlap); smaller = overlapping pooling
-    dense_units: int = 512
-    dense_dropout: float = 0.5
+    name: str = MISSING
+    filters: List[int] = MISSING
+    convs_per_stack: int = MISSING
+    kernel_size: int = MISSING
+    bn_placement: BNPlacement = MISSING
+    conv_dropout: float = MISSING
+    conv_stride: int = MISSING
+    conv_padding: Padding = MISSING
+    pooling: Pooling = MISSING
+    pool_size: int = MISSING
+    pool_stride: Optional[int] = MISSING  # None = pool_size (no overlap); smaller = overlapping pooling
+    dense_units: int = MISSING
+    dense_dropout: float = MISSING
 
 
 @dataclass
 class OptimizerConfig:
     # Neutral defaults: each conf/optimizer/*.yaml states its own values, and
     # switching optimizer=adam must not inherit SGD's momentum.
-    name: OptimizerName = OptimizerName.sgd
-    learning_rate: float = 0.01
+    name: OptimizerName = MISSING
+    learning_rate: float = MISSING
     momentum: Optional[float] = None      # sgd, rmsprop
     nesterov: bool = False                # sgd only
     weight_decay: Optional[float] = None  # decoupled decay (adamw); L2-style elsewhere
@@ -92,29 +98,29 @@ class OptimizerConfig:
 
 @dataclass
 class TrainerConfig:
-    epochs: int = 10
-    batch_size: int = 32
-    seed: int = 0
-    deterministic: bool = False            # TF op determinism: bit-identical reruns, slower
-    early_stopping_patience: Optional[int] = None  # epochs without val_accuracy gain; None = off
-    verbose: str = "auto"                  # Keras: auto (bar on a terminal, a line per epoch otherwise), 0, 1, 2;
+    epochs: int = MISSING
+    batch_size: int = MISSING
+    seed: int = MISSING
+    deterministic: bool = MISSING          # TF op determinism: bit-identical reruns, slower
+    early_stopping_patience: Optional[int] = MISSING  # epochs without val_accuracy gain; None = off
+    verbose: str = MISSING                 # Keras: auto (bar on a terminal, a line per epoch otherwise), 0, 1, 2;
                                            # debug: 2 plus TensorFlow's own start-up and retracing messages
     jit_compile: bool = False
     threads: Optional[int] = None          # TF intra-op threads; None = TensorFlow's default
-    precision: Precision = Precision.float32  # Keras dtype policy; the softmax output stays float32
+    precision: Precision = MISSING         # Keras dtype policy; the softmax output stays float32
 
 
 @dataclass
 class TrackingConfig:
-    enabled: bool = True
-    uri: str = "sqlite:///mlflow.db"       # relative to the directory the command runs in
-    experiment: str = "fashion-lab"
+    enabled: bool = MISSING
+    uri: str = MISSING                     # relative to the directory the command runs in
+    experiment: str = MISSING
     artifact_location: Optional[str] = None  # None: next to a sqlite store, else the server's default
     run_name: Optional[str] = None
     log_weights: bool = True
     log_plots: bool = True
-    tensorboard: bool = False              # TensorBoard logs of each run, as its tensorboard/ artifact
-    log_model: bool = False                # the run's model as an MLflow Keras model (model/); searches always
+    tensorboard: bool = MISSING            # TensorBoard logs of each run, as its tensorboard/ artifact
+    log_model: bool = MISSING              # the run's model as an MLflow Keras model (model/); searches always
                                            # log and register their best run's
     offline_dir: str = "fashion-lab-offline"  # runs the server could not take are kept here (fashion-lab upload)
 
@@ -145,32 +151,32 @@ class SweepConfig:
 @dataclass
 class ReportConfig:
     """``fashion-lab report``: which runs, where the files go."""
-    sweep: Optional[str] = None           # sweep/search name or parent run id; None = the latest sweep
-    experiment: Optional[str] = None      # None = tracking.experiment
-    out: Optional[str] = None             # None = reports/<sweep name>
-    metric: str = "best_val_accuracy"     # leaderboard order (test_accuracy shown beside it)
+    sweep: Optional[str] = MISSING        # sweep/search name or parent run id; None = the latest sweep
+    experiment: Optional[str] = MISSING   # None = tracking.experiment
+    out: Optional[str] = MISSING          # None = reports/<sweep name>
+    metric: str = MISSING                 # leaderboard order (test_accuracy shown beside it)
 
 
 @dataclass
 class ReproduceConfig:
     """``fashion-lab reproduce RUN_ID``: allowed difference of each final metric (0 = exact)."""
-    tolerance: float = 0.0
+    tolerance: float = MISSING
 
 
 @dataclass
 class UIConfig:
     """``fashion-lab ui``: where the MLflow UI listens (localhost only by default)."""
-    host: str = "127.0.0.1"
-    port: int = 5000
-    workers: int = 1                      # uvicorn workers; one is plenty for a local UI and starts fastest
-    allow_remote: bool = False            # true: a host other than loopback (the UI has no login: anyone who
+    host: str = MISSING
+    port: int = MISSING
+    workers: int = MISSING                # uvicorn workers; one is plenty for a local UI and starts fastest
+    allow_remote: bool = MISSING          # true: a host other than loopback (the UI has no login: anyone who
                                           # reaches the port reads and changes the store)
 
 
 @dataclass
 class TunerConfig:
     """Search settings (conf/tuner/*.yaml); see fashion_lab/search/study.py."""
-    strategy: str = "random"               # random | bayesian | hyperband | grid (KerasTuner) | tpe | cmaes (Optuna)
+    strategy: str = MISSING                # random | bayesian | hyperband | grid (KerasTuner) | tpe | cmaes (Optuna)
     objective: str = "val_accuracy"        # the MLflow metric name; val_accuracy (max) or val_loss (min)
     max_trials: int = 10                   # not used by hyperband (its schedule decides)
     max_epochs: int = 10                   # hyperband: epochs of the longest round
@@ -178,7 +184,7 @@ class TunerConfig:
     num_initial_points: Optional[int] = None  # bayesian: random trials before the Gaussian process guides
                                            # (null: KerasTuner's default, 3 x the space's dimensions);
                                            # tpe: Optuna's n_startup_trials (null: Optuna's default, 10)
-    warm_start: bool = True                # the first trial is the base configuration, clipped into the space
+    warm_start: bool = MISSING             # the first trial is the base configuration, clipped into the space
     seed_from_store: bool = False          # a new search counts the store's finished runs in its space as
                                            # completed trials, not trained again (search/seeding.py)
     executions_per_trial: int = 1          # repeats per trial (seeds trainer.seed + i), objective averaged

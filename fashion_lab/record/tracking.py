@@ -11,6 +11,7 @@ through it).
 - ``run``: one run per ``train()`` (``tracked_run``, the ``Recorder``) and the log calls.
 - ``upload``: a record kept on disk while the server was away, put into its store.
 - ``lease``: one command owns a sweep at a time (a lease tag on its parent, a heartbeat, stale takeover).
+- ``writes``: tags, metrics and artifact downloads for the layers above, given a tracking config.
 - ``parents``: the parent run of a sweep or search (open, find, resume, close) and its children's tags.
 - ``queries``: filters and searches over the store, a sweep's children, the UI link of its view.
 - ``run_record``: ``RunRecord``, a run as plain data: what every layer above record reads of a run.
@@ -43,6 +44,7 @@ from fashion_lab.record.run import (SENDERS, Recorder, TrainingDiverged, dataset
                                     tracked_run)
 from fashion_lab.record.store_faults import StoreUnwritable
 from fashion_lab.record.upload import Uploaded, upload_record
+from fashion_lab.record.writes import download_artifact, log_run_metrics, tag_run
 from fashion_lab.runtime.signals import (_SIGNALLED, Terminated, install_signal_handlers, raise_interrupted,
                                          raise_terminated, sigterm_raises, take_signal)
 
@@ -62,6 +64,8 @@ __all__ = [
     "StoreUnwritable",
     # upload
     "Uploaded", "upload_record",
+    # writes
+    "download_artifact", "log_run_metrics", "tag_run",
     # parents
     "child_tags", "close_parent_run", "find_parent", "hold_parent", "open_parent_run", "resume_parent", "sweep_view",
     # lease

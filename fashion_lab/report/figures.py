@@ -16,7 +16,7 @@ import pandas as pd  # noqa: E402
 
 from fashion_lab.analysis import stats  # noqa: E402
 from fashion_lab.analysis.answers import METRICS  # noqa: E402
-from fashion_lab.record import results  # noqa: E402
+from fashion_lab.record import results, tracking  # noqa: E402
 from fashion_lab.report.document import Document  # noqa: E402
 
 def _png(fig) -> bytes:
@@ -152,12 +152,10 @@ def plot_parallel(frame, keys) -> Optional[bytes]:
 
 def best_confusion_matrix(tracking_uri: str, run_id: str) -> Optional[bytes]:
     """The best run's confusion matrix: its PNG artifact, else drawn from its CSV."""
-    client = results._client(tracking_uri)  # the record layer's client (only tracking imports mlflow)
     with tempfile.TemporaryDirectory() as folder:
         for name in ("confusion_matrix.png", "confusion_matrix.csv"):
-            try:
-                path = Path(client.download_artifacts(run_id, name, folder))
-            except Exception:  # noqa: BLE001 - missing artifact: try the next form
+            path = tracking.download_artifact(tracking_uri, run_id, name, folder)
+            if path is None:  # missing artifact: try the next form
                 continue
             if name.endswith(".png"):
                 return path.read_bytes()

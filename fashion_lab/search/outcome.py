@@ -64,7 +64,7 @@ def _register(search: Search, run, name: str) -> Optional[str]:
     if existing:
         return existing
     try:
-        model_uri = log_run_model(search.cfg.tracking, run.run_id)
+        model_uri = log_run_model(search.cfg, run.run_id)
     except LookupError as error:  # tracking.log_weights=false and no logged model
         print(f"fashion-lab: no model registered: {error}", file=sys.stderr)
         return None

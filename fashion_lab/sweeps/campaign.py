@@ -105,7 +105,7 @@ def abort(reason: str, status: str = "KILLED") -> None:
 
     for parent, tracking_cfg in list(_OPEN.items()):
         tracking.reap(tracking_cfg)
-        tracking.set_tags(tracking.client_for(tracking_cfg), parent, {tracking.TAG + "failure": reason})
+        tracking.tag_run(tracking_cfg, parent, {tracking.TAG + "failure": reason})
         close_parent(tracking_cfg, parent, status, {})
 
 

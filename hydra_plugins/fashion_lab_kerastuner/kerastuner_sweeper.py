@@ -104,5 +104,5 @@ class KerasTunerSweeper(Sweeper):
             peaks = [r.peak_child_rss_mb for r in results if r.peak_child_rss_mb == r.peak_child_rss_mb]
             if peaks:
                 memory["trial_process_peak_rss_mb"] = max(peaks)
-            tracking.log_metrics(tracking.client_for(s.cfg.tracking), s.parent_run_id, memory, step=int(trial.trial_id))
+            tracking.log_run_metrics(s.cfg.tracking, s.parent_run_id, memory, step=int(trial.trial_id))
         backend.tell(trial.trial_id, **told)

@@ -105,8 +105,8 @@ class RaceSweeper(BasicSweeper):
             runs[pair] = value.run_id
             scores[pair] = value.objectives.get("last_val_accuracy")
             if cfg.tracking.enabled:
-                tracking.set_tags(tracking.client_for(cfg.tracking), value.run_id,
-                                  {tracking.TAG + k: v for k, v in race.rung_tags(rung, rungs, epoch).items()})
+                tracking.tag_run(cfg.tracking, value.run_id,
+                                 {tracking.TAG + k: v for k, v in race.rung_tags(rung, rungs, epoch).items()})
         return runs, scores
 
     def _tag(self, cfg, run_ids: list[str], stop) -> None:
@@ -115,5 +115,5 @@ class RaceSweeper(BasicSweeper):
 
         if cfg.tracking.enabled:
             for run_id in run_ids:
-                tracking.set_tags(tracking.client_for(cfg.tracking), run_id,
-                                  {tracking.TAG + k: v for k, v in race.stop_tags(stop).items()})
+                tracking.tag_run(cfg.tracking, run_id,
+                                 {tracking.TAG + k: v for k, v in race.stop_tags(stop).items()})

@@ -35,7 +35,7 @@ N_TRAIN, N_TEST = 200, 50  # tiny fake data set: 20 / 5 images per class
 
 
 def make_cfg(**overrides):
-    return OmegaConf.merge(OmegaConf.structured(DataConfig), overrides)
+    return OmegaConf.merge(OmegaConf.structured(DataConfig), OmegaConf.load(CONF_DIR / "fashion_mnist.yaml"), overrides)
 
 
 @pytest.fixture(autouse=True)

@@ -243,7 +243,7 @@ def test_registering_reuses_a_model_the_run_logged_itself(store):
 
     cfg = compose(TINY + ["tracking.log_model=true", f"tracking.uri={store}"])
     result = train(cfg)
-    uri = log_run_model(cfg.tracking, result.run_id)
+    uri = log_run_model(cfg, result.run_id)
     experiment = MlflowClient(store).get_run(result.run_id).info.experiment_id
     (logged,) = mlflow.search_logged_models(experiment_ids=[experiment], output_format="list")  # its run's
     assert uri == f"models:/{logged.model_id}" and logged.source_run_id == result.run_id
