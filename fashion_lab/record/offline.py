@@ -55,6 +55,17 @@ class Spool:
         self.last_try = time.monotonic()
         self.reason = ""
 
+    @classmethod
+    def load(cls, folder: Path) -> "Spool":
+        """This process's own record, reopened to add to it (a run's end kept after its calls)."""
+        spool = cls.__new__(cls)
+        spool.folder, spool.reason, spool.last_try = Path(folder), "", 0.0
+        spool._identity = json.loads((spool.folder / RUN_FILE).read_text())
+        path = spool.folder / CALLS_FILE
+        spool.calls = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] \
+            if path.exists() else []
+        return spool
+
     @property
     def identity(self) -> dict[str, Any]:
         return json.loads((self.folder / RUN_FILE).read_text())

@@ -65,8 +65,10 @@ def runs(db: Path) -> dict[str, tuple[str, str | None]]:
     return {name: (status, failure) for name, status, failure in rows}
 
 
-def upload(cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(fashion_lab("upload", "fashion-lab-offline"), cwd=cwd, env=cli_env(),
+def upload(cwd: Path, db: Path) -> subprocess.CompletedProcess:
+    """``fashion-lab upload`` into the store the command names (a record never picks its own store)."""
+    return subprocess.run(fashion_lab("upload", "fashion-lab-offline", f"tracking.uri=sqlite:///{db}"), cwd=cwd,
+                          env=cli_env(),
                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
 
 
@@ -90,7 +92,7 @@ def test_a_disk_filled_mid_epoch_records_the_run_failed_with_its_cause(tmp_path)
         assert "database or disk is full" in line and "recorded FAILED" in line and "fashion-lab upload" in line
         assert [status for status, _ in runs(db).values()] == ["RUNNING"]  # the store could not take its end
         (full / "filler").unlink()
-        uploaded = upload(tmp_path)
+        uploaded = upload(tmp_path, db)
         assert uploaded.returncode == 0, uploaded.stderr
         [(status, failure)] = runs(db).values()
         assert status == "FAILED" and "database or disk is full" in failure, failure
@@ -125,7 +127,7 @@ def test_a_store_turned_read_only_mid_sweep_records_each_run_failed_in_one_line(
         assert "recorded FAILED with this reason in" in failed[0]
         assert all("no run was created" in line for line in failed[1:])
         assert sorted(status for status, _ in runs(db).values()) == ["RUNNING", "RUNNING"]  # parent and point 1
-        uploaded = upload(tmp_path)
+        uploaded = upload(tmp_path, db)
         assert uploaded.returncode == 0, uploaded.stderr
         recorded = runs(db)
         assert recorded["bn_placement=after"][0] == "FAILED"
