@@ -46,7 +46,8 @@ def staged(folder: Path) -> Iterator[Path]:
     recover(folder)  # a report killed mid-swap (where renames are two steps) left the old one aside
     check_out(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.building-", dir=folder.parent))
+    clear_abandoned(folder)
+    stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.building-{os.getpid()}-", dir=folder.parent))
     try:
         yield stage
         check_out(folder)  # again: the folder may have changed while the report was built
@@ -72,6 +73,26 @@ def swap_in(stage: Path, folder: Path) -> None:
     os.rename(stage, folder)
     if old is not None:
         shutil.rmtree(old)
+
+
+def clear_abandoned(folder: Path) -> None:
+    """Remove the half-built folders of reports killed while building (``kill -9`` skips their clean-up): those
+    whose builder's pid is gone. A live builder's folder (a concurrent report) is left alone; links are never
+    followed (rmtree unlinks them)."""
+    for stage in folder.parent.glob(f".{folder.name}.building-*-*"):
+        pid = stage.name[len(f".{folder.name}.building-"):].split("-", 1)[0]
+        if stage.is_dir() and not stage.is_symlink() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 def recover(folder: Path) -> None:

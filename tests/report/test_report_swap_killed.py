@@ -56,7 +56,8 @@ def test_where_the_swap_takes_two_renames_the_next_report_puts_the_old_one_back(
         assert (old_report / "report.md").read_text() == "old"
         (stage / "report.md").write_text("next")
     assert (old_report / "report.md").read_text() == "next"
-    assert not list(old_report.parent.glob(".report.out.old-*"))  # (the killed one's half-built stage stays)
+    assert not list(old_report.parent.glob(".report.out.old-*"))
+    assert not list(old_report.parent.glob(".report.out.building-*"))  # the killed one's stage is cleared too
 
 
 def test_the_exchange_is_used_where_the_kernel_has_it(tmp_path):
@@ -67,3 +68,26 @@ def test_the_exchange_is_used_where_the_kernel_has_it(tmp_path):
     if not output._exchange(a, b):
         pytest.skip("renameat2 RENAME_EXCHANGE is not available on this kernel or file system")
     assert (b / "x").read_text() == "a" and not (a / "x").exists()
+
+
+BUILD_THEN_DIE = """
+import os, signal, sys
+from pathlib import Path
+from fashion_lab.report import output
+with output.staged(Path(sys.argv[1])) as stage:
+    (stage / "report.md").write_text("half")
+    os.kill(os.getpid(), signal.SIGKILL)  # killed while building: its stage is never cleaned up by itself
+"""
+
+
+def test_the_next_report_clears_what_a_report_killed_while_building_left(old_report):
+    killed = subprocess.run([sys.executable, "-c", BUILD_THEN_DIE, str(old_report)], timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert killed.returncode == -9
+    assert len(list(old_report.parent.glob(".report.out.building-*"))) == 1  # what kill -9 left
+    live = old_report.parent / f".report.out.building-{os.getpid()}-x"  # a live report building: not touched
+    live.mkdir()
+    with output.staged(old_report) as stage:
+        (stage / "report.md").write_text("next")
+    assert (old_report / "report.md").read_text() == "next"
+    assert [p.name for p in old_report.parent.glob(".report.out.building-*")] == [live.name]
