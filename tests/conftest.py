@@ -11,6 +11,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# TensorFlow in this process computes with the kernels the installed command uses (cli/main.py turns oneDNN on;
+# AMD CPUs have it off by default), so a run trained here reproduces exactly through `fashion-lab reproduce`.
+# Set before any test module imports TensorFlow (collection).
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 # The suite's own imports use this checkout's code (also from a git worktree). The commands it
 # starts do not: they are the installed console script, as a user runs it (pytest_sessionstart
 # checks that the installed fashion-lab is this checkout).

@@ -26,6 +26,9 @@ def show_tf_logs(verbose) -> None:
 def quiet_import() -> None:
     """Import TensorFlow and find its devices with fd 2 captured: its start-up lines are dropped, anything
     else it printed is passed on. A no-op once TensorFlow is imported, or with FASHION_LAB_TF_LOGS=1."""
+    # The kernels the command line uses (cli/main.py): a run trained through the Python API reproduces exactly
+    # through `fashion-lab reproduce` (oneDNN is off by default on AMD CPUs). Read when TensorFlow is imported.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     if "tensorflow" in sys.modules or os.environ.get(TF_LOGS_ENV) == "1":
         return
     import logging
