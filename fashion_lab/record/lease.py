@@ -26,7 +26,7 @@ from typing import Optional
 
 from fashion_lab.record.client import client, client_for, ensure_experiment
 from fashion_lab.record.names import TAG
-from fashion_lab.record.owners import _alive, process_id
+from fashion_lab.record.owners import owner_alive, process_id
 
 HEARTBEAT_S = 10.0  # how often the owner refreshes its lease
 GRACE_S = 60.0      # a lease without a heartbeat for this long is stale (another host's owner is presumed dead)
@@ -70,7 +70,7 @@ class Lease:
 
     def stale(self, now: float) -> Optional[str]:
         """Why this lease no longer holds, or None while it does."""
-        if self.host == socket.gethostname() and not _alive(self.owner):
+        if self.host == socket.gethostname() and not owner_alive(self.owner):
             return "its process has ended"
         if now - self.heartbeat > GRACE_S:
             return f"no heartbeat for {now - self.heartbeat:.0f} s (stale after {GRACE_S:.0f} s)"

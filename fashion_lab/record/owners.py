@@ -30,7 +30,7 @@ def process_id() -> str:
     return f"{pid}:{fields[START] if fields else '0'}"
 
 
-def _alive(owner: str) -> bool:
+def owner_alive(owner: str) -> bool:
     pid, _, start = owner.partition(":")
     fields = proc_stat(pid)
     if fields is None:  # no such process, or no /proc: ask the kernel
@@ -152,7 +152,7 @@ def reap_orphans(client, experiment_id) -> int:
     reaped = 0
     for run in orphans:
         owner = run.data.tags.get(TAG + "owner")
-        if owner and not _alive(owner):
+        if owner and not owner_alive(owner):
             client.set_tag(run.info.run_id, TAG + "failure", f"process {owner} {REAPED}")
             client.set_terminated(run.info.run_id, status="KILLED")
             reaped += 1

@@ -30,7 +30,7 @@ from fashion_lab.record.client import (NotInStore, _default_artifact_location, c
 from fashion_lab.record.models import (_keras_signature, download_model_files, download_weights,
                                        log_keras_model, logged_model_uri, register_model, registered_version)
 from fashion_lab.record.names import EXPERIMENT_KIND, MODEL_NAME, REAPED, SHARED_VIEW, TAG, WEIGHTS_FILE
-from fashion_lab.record.owners import (PACKAGE_DIR, PACKAGES, _alive, _checkout, _git, close_dead_runs,
+from fashion_lab.record.owners import (PACKAGE_DIR, PACKAGES, owner_alive, _checkout, _git, close_dead_runs,
                                        commit_tags, git_commit, package_versions, process_id, provenance_tags,
                                        reap, reap_orphans, system_tags, where_tags, workdir_commit)
 from fashion_lab.record.lease import GRACE_S, HEARTBEAT_S, Busy, Lease, check_free, claim, decide, release
@@ -81,5 +81,5 @@ __all__ = [
     "Terminated", "install_signal_handlers", "raise_interrupted", "raise_terminated", "sigterm_raises",
     "take_signal",
     # private, for tests and the modules that read them through the face
-    "_SIGNALLED", "_alive", "_checkout", "_default_artifact_location", "_git", "_keras_signature", "_progress",
+    "_SIGNALLED", "owner_alive", "_checkout", "_default_artifact_location", "_git", "_keras_signature", "_progress",
 ]

@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from fashion_lab.record.owners import owner_alive
+
 # What a report folder holds; a folder holding anything else is not replaced (report.out=~ must not delete ~).
 REPORT_NAMES = {"runs.csv", "effects.csv", "report.md", "report.html", "plots"}
 
@@ -81,18 +83,8 @@ def clear_abandoned(folder: Path) -> None:
     followed (rmtree unlinks them)."""
     for stage in folder.parent.glob(f".{folder.name}.building-*-*"):
         pid = stage.name[len(f".{folder.name}.building-"):].split("-", 1)[0]
-        if stage.is_dir() and not stage.is_symlink() and pid.isdigit() and not _alive(int(pid)):
+        if stage.is_dir() and not stage.is_symlink() and pid.isdigit() and not owner_alive(pid):
             shutil.rmtree(stage, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: alive
-        return True
-    return True
 
 
 def recover(folder: Path) -> None:
