@@ -39,6 +39,14 @@ def test_switching_optimizer_does_not_inherit_sgd_momentum():
     assert compose(["optimizer=adam"]).optimizer.momentum is None
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "rmsprop"])
+def test_the_tutorial_with_another_optimizer_takes_that_optimizers_settings(optimizer):
+    """The lecture's "experiment changing the optimizers" on the tutorial: it was refused (SGD's momentum followed)."""
+    cfg = compose(["experiment=tutorial", f"optimizer={optimizer}"])
+    validate(cfg)
+    assert cfg.optimizer == compose([f"optimizer={optimizer}", "optimizer.decay=0.0004"]).optimizer
+
+
 @pytest.mark.parametrize("override,key", [
     ("optimizer.learning_rate=-1", "optimizer.learning_rate"),
     ("optimizer.learning_rate=0", "optimizer.learning_rate"),
