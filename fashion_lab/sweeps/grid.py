@@ -7,6 +7,7 @@ records either. Importing this module stays cheap: no TensorFlow, no MLflow.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -137,53 +138,81 @@ def size(path: Path) -> str:
 # (README, "The quickstart"; the quickstart measured 300 to 400 under load). Evaluating an image costs
 # about a third of training on one.
 IMAGES_PER_S = 400
-_POOL = {"fashion_mnist": 60000, "synthetic": 10000}
+_POOL = {"fashion_mnist": 60000, "fashion_mnist_test": 10000}  # the dataset's own sizes
 
 
 def _group_option(node, group: str) -> Optional[str]:
-    """The ``override /GROUP: option`` a sweep file's defaults list selects, if any."""
+    """The option of GROUP a defaults list selects (``override /GROUP: option`` or ``GROUP: option``), if any."""
     for entry in OmegaConf.select(node, "defaults", default=None) or []:
         if isinstance(entry, dict) or OmegaConf.is_config(entry):
             for key, value in dict(entry).items():
-                if str(key).split()[-1].lstrip("/") == group:
+                if str(key).split()[-1].lstrip("/") == group and value is not None:
                     return str(value)
     return None
 
 
-def _value(node, key: str, group_file: Optional[Path], default):
-    """A key as the sweep sees it: the sweep file's, else its selected group file's, else ``default``."""
-    found = OmegaConf.select(node, key, default=None)
-    if found is None and group_file is not None and group_file.exists():
-        found = OmegaConf.select(OmegaConf.load(group_file), key.split(".", 1)[1], default=None)
-    return default if found is None else found
+@functools.lru_cache(maxsize=None)
+def _conf_file(path: Path):
+    """A conf/ file, read once per process (a listing asks each a dozen times per sweep)."""
+    return OmegaConf.load(path) if path.exists() else None
+
+
+@functools.lru_cache(maxsize=1)
+def _schema():
+    from fashion_lab.config.schema import Config
+
+    return OmegaConf.structured(Config)
+
+
+def _experiments(node) -> list:
+    """The experiment a sweep file selects, then each experiment it extends (experiment=fast: fast, tutorial)."""
+    from fashion_lab.config import CONF_DIR
+
+    found, name = [], _group_option(node, "experiment")
+    while name and (experiment := _conf_file(CONF_DIR / "experiment" / f"{name}.yaml")) and len(found) < 10:
+        found.append(experiment)
+        name = next((str(e) for e in OmegaConf.select(found[-1], "defaults", default=None) or []
+                     if isinstance(e, str) and e != "_self_"), None)
+    return found
+
+
+def _setting(node, key: str):
+    """A key as the sweep file composes it, without composing (that takes a second per sweep): the file's own
+    value, else its experiment's, else its group option's file (or conf/config.yaml's choice), else the schema's."""
+    from fashion_lab.config import CONF_DIR
+
+    group, _, rest = key.partition(".")
+    for source, path in [(node, key)] + [(e, key) for e in _experiments(node)]:
+        if (found := OmegaConf.select(source, path, default=None)) is not None:
+            return found
+    option = _group_option(node, group) or _group_option(_conf_file(CONF_DIR / "config.yaml"), group)
+    group_file = _conf_file(CONF_DIR / group / f"{option}.yaml")
+    if group_file is not None and (found := OmegaConf.select(group_file, rest, default=None)) is not None:
+        return found
+    return OmegaConf.select(_schema(), key, default=None, throw_on_missing=False)
 
 
 def budget(path: Path) -> dict:
     """Seeds per point, epochs, training images and the expected minutes of a sweep file (None where unknown:
     a Hyperband schedule), from IMAGES_PER_S for the tutorial network."""
-    from fashion_lab.config import CONF_DIR
-
     node = OmegaConf.load(path)
-    data = _group_option(node, "data") or "fashion_mnist"
-    data_file = CONF_DIR / "data" / f"{data}.yaml"
-    val = int(_value(node, "data.val_samples", data_file, 5000))
-    pool = int(_value(node, "data.synthetic_train", data_file, _POOL["synthetic"])) if data == "synthetic" \
-        else _POOL["fashion_mnist"]
-    train = int(_value(node, "data.train_samples", data_file, None) or pool - val)
-    test = int(_value(node, "data.synthetic_test", data_file, 2000)) if data == "synthetic" else 10000
-    epochs = int(OmegaConf.select(node, "trainer.epochs", default=None) or 10)
-    seeds = int(OmegaConf.select(node, "sweep.seeds", default=1) or 1)
+    data = str(_setting(node, "data.name")).split(".")[-1]  # an enum's str is DataName.synthetic
+    val = int(_setting(node, "data.val_samples"))
+    pool = int(_setting(node, "data.synthetic_train")) if data == "synthetic" else _POOL["fashion_mnist"]
+    train = int(_setting(node, "data.train_samples") or pool - val)
+    test = int(_setting(node, "data.synthetic_test")) if data == "synthetic" else _POOL["fashion_mnist_test"]
+    epochs = int(_setting(node, "trainer.epochs"))
+    seeds = int(_setting(node, "sweep.seeds"))
     swept_seed = dimensions(_params(node)).get("trainer.seed")
     if swept_seed is not None and swept_seed.is_sweep_override() and swept_seed.is_discrete_sweep():
         seeds = len(list(swept_seed.sweep_string_iterator()))  # seeds given as a dimension (ablation)
-    most = int(OmegaConf.select(node, "sweep.max_seeds", default=10)) if OmegaConf.select(
-        node, "sweep.until_sure", default=False) else seeds
+    most = int(_setting(node, "sweep.max_seeds")) if _setting(node, "sweep.until_sure") else seeds
     shown = size(path)
     runs = int(shown.split()[0]) if shown.split()[0].isdigit() else None
-    tuner = _group_option(node, "tuner") or str(OmegaConf.select(node, "tuner.strategy", default="random"))
     if strategy(path) != "grid":
-        runs = None if tuner == "hyperband" else (runs or 10) * int(
-            OmegaConf.select(node, "tuner.executions_per_trial", default=1))
+        tuner = str(_setting(node, "tuner.strategy"))
+        runs = None if tuner == "hyperband" else (runs or int(_setting(node, "tuner.max_trials"))) * int(
+            _setting(node, "tuner.executions_per_trial"))
     per_run = (epochs * (train + val / 3) + test / 3) / IMAGES_PER_S
     minutes = None if runs is None else (runs * per_run / 60, runs // max(1, seeds) * max(seeds, most) * per_run / 60)
     return {"seeds": (seeds, max(seeds, most)), "epochs": epochs, "train_images": train, "minutes": minutes}

@@ -7,6 +7,7 @@ import pytest
 from fashion_lab.sweeps import grid as sweep
 from fashion_lab.config import SWEEPS_DIR
 from fashion_lab.preflight import validate
+from conftest import compose
 from helpers.sweeps import TINY, runs_in
 
 
@@ -170,3 +171,29 @@ def test_list_shows_seeds_epochs_images_and_expected_time(run_cli):
     assert rows["ablation"].split()[1:8] == ["grid", "18", "points", "3", "5", "10,000", "~42"]
     assert "SEEDS" in result.stderr and "400 training images/s" in result.stderr  # the header says where times come from
     assert sweep.IMAGES_PER_S == 400
+
+
+@pytest.mark.parametrize("name", sorted(sweep.sweep_files()))
+def test_the_listing_states_the_epochs_and_images_the_sweep_composes(name):
+    """--list reads sweep files without composing them (a second each): its figures must be Hydra's, through an
+    experiment too (ablation_full and precision train experiment=tutorial's 25 epochs; the listing said 10)."""
+    cfg = compose_sweep(name)
+    listed = sweep.budget(SWEEPS_DIR / f"{name}.yaml")
+    assert listed["epochs"] == cfg.trainer.epochs
+    pool = cfg.data.synthetic_train if cfg.data.name.value == "synthetic" else 60000
+    assert listed["train_images"] == (cfg.data.train_samples or pool - cfg.data.val_samples)
+
+
+def test_the_listing_falls_back_to_the_group_files_and_the_schema(tmp_path):
+    """A sweep file that states nothing: the values come from conf/ (trainer/default.yaml's 10 epochs) and the
+    schema (synthetic data's 1,000 images less data/synthetic.yaml's 200 held out), as composing gives them."""
+    path = tmp_path / "bare.yaml"
+    path.write_text("# Bare.\ndefaults:\n  - override /data: synthetic\n"
+                    "hydra:\n  sweeper:\n    params:\n      model.pooling: max,avg\n")
+    cfg = compose(["data=synthetic"])
+    listed = sweep.budget(path)
+    train = cfg.data.synthetic_train - cfg.data.val_samples
+    assert (listed["epochs"], listed["train_images"]) == (cfg.trainer.epochs, train) == (10, 800)
+    per_run = (cfg.trainer.epochs * (train + cfg.data.val_samples / 3)
+               + cfg.data.synthetic_test / 3) / sweep.IMAGES_PER_S
+    assert listed["minutes"][0] == pytest.approx(2 * per_run / 60)
