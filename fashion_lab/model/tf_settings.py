@@ -9,6 +9,7 @@ import sys
 import tempfile
 
 _threads_set: bool = False
+_bf16_warned: bool = False
 TF_LOGS_ENV = "FASHION_LAB_TF_LOGS"  # "1": TensorFlow's own start-up and retracing messages are shown
 # TensorFlow's C++ start-up lines (oneDNN notice, "Could not find cuda drivers", "failed call to cuInit", absl's
 # pre-init warning) go straight to fd 2 before absl reads TF_CPP_MIN_LOG_LEVEL, so only the fd can be quieted.
@@ -69,6 +70,37 @@ def configure(trainer_cfg) -> None:
     keras.utils.set_random_seed(int(trainer_cfg.seed))
     if trainer_cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
+    _warn_slow_bf16(getattr(trainer_cfg.precision, "value", trainer_cfg.precision),
+                    lambda: bool(tf.config.list_physical_devices("GPU")))
+
+
+def bf16_warning(precision: str, cpuinfo: str, has_gpu) -> str | None:
+    """A warning when bfloat16 compute would run on a CPU without native bfloat16 (no AVX512-BF16, no AMX): there
+    every op converts, and a run was measured 9-21 times slower than float32 (benchmarks/README.md)."""
+    if precision != "mixed_bfloat16" or not cpuinfo:
+        return None
+    flags = set(next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines()
+                      if line.startswith("flags")), []))
+    if {"avx512_bf16", "amx_bf16"} & flags or has_gpu():
+        return None
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
+                 "this CPU")
+    return (f"trainer.precision=mixed_bfloat16 on {model}, which has no AVX512-BF16 or AMX: bfloat16 is emulated "
+            f"there, measured 9-21x slower than float32; trainer.precision=float32 (experiment=tutorial rather "
+            f"than experiment=fast) is the fast choice on this machine")
+
+
+def _warn_slow_bf16(precision: str, has_gpu) -> None:
+    global _bf16_warned
+    if _bf16_warned:
+        return  # once per process: a sweep's points share one warning
+    try:
+        cpuinfo = open("/proc/cpuinfo", encoding="utf-8").read()
+    except OSError:
+        return  # not Linux: nothing known, nothing said
+    if warning := bf16_warning(precision, cpuinfo, has_gpu):
+        print(f"fashion-lab: warning: {warning}", file=sys.stderr)
+        _bf16_warned = True
 
 
 def keras_verbosity(verbose) -> int:
