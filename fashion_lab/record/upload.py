@@ -72,8 +72,7 @@ def new_run(client, record: Record, uri: str) -> str:
     tags = {k: v for k, v in record.tags.items() if k != "mlflow.parentRunId"}  # that parent is elsewhere
     run = client.create_run(experiment_id, run_name=record.run_name,
                             tags={**tags, DIGEST_TAG: digest(record.secret), SENT_TAG: "0"})
-    log_params(client, run.info.run_id, record.params)
-    return run.info.run_id
+    return run.info.run_id  # its params: _upload, which also gives them after a kill before they were all in
 
 
 def _sent(run) -> Optional[int]:
@@ -128,6 +127,8 @@ def _upload(record: Record, uri: str, store: str) -> Uploaded:
         # Closed by reap_orphans while its record waited on disk; the record says how it ended.
         client.delete_tag(run_id, TAG + "failure")
     line = _line(record, store, run_id, start, made=run is None)
+    if run_id != record.run_id and not start:  # a run an upload made: its params first, again if a kill cut them
+        log_params(client, run_id, record.params)  # (MLflow takes a param again when its value is the same)
     _replay(client, run_id, record, start or 0)
     return Uploaded(run_id, store, line)
 
