@@ -52,7 +52,7 @@ STRATEGIES = {  # name -> the tuner overrides of that search; every one starts f
                    "tuner.pruner_startup_trials=3", "tuner.pruner_warmup_epochs=1"],
 }
 SMOKE = ["data=synthetic", "data.synthetic_train=300", "data.synthetic_test=100", "data.val_samples=100"]
-DROPPED = ("tuner", "tracking.", "trainer.epochs=", "trainer.seed=", "sweep.")  # not part of a trial's network
+DROPPED = ("tuner", "tracking.uri=", "trainer.epochs=", "trainer.seed=", "sweep.")  # not part of a trial's network
 
 
 def epoch_rows(db: Path, role: str | None = None) -> list[tuple[int, float | None, str]]:
