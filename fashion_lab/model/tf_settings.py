@@ -92,8 +92,8 @@ def bf16_warning(precision: str, cpuinfo: str, has_gpu) -> str | None:
 
 def _warn_slow_bf16(precision: str, has_gpu) -> None:
     global _bf16_warned
-    if _bf16_warned:
-        return  # once per process: a sweep's points share one warning
+    if _bf16_warned or precision != "mixed_bfloat16":
+        return  # once per process (a sweep's points share one warning); float32 runs read nothing
     try:
         cpuinfo = open("/proc/cpuinfo", encoding="utf-8").read()
     except OSError:

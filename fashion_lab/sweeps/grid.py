@@ -182,8 +182,8 @@ def _setting(node, key: str):
     from fashion_lab.config import CONF_DIR
 
     group, _, rest = key.partition(".")
-    for source, path in [(node, key)] + [(e, key) for e in _experiments(node)]:
-        if (found := OmegaConf.select(source, path, default=None)) is not None:
+    for source in [node, *_experiments(node)]:
+        if (found := OmegaConf.select(source, key, default=None)) is not None:
             return found
     option = _group_option(node, group) or _group_option(_conf_file(CONF_DIR / "config.yaml"), group)
     group_file = _conf_file(CONF_DIR / group / f"{option}.yaml")
