@@ -81,21 +81,31 @@ def first_reaching(rows, target: float) -> int | None:
 def run_cli(arguments: list[str], folder: Path, stop=None, poll_s: float = 3.0) -> None:
     """Runs ``fashion-lab ARGS`` in ``folder``; ``stop()`` is polled and ends it early (SIGTERM)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    errors = tempfile.TemporaryFile("w+")  # a file, not a pipe: an hour of a search's stderr never blocks it
     process = subprocess.Popen([sys.executable, "-m", "fashion_lab.cli.main", *arguments], cwd=folder, env=env,
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
                                text=True, start_new_session=True)
-    while process.poll() is None:
-        if stop is not None and stop():
-            process.send_signal(signal.SIGTERM)  # the search closes its runs (KILLED) and its workers
-            try:
-                process.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-            return
-        time.sleep(poll_s)
+    try:
+        while process.poll() is None:
+            if stop is not None and stop():
+                return end(process)
+            time.sleep(poll_s)
+    except BaseException:  # Ctrl-C or SIGTERM here: the command (in its own session, so not signalled) ends too
+        end(process)
+        raise
     if process.returncode != 0:
-        raise RuntimeError(f"fashion-lab {' '.join(arguments)} exited {process.returncode}: "
-                           f"{process.stderr.read()[-2000:]}")
+        errors.seek(0)
+        raise RuntimeError(f"fashion-lab {' '.join(arguments)} exited {process.returncode}: {errors.read()[-2000:]}")
+
+
+def end(process: subprocess.Popen) -> None:
+    """SIGTERM: the command closes its runs (KILLED) and its workers; SIGKILL to its group if it hangs."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def query(db: Path, sql: str, args=()) -> list[tuple]:
@@ -242,6 +252,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--ledger", type=Path, help="the finished pieces, to resume from (default: in the folder)")
     parser.add_argument("overrides", nargs="*", help="extra overrides for every run (e.g. trainer.precision=...)")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds through run_cli, which ends its command
     common = (SMOKE if args.smoke else [args.data]) + ["trainer.verbose=0", "tracking.log_plots=false", *args.overrides]
     epochs = 2 if args.smoke else 25
     budget = BUDGET_RUNS * epochs

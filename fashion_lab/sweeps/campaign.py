@@ -61,17 +61,23 @@ def open_parent(tracking_cfg, *, key: str, restart: bool, name: str, role: str, 
                 sweep_name: str, swept_keys: list[str], definition: str, tags: dict[str, str]) -> Optional[str]:
     """The parent run of this sweep command: the last one recorded under ``key``, resumed, or a new one, held
     under a lease (record/lease.py); while another live command holds it, ``Stop(Busy)`` before any change."""
+    raise_on_sigterm()  # from before the parent exists: a SIGTERM while the lease settles closes it KILLED
     if not tracking_cfg.enabled:
         return None
     from fashion_lab.record import tracking
 
     tracking.reap(tracking_cfg)  # runs of a killed earlier attempt: KILLED before anything resumes
+
+    def create(claim: dict[str, str]) -> str:  # open at once: a signal while the lease settles closes it (abort)
+        run_id = tracking.open_parent_run(tracking_cfg, name=name, role=role, strategy=strategy, sweep_name=sweep_name,
+                                          swept_keys=swept_keys, definition=definition, tags={**tags, **claim})
+        _OPEN[run_id] = tracking_cfg
+        return run_id
+
     try:
-        parent, resumed, taken = tracking.hold_parent(tracking_cfg, key, f"{role} {sweep_name}", restart, lambda claim: (
-            tracking.open_parent_run(tracking_cfg, name=name, role=role, strategy=strategy, sweep_name=sweep_name,
-                                     swept_keys=swept_keys, definition=definition, tags={**tags, **claim})))
-    except tracking.Busy as busy:  # a Stop passes Hydra's callback and sweeper alike
-        raise Stop(busy) from None
+        parent, resumed, taken = tracking.hold_parent(tracking_cfg, key, f"{role} {sweep_name}", restart, create)
+    except tracking.Busy as busy:  # a Stop passes Hydra's callback and sweeper alike (no abort: the loser's
+        raise Stop(busy) from None  # parent is already closed and deleted)
     print("".join(f"taking over {role} {sweep_name}: the lease of {line}\n" for line in taken), end="")
     if resumed:
         tracking.resume_parent(tracking_cfg, parent, tags)
@@ -107,16 +113,6 @@ def abort(reason: str, status: str = "KILLED") -> None:
         tracking.reap(tracking_cfg)
         tracking.tag_run(tracking_cfg, parent, {tracking.TAG + "failure": reason})
         close_parent(tracking_cfg, parent, status, {})
-
-
-def planned(config: DictConfig, points: list) -> dict[str, str]:
-    """Tags for progress: the runs this sweep plans, and with sweep.until_sure the most it may run."""
-    from fashion_lab.record.tracking import TAG
-
-    if not config.sweep.until_sure:
-        return {TAG + "runs_planned": str(len(points))}
-    return {TAG + "runs_planned": str(len(points) * max(2, int(config.sweep.seeds))),
-            TAG + "runs_max": str(len(points) * max(2, int(config.sweep.max_seeds)))}
 
 
 # --- grid sweeps: Hydra's basic sweeper, or any grid-like one ---------------------------------
@@ -204,7 +200,7 @@ class Campaign(Callback):
             restart=bool(config.sweep.restart),
             name=self.name if config.sweep.name else "grid " + " x ".join(short_key(k) for k in self.keys),
             role="sweep", strategy="grid", sweep_name=self.name, swept_keys=self.keys, definition=definition,
-            tags={TAG + "points": str(len(self.points)), TAG + "overrides": " ".join(task), **planned(config, self.points)})
+            tags={TAG + "points": str(len(self.points)), TAG + "overrides": " ".join(task), **sweep.planned(config, self.points)})
         if self.parent:
             print(f"fashion-lab: sweep {self.name}: {len(self.points)} points, parent run {self.parent} "
                   f"({config.tracking.uri}, experiment {config.tracking.experiment})", file=sys.stderr)
@@ -212,7 +208,7 @@ class Campaign(Callback):
             config.hydra.overrides.task.append(f"sweep.swept_keys=[{','.join(repr(k) for k in self.keys)}]")
             if self.parent:
                 config.hydra.overrides.task.append(f"sweep.parent_run_id={self.parent}")
-        raise_on_sigterm()
+        raise_on_sigterm()  # again: what ran since (the store, Hydra) may have set its own handler
         self.started = True
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from fashion_lab.config import REFUSED_SWEEPS, ConfigError, point_name, short_key, sweep_files  # noqa: F401 - re-exported
 
@@ -132,6 +132,16 @@ def size(path: Path) -> str:
                 return "search"
             total *= len(list(override.sweep_string_iterator()))
     return f"{total * int(OmegaConf.select(node, 'sweep.seeds', default=1))} points"
+
+
+def planned(config: DictConfig, points: list) -> dict[str, str]:
+    """Tags for progress: the runs this sweep plans, and with sweep.until_sure the most it may run."""
+    from fashion_lab.record.tracking import TAG
+
+    if not config.sweep.until_sure:
+        return {TAG + "runs_planned": str(len(points))}
+    return {TAG + "runs_planned": str(len(points) * max(2, int(config.sweep.seeds))),
+            TAG + "runs_max": str(len(points) * max(2, int(config.sweep.max_seeds)))}
 
 
 # Training throughput behind the expected times: the tutorial network at batch 32 on 2 AMD EPYC cores

@@ -197,3 +197,11 @@ def test_the_listing_falls_back_to_the_group_files_and_the_schema(tmp_path):
     per_run = (cfg.trainer.epochs * (train + cfg.data.val_samples / 3)
                + cfg.data.synthetic_test / 3) / sweep.IMAGES_PER_S
     assert listed["minutes"][0] == pytest.approx(2 * per_run / 60)
+
+
+def test_planned_runs_count_points_times_seeds_until_sure_at_least_two():
+    """The progress tags on a grid's parent: runs planned, and with until_sure the most it may run."""
+    points = [["model.pooling=max"], ["model.pooling=avg"]]
+    assert sweep.planned(compose([]), points) == {"fashion_lab.runs_planned": "2"}
+    sure = compose(["sweep.until_sure=true", "sweep.seeds=3", "sweep.max_seeds=5"])
+    assert sweep.planned(sure, points) == {"fashion_lab.runs_planned": "6", "fashion_lab.runs_max": "10"}
